@@ -1,0 +1,49 @@
+# memgpt_lab: everything a fresh clone needs, from two commands.
+#   make lab    virtual environment, install, JupyterLab on notebooks/ (loopback)
+#   make test   virtual environment, install, system packages, lint, types, every test
+#   make bench  the benchmarks, printing figures and ratios
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Debian packages the tests drive: a browser for the widget checks, Node's ws for a foreign client.
+SYSTEM_PACKAGES := chromium node-ws
+LAB_PORT ?= 8888
+
+.PHONY: install system-deps lab test lint unit notebooks browser bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(STAMP)
+
+system-deps:
+	@missing=""; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	[ -d /usr/share/nodejs/ws ] || [ -d /usr/lib/nodejs/ws ] || missing="$$missing node-ws"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+lab: install
+	$(BIN)/jupyter lab --ip=127.0.0.1 --port=$(LAB_PORT) --notebook-dir=notebooks
+
+lint: install
+	$(BIN)/ruff check memgpt_lab tests bench
+	$(BIN)/ruff format --check memgpt_lab tests bench
+	$(BIN)/mypy
+
+test: install system-deps lint
+	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-output

@@ -1,0 +1,1 @@
+"""Benchmarks for memgpt_lab; ``make bench`` (``python -m bench``) runs them all."""

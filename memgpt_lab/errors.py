@@ -1,0 +1,86 @@
+"""Exceptions raised by memgpt_lab.
+
+Every error the package raises on purpose derives from :class:`LabError`, so
+``except LabError`` catches them all. The tree::
+
+    LabError
+    ├── UnknownNameError (also LookupError)    a persona, human, preset, function or
+    │                                          agent name that does not exist; lists
+    │                                          the names that do
+    ├── PresetError (also ValueError)          a preset that does not validate
+    ├── MemoryLimitError (also ValueError)     a core memory edit over the block's limit
+    ├── ProtocolError (also ValueError)        a frame that breaks the WebSocket protocol
+    ├── InterfaceClosedError                   an interface used after close()
+    ├── LLMError                               a model backend failed or answered badly
+    ├── FrameTimeoutError (also TimeoutError)  Recording.wait_for gave up
+    └── RecordingAssertionError (also AssertionError)
+                                               a Recording assertion failed
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+__all__ = [
+    "FrameTimeoutError",
+    "InterfaceClosedError",
+    "LLMError",
+    "LabError",
+    "MemoryLimitError",
+    "PresetError",
+    "ProtocolError",
+    "RecordingAssertionError",
+    "UnknownNameError",
+]
+
+
+class LabError(Exception):
+    """Base class of every error memgpt_lab raises on purpose."""
+
+
+class UnknownNameError(LabError, LookupError):
+    """A name (persona, human, preset, function, agent...) that does not exist.
+
+    Attributes:
+        kind: what was looked up, for example ``"persona"``.
+        name: the name that was asked for.
+        available: the names that do exist, sorted.
+    """
+
+    def __init__(self, kind: str, name: str, available: Iterable[str]) -> None:
+        self.kind = kind
+        self.name = name
+        self.available = sorted(available)
+        listed = ", ".join(self.available) if self.available else "(none)"
+        super().__init__(f"unknown {kind} {name!r}; available: {listed}")
+
+    def __str__(self) -> str:  # LookupError would otherwise repr() the message
+        return str(self.args[0])
+
+
+class PresetError(LabError, ValueError):
+    """A preset file or mapping that does not validate."""
+
+
+class MemoryLimitError(LabError, ValueError):
+    """A core memory edit that would take a block over its character limit."""
+
+
+class ProtocolError(LabError, ValueError):
+    """A frame that is not valid for the memgpt WebSocket protocol."""
+
+
+class InterfaceClosedError(LabError):
+    """A WebSocket interface was used after ``close()``."""
+
+
+class LLMError(LabError):
+    """A model backend failed, or answered in a shape the agent cannot use."""
+
+
+class FrameTimeoutError(LabError, TimeoutError):
+    """``Recording.wait_for`` did not see the frames it waited for in time."""
+
+
+class RecordingAssertionError(LabError, AssertionError):
+    """A ``Recording`` assertion failed; the message shows the frames seen."""
