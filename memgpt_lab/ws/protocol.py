@@ -23,6 +23,7 @@ functions build frames and turn them into text; they do no I/O.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from memgpt_lab.errors import ProtocolError
@@ -38,6 +39,8 @@ __all__ = [
     "command_response",
     "decode",
     "encode",
+    "event_frame",
+    "events_from_messages",
     "server_error",
     "user_message",
 ]
@@ -125,3 +128,101 @@ def decode(text: str | bytes) -> Frame:
     if not isinstance(frame["type"], str):
         raise ProtocolError(f"frame 'type' must be a string, not {type(frame['type']).__name__}")
     return frame
+
+
+def event_frame(kind: str, message: Any, **extra: Any) -> Frame:
+    """The frame for one :class:`~memgpt_lab.interface.AgentInterface` event.
+
+    ``kind`` is the observer method's name. ``user_message`` events have no
+    server-to-client frame in the protocol (MemGPT's interfaces dropped them
+    too), so callers filter them out before asking for a frame.
+
+    Raises:
+        ProtocolError: ``kind`` is ``user_message`` or not an event kind at all.
+    """
+    if kind == "user_message":
+        raise ProtocolError("user_message events have no server-to-client frame; skip them")
+    return agent_response(kind, message, **extra)
+
+
+def events_from_messages(messages: Iterable[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """The interface events that replay a message history, in order.
+
+    ``messages`` are OpenAI-style chat dicts. The mapping, per message:
+
+    - ``system`` / ``user``: nothing (no frame exists for them);
+    - ``assistant``: its text content becomes ``internal_monologue``; then each
+      call, from ``function_call`` or ``tool_calls`` in order, becomes
+      ``assistant_message`` with the ``message`` argument for ``send_message``,
+      or ``function_message`` ``"Running name(args)"`` for any other function
+      (``args`` as the agent prints them: the parsed dict, or the raw text when
+      it is not a JSON object);
+    - ``function`` / ``tool``: its content becomes ``function_message``.
+
+    Empty content is skipped. The result is a list of ``(kind, text)`` pairs,
+    ready for ``AgentInterface.emit``.
+
+    Raises:
+        ProtocolError: a message has no ``role`` or an unknown one, or a call
+            has no function name.
+    """
+    events: list[tuple[str, str]] = []
+    for index, message in enumerate(messages):
+        role = message.get("role")
+        if role in ("system", "user"):
+            continue
+        if role in ("function", "tool"):
+            text = _content_text(message.get("content"))
+            if text:
+                events.append(("function_message", text))
+        elif role == "assistant":
+            text = _content_text(message.get("content"))
+            if text:
+                events.append(("internal_monologue", text))
+            for name, arguments in _calls(message, index):
+                events.append(_call_event(name, arguments))
+        else:
+            raise ProtocolError(
+                f"message {index} has role {role!r}; expected system, user, assistant, "
+                "function or tool"
+            )
+    return events
+
+
+def _content_text(content: Any) -> str:
+    # OpenAI content is a string, or a list of parts of which only text parts are shown.
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(str(part.get("text", "")) for part in content if isinstance(part, Mapping))
+    return str(content)
+
+
+def _calls(message: Mapping[str, Any], index: int) -> list[tuple[str, Any]]:
+    calls: list[Mapping[str, Any]] = []
+    if message.get("function_call"):
+        calls.append(message["function_call"])
+    for tool_call in message.get("tool_calls") or ():
+        calls.append(tool_call.get("function") or {})
+    named = []
+    for call in calls:
+        name = call.get("name")
+        if not isinstance(name, str) or not name:
+            raise ProtocolError(f"message {index} has a function call without a name")
+        named.append((name, call.get("arguments")))
+    return named
+
+
+def _call_event(name: str, arguments: Any) -> tuple[str, str]:
+    parsed: Any = arguments
+    if isinstance(arguments, str):
+        try:
+            parsed = json.loads(arguments)
+        except ValueError:
+            parsed = arguments
+    if name == "send_message" and isinstance(parsed, dict) and "message" in parsed:
+        return ("assistant_message", str(parsed["message"]))
+    shown = parsed if isinstance(parsed, dict) else ("" if arguments is None else arguments)
+    return ("function_message", f"Running {name}({shown})")
