@@ -1,0 +1,139 @@
+"""memgpt_lab: a Jupyter testbench for MemGPT-style agents.
+
+A ten-line tour::
+
+    from memgpt_lab import (MockWebSocket, SyncWebSocketInterface, DEFAULT_PRESET,
+                            create_agent_from_preset, get_persona_text, get_human_text, system)
+
+    ws = MockWebSocket()
+    interface = SyncWebSocketInterface()
+    interface.register_client(ws)
+    agent = create_agent_from_preset(DEFAULT_PRESET, None, "scripted",
+                                     get_persona_text("sam_pov"), get_human_text("basic"), interface)
+    agent.step(system.package_user_message("Hello, is anyone there?"), first_message=True)
+    interface.close()
+    print(ws.recording.table())
+
+Names are imported on first use, so ``import memgpt_lab`` stays fast; the
+widgets live in :mod:`memgpt_lab.widgets` and need ipywidgets.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# name -> module that defines it; imported on first attribute access.
+_EXPORTS: dict[str, str] = {
+    # agent core
+    "Agent": "memgpt_lab.agent",
+    "AgentConfig": "memgpt_lab.agent",
+    "StepResult": "memgpt_lab.agent",
+    "TurnResult": "memgpt_lab.agent",
+    "CoreMemory": "memgpt_lab.memory",
+    "RecallMemory": "memgpt_lab.memory",
+    "ArchivalMemory": "memgpt_lab.memory",
+    "InMemoryStateManager": "memgpt_lab.persistence",
+    "FunctionSpec": "memgpt_lab.functions",
+    "register_function": "memgpt_lab.functions",
+    "DEFAULT_PRESET": "memgpt_lab.presets",
+    "Preset": "memgpt_lab.presets",
+    "create_agent_from_config": "memgpt_lab.presets",
+    "create_agent_from_preset": "memgpt_lab.presets",
+    "list_presets": "memgpt_lab.presets",
+    "load_preset": "memgpt_lab.presets",
+    "save_preset": "memgpt_lab.presets",
+    "use_preset": "memgpt_lab.presets",
+    "get_persona_text": "memgpt_lab.personas",
+    "list_personas": "memgpt_lab.personas",
+    "get_human_text": "memgpt_lab.humans",
+    "list_humans": "memgpt_lab.humans",
+    "FixedClock": "memgpt_lab.system",
+    # models
+    "ChatModel": "memgpt_lab.llm",
+    "ReplayModel": "memgpt_lab.llm",
+    "Rule": "memgpt_lab.llm",
+    "ScriptedModel": "memgpt_lab.llm",
+    "Turn": "memgpt_lab.llm",
+    "get_model": "memgpt_lab.llm",
+    # interfaces and recording
+    "AgentInterface": "memgpt_lab.interface",
+    "CollectingInterface": "memgpt_lab.interface",
+    "MultiInterface": "memgpt_lab.interface",
+    "PrintingInterface": "memgpt_lab.interface",
+    "AsyncWebSocketInterface": "memgpt_lab.ws.interface",
+    "SyncWebSocketInterface": "memgpt_lab.ws.interface",
+    "Frame": "memgpt_lab.recorder",
+    "MockWebSocket": "memgpt_lab.recorder",
+    "Recording": "memgpt_lab.recorder",
+    # errors
+    "FrameTimeoutError": "memgpt_lab.errors",
+    "InterfaceClosedError": "memgpt_lab.errors",
+    "LLMError": "memgpt_lab.errors",
+    "LabError": "memgpt_lab.errors",
+    "MemoryLimitError": "memgpt_lab.errors",
+    "PresetError": "memgpt_lab.errors",
+    "ProtocolError": "memgpt_lab.errors",
+    "RecordingAssertionError": "memgpt_lab.errors",
+    "UnknownNameError": "memgpt_lab.errors",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__", "system"])
+
+
+def __getattr__(name: str) -> Any:
+    if name == "system":
+        return importlib.import_module("memgpt_lab.system")
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'memgpt_lab' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from memgpt_lab import system
+    from memgpt_lab.agent import Agent, AgentConfig, StepResult, TurnResult
+    from memgpt_lab.errors import (
+        FrameTimeoutError,
+        InterfaceClosedError,
+        LabError,
+        LLMError,
+        MemoryLimitError,
+        PresetError,
+        ProtocolError,
+        RecordingAssertionError,
+        UnknownNameError,
+    )
+    from memgpt_lab.functions import FunctionSpec, register_function
+    from memgpt_lab.humans import get_human_text, list_humans
+    from memgpt_lab.interface import (
+        AgentInterface,
+        CollectingInterface,
+        MultiInterface,
+        PrintingInterface,
+    )
+    from memgpt_lab.llm import ChatModel, ReplayModel, Rule, ScriptedModel, Turn, get_model
+    from memgpt_lab.memory import ArchivalMemory, CoreMemory, RecallMemory
+    from memgpt_lab.persistence import InMemoryStateManager
+    from memgpt_lab.personas import get_persona_text, list_personas
+    from memgpt_lab.presets import (
+        DEFAULT_PRESET,
+        Preset,
+        create_agent_from_config,
+        create_agent_from_preset,
+        list_presets,
+        load_preset,
+        save_preset,
+        use_preset,
+    )
+    from memgpt_lab.recorder import Frame, MockWebSocket, Recording
+    from memgpt_lab.system import FixedClock
+    from memgpt_lab.ws.interface import AsyncWebSocketInterface, SyncWebSocketInterface

@@ -1,0 +1,532 @@
+"""The agent loop: one ``step()`` at a time, heartbeats chaining steps into a turn.
+
+A step sends the in-context messages (system message first, rebuilt with
+core memory) and the function schemas to the model, then acts on its answer:
+the content is the inner monologue, the function call is run, and its result
+goes back into the context as a function message. The interface sees every
+event in order; for a ``send_message`` step::
+
+    internal_monologue -> function_message("Running send_message(...)")
+        -> assistant_message -> function_message("Success: None")
+
+A model's mistakes never crash the agent: an unknown function, arguments that
+are not JSON, or a function that raises each become a failed function
+response and a forced heartbeat, so the model can recover on the next step.
+
+:meth:`Agent.turn` runs a whole turn: the user's message, then heartbeats for
+as long as the model asks for them (or a function failed), up to a bound.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from memgpt_lab import system
+from memgpt_lab.errors import LLMError
+from memgpt_lab.functions import FunctionSpec, resolve_functions
+from memgpt_lab.interface import AgentInterface
+from memgpt_lab.llm.base import ChatModel, ContextWindowExceededError, estimate_tokens, get_model
+from memgpt_lab.llm.scripted import SUMMARY_REQUEST_MARKER
+from memgpt_lab.memory import CoreMemory
+from memgpt_lab.persistence import InMemoryStateManager
+
+__all__ = ["Agent", "AgentConfig", "StepResult", "TurnResult"]
+
+log = logging.getLogger(__name__)
+
+Message = dict[str, Any]
+
+SUMMARY_PROMPT = (
+    f"{SUMMARY_REQUEST_MARKER} You are summarising the older part of a conversation between "
+    "an AI companion and a user so that it can leave the context window. Write a short summary "
+    "in the first person, from the companion's side: who the user is, what was said, and "
+    "anything worth keeping. Answer with the summary only."
+)
+
+
+@dataclass
+class AgentConfig:
+    """Settings of one agent. All have defaults; unknown keys are an error.
+
+    Attributes:
+        name: a human-readable name.
+        context_window: tokens the model can see at once.
+        persona_char_limit / human_char_limit: core memory block limits.
+        max_chain_steps: most steps :meth:`Agent.turn` runs for one message.
+        warning_fraction: share of the window above which a step reports memory pressure.
+        keep_last_messages: messages left in context when summarising.
+        function_result_char_limit: longer function results are cut, as MemGPT did.
+        first_message_attempts: tries to get a valid first reply unless skip_verify.
+    """
+
+    name: str = "agent"
+    context_window: int = 8192
+    persona_char_limit: int = 2000
+    human_char_limit: int = 2000
+    max_chain_steps: int = 10
+    warning_fraction: float = 0.75
+    keep_last_messages: int = 6
+    function_result_char_limit: int = 3000
+    first_message_attempts: int = 3
+
+    def __post_init__(self) -> None:
+        if self.context_window < 256:
+            raise ValueError(
+                f"context_window must be at least 256 tokens, not {self.context_window}"
+            )
+        if not 0 < self.warning_fraction < 1:
+            raise ValueError(
+                f"warning_fraction must be between 0 and 1, not {self.warning_fraction}"
+            )
+        for name in (
+            "persona_char_limit",
+            "human_char_limit",
+            "max_chain_steps",
+            "keep_last_messages",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be 1 or more, not {getattr(self, name)}")
+
+    @classmethod
+    def from_any(cls, value: AgentConfig | Mapping[str, Any] | Any | None) -> AgentConfig:
+        """An AgentConfig from None, a mapping, another AgentConfig, or an object with attributes."""
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        known = {f.name for f in fields(cls)}
+        if isinstance(value, Mapping):
+            unknown = sorted(set(value) - known)
+            if unknown:
+                raise ValueError(
+                    f"unknown agent config key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+                )
+            return cls(**dict(value))
+        return cls(**{k: getattr(value, k) for k in known if hasattr(value, k)})
+
+
+class StepResult(NamedTuple):
+    """What :meth:`Agent.step` returns; unpacks like MemGPT's four-tuple."""
+
+    messages: list[Message]
+    heartbeat_request: bool
+    function_failed: bool
+    token_warning: bool
+
+
+@dataclass
+class TurnResult:
+    """A whole turn: its steps in order, and whether the chain hit its bound."""
+
+    steps: list[StepResult] = field(default_factory=list)
+    truncated: bool = False
+
+    @property
+    def messages(self) -> list[Message]:
+        return [m for step in self.steps for m in step.messages]
+
+    @property
+    def replies(self) -> list[str]:
+        """What the agent said to the user (its ``send_message`` calls), in order."""
+        said = []
+        for message in self.messages:
+            call = message.get("function_call") or {}
+            if call.get("name") == "send_message":
+                try:
+                    said.append(str(json.loads(call.get("arguments") or "{}").get("message", "")))
+                except (ValueError, AttributeError):
+                    continue
+        return said
+
+
+def _function_call_of(message: Message) -> dict[str, Any] | None:
+    call = message.get("function_call")
+    if call:
+        return dict(call)
+    tool_calls = message.get("tool_calls") or []
+    if tool_calls:
+        return dict(tool_calls[0].get("function") or {})
+    return None
+
+
+def _heartbeat_flag(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() == "true"
+    return value is True
+
+
+class Agent:
+    """A MemGPT-style agent. Build one with :func:`memgpt_lab.presets.create_agent_from_preset`.
+
+    Args:
+        model: a :class:`~memgpt_lab.llm.ChatModel` or a model name (``"scripted"``).
+        system_prompt: the instructions that open the system message.
+        functions: names, functions or :class:`FunctionSpec` the model may call.
+        persona / human: the texts of the two core memory blocks.
+        interface: the observer of every event (a no-op one by default).
+        persistence_manager: where messages and memories live (in memory by default).
+        config: an :class:`AgentConfig`, a mapping of its fields, or None.
+        clock: the source of timestamps; a :class:`~memgpt_lab.system.FixedClock`
+            makes every message the same on every run.
+        id: the agent's id; a random one by default.
+        preset_name: the preset the agent was made from, for display.
+    """
+
+    def __init__(
+        self,
+        model: ChatModel | str | None,
+        system_prompt: str,
+        functions: Sequence[str | FunctionSpec | Any],
+        persona: str,
+        human: str,
+        interface: AgentInterface | None = None,
+        persistence_manager: InMemoryStateManager | None = None,
+        config: AgentConfig | Mapping[str, Any] | None = None,
+        clock: system.Clock = system.system_clock,
+        id: str | None = None,
+        preset_name: str | None = None,
+    ) -> None:
+        self.config = AgentConfig.from_any(config)
+        self.model = get_model(model)
+        self.system_prompt = system_prompt
+        self.functions: dict[str, FunctionSpec] = resolve_functions(functions)
+        self.memory = CoreMemory(
+            persona, human, self.config.persona_char_limit, self.config.human_char_limit
+        )
+        self.interface = interface if interface is not None else AgentInterface()
+        self.persistence_manager = persistence_manager or InMemoryStateManager()
+        self.clock = clock
+        self.id = id or uuid.uuid4().hex[:12]
+        self.name = self.config.name
+        self.preset_name = preset_name
+        self.heartbeats_paused_minutes = 0
+        self.alerted_about_memory_pressure = False
+        self.summaries = 0
+        self.last_usage: dict[str, int] = {}
+        self._lock = threading.RLock()
+        self.rebuild_memory()
+
+    def __repr__(self) -> str:
+        return (
+            f"Agent(id={self.id!r}, name={self.name!r}, preset={self.preset_name!r}, "
+            f"model={self.model.name!r}, messages={len(self.messages)})"
+        )
+
+    # --- state ----------------------------------------------------------------
+
+    @property
+    def messages(self) -> list[Message]:
+        """The in-context messages, the system message (with core memory) first."""
+        return self.persistence_manager.messages
+
+    @property
+    def recall_memory(self) -> Any:
+        return self.persistence_manager.recall_memory
+
+    @property
+    def archival_memory(self) -> Any:
+        return self.persistence_manager.archival_memory
+
+    @property
+    def function_schemas(self) -> list[dict[str, Any]]:
+        return [spec.schema for spec in self.functions.values()]
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    def rebuild_memory(self) -> None:
+        """Rewrite the system message from the prompt and the current memories."""
+        self.persistence_manager.swap_system_message(
+            {"role": "system", "content": f"{self.system_prompt}\n\n{self._memory_section()}"}
+        )
+
+    def _memory_section(self) -> str:
+        return (
+            "### Memory\n"
+            f"{len(self.recall_memory)} earlier messages are in recall memory "
+            "(search them with conversation_search).\n"
+            f"{len(self.archival_memory)} passages are in archival memory "
+            "(search them with archival_memory_search).\n\n"
+            "Core memory (always in view, limited in size):\n"
+            f"{self.memory.render()}"
+        )
+
+    def context_breakdown(self) -> dict[str, int]:
+        """Estimated tokens by section of the context window, and the window itself."""
+        system_tokens = estimate_tokens(self.system_prompt)
+        core_tokens = estimate_tokens(self.memory.render())
+        message_tokens = estimate_tokens(self.messages[1:])
+        function_tokens = estimate_tokens(self.function_schemas)
+        return {
+            "system": system_tokens,
+            "core_memory": core_tokens,
+            "messages": message_tokens,
+            "functions": function_tokens,
+            "total": system_tokens + core_tokens + message_tokens + function_tokens,
+            "window": self.config.context_window,
+        }
+
+    def memory_snapshot(self) -> dict[str, Any]:
+        """A JSON-able view of the agent's memory, for servers and widgets."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "preset": self.preset_name,
+            "core_memory": dict(self.memory.blocks),
+            "core_memory_limits": dict(self.memory.limits),
+            "recall_count": len(self.recall_memory),
+            "archival_count": len(self.archival_memory),
+            "in_context_messages": len(self.messages),
+            "context": self.context_breakdown(),
+            "config": asdict(self.config),
+        }
+
+    # --- stepping -------------------------------------------------------------
+
+    def step(
+        self,
+        user_message: str | Message | None,
+        first_message: bool = False,
+        skip_verify: bool = False,
+    ) -> StepResult:
+        """Run one step: one model call, and the function it asks for.
+
+        Args:
+            user_message: a packaged JSON text (see :mod:`memgpt_lab.system`), a plain
+                text (packaged as a user message), a message dict, or None to let the
+                model continue without a new message.
+            first_message: the first message of a conversation; unless ``skip_verify``,
+                replies that do not speak to the user are retried.
+            skip_verify: do not check the first reply.
+
+        Returns:
+            ``(new_messages, heartbeat_request, function_failed, token_warning)``.
+        """
+        with self._lock:
+            new: list[Message] = []
+            if user_message is not None:
+                message = self._as_message(user_message)
+                self.interface.user_message(str(message.get("content")), message)
+                new.append(message)
+            response = self._complete(new, verify=first_message and not skip_verify)
+            produced, heartbeat_request, function_failed = self._handle_response(response)
+            new.extend(produced)
+            self.persistence_manager.append_to_messages(new, self.now())
+            self.rebuild_memory()
+            total = int(self.last_usage.get("total_tokens", 0))
+            token_warning = total > self.config.warning_fraction * self.config.context_window
+            return StepResult(new, heartbeat_request, function_failed, token_warning)
+
+    def turn(
+        self, message: str, *, name: str | None = None, max_steps: int | None = None
+    ) -> TurnResult:
+        """Run a whole turn for a user's message: step, then chain heartbeats.
+
+        The chain goes on while the model requests a heartbeat or a function
+        failed; a memory-pressure warning is sent once, the first time a step
+        reports it. At most ``max_steps`` (``config.max_chain_steps``) steps run;
+        ``TurnResult.truncated`` says the bound cut the chain.
+        """
+        first = not any(m.get("role") == "assistant" for m in self.messages)
+        return self.run_chain(
+            system.package_user_message(message, self.now(), name), first, max_steps
+        )
+
+    def run_chain(
+        self,
+        first_input: str | Message | None,
+        first_message: bool = False,
+        max_steps: int | None = None,
+    ) -> TurnResult:
+        """Step with ``first_input``, then keep stepping with heartbeats as :meth:`turn` does."""
+        limit = max_steps or self.config.max_chain_steps
+        result = TurnResult()
+        next_input: str | Message | None = first_input
+        for index in range(limit):
+            step = self.step(
+                next_input, first_message=first_message and index == 0, skip_verify=True
+            )
+            result.steps.append(step)
+            if step.token_warning and not self.alerted_about_memory_pressure:
+                self.alerted_about_memory_pressure = True
+                next_input = system.get_token_limit_warning(self.now())
+            elif step.function_failed:
+                next_input = system.get_heartbeat(system.FUNC_FAILED_HEARTBEAT_MESSAGE, self.now())
+            elif step.heartbeat_request:
+                next_input = system.get_heartbeat(system.REQ_HEARTBEAT_MESSAGE, self.now())
+            else:
+                return result
+        result.truncated = True
+        return result
+
+    def login(self, last_login: str = "Never (first login)") -> TurnResult:
+        """Tell the agent the user has logged in, and run the turn that follows."""
+        return self.run_chain(system.get_login_event(last_login, self.now()))
+
+    def heartbeat(self, reason: str = "Automated timer") -> StepResult:
+        """One step on a heartbeat (a chance to think without a user message)."""
+        return self.step(system.get_heartbeat(reason, self.now()))
+
+    def memory_pressure_warning(self) -> StepResult:
+        """One step on the memory-pressure alert, as if the context were nearly full."""
+        return self.step(system.get_token_limit_warning(self.now()))
+
+    def _as_message(self, user_message: str | Message) -> Message:
+        if isinstance(user_message, dict):
+            if "role" not in user_message:
+                raise ValueError("a message dict needs a 'role'")
+            return dict(user_message)
+        if not isinstance(user_message, str):
+            raise TypeError(
+                f"user_message must be str, dict or None, not {type(user_message).__name__}"
+            )
+        try:
+            packet = json.loads(user_message)
+        except ValueError:
+            packet = None
+        if not isinstance(packet, dict) or "type" not in packet:
+            user_message = system.package_user_message(user_message, self.now())
+        return {"role": "user", "content": user_message}
+
+    def _complete(self, new: list[Message], verify: bool) -> dict[str, Any]:
+        """Call the model, summarising first (or after an overflow) when the context is full."""
+        window = self.config.context_window
+        schemas = self.function_schemas
+        attempts = self.config.first_message_attempts if verify else 1
+        for attempt in range(1, attempts + 1):
+            needed = estimate_tokens([*self.messages, *new]) + estimate_tokens(schemas)
+            while needed > window:
+                self.summarize_messages_inplace()
+                before, needed = (
+                    needed,
+                    estimate_tokens([*self.messages, *new]) + estimate_tokens(schemas),
+                )
+                if needed >= before:
+                    raise LLMError(
+                        f"the context needs ~{needed} tokens and summarising frees no more; "
+                        f"raise context_window ({window}) or lower keep_last_messages"
+                    )
+            try:
+                response = self.model.chat([*self.messages, *new], schemas)
+            except ContextWindowExceededError:
+                self.summarize_messages_inplace()
+                response = self.model.chat([*self.messages, *new], schemas)
+            message = self._response_message(response)
+            if not verify or self._valid_first_reply(message):
+                break
+            log.warning(
+                "first reply did not speak to the user (attempt %d of %d)", attempt, attempts
+            )
+        usage = response.get("usage") or {}
+        self.last_usage = {k: int(v) for k, v in usage.items() if isinstance(v, (int, float))}
+        return response
+
+    @staticmethod
+    def _response_message(response: Mapping[str, Any]) -> Message:
+        try:
+            message = response["choices"][0]["message"]
+        except (KeyError, IndexError, TypeError):
+            raise LLMError(
+                f"the model's response has no choices[0].message: {response!r:.300}"
+            ) from None
+        if not isinstance(message, dict):
+            raise LLMError(f"the model's message is not an object: {message!r:.300}")
+        return message
+
+    def _valid_first_reply(self, message: Message) -> bool:
+        call = _function_call_of(message)
+        return (
+            bool(message.get("content")) and call is not None and call.get("name") == "send_message"
+        )
+
+    def _handle_response(self, response: Mapping[str, Any]) -> tuple[list[Message], bool, bool]:
+        """Act on the model's message: (new messages, heartbeat requested, function failed)."""
+        message = self._response_message(response)
+        content = message.get("content")
+        call = _function_call_of(message)
+        assistant: Message = {"role": "assistant", "content": content}
+        if call is None:
+            if content:
+                self.interface.internal_monologue(content, assistant)
+            return [assistant], False, False
+        assistant["function_call"] = {"name": call.get("name"), "arguments": call.get("arguments")}
+        if content:
+            self.interface.internal_monologue(content, assistant)
+        name = str(call.get("name"))
+        spec = self.functions.get(name)
+        if spec is None:
+            error = f"No function named {name!r}; available: {', '.join(self.functions)}"
+            return self._function_result(assistant, str(name), False, error), True, True
+        raw = call.get("arguments") or "{}"
+        try:
+            arguments = json.loads(raw) if isinstance(raw, str) else dict(raw)
+            if not isinstance(arguments, dict):
+                raise ValueError("arguments must be a JSON object")
+        except (ValueError, TypeError) as exc:
+            error = f"Error parsing JSON for function {name!r} arguments: {raw!r:.200} ({exc})"
+            return self._function_result(assistant, name, False, error), True, True
+        heartbeat_request = _heartbeat_flag(arguments.pop("request_heartbeat", False))
+        self.interface.function_message(f"Running {name}({arguments})", assistant)
+        try:
+            result = spec(self, **arguments)
+        except Exception as exc:  # a model's bad call must not crash the agent
+            error = f"Error calling function {name}: {type(exc).__name__}: {exc}"
+            return self._function_result(assistant, name, False, error), True, True
+        text = str(result)
+        limit = self.config.function_result_char_limit
+        if len(text) > limit:
+            text = f"{text[:limit]}... [cut at {limit} characters]"
+        return self._function_result(assistant, name, True, text), heartbeat_request, False
+
+    def _function_result(self, assistant: Message, name: str, ok: bool, text: str) -> list[Message]:
+        packaged = system.package_function_response(ok, text, self.now())
+        result: Message = {"role": "function", "name": name, "content": packaged}
+        self.interface.function_message(f"Success: {text}" if ok else f"Error: {text}", result)
+        return [assistant, result]
+
+    # --- memory pressure ------------------------------------------------------
+
+    def summarize_messages_inplace(self, keep_last: int | None = None) -> str:
+        """Replace older in-context messages with a summary; returns the summary.
+
+        The last ``keep_last`` messages stay (never starting with a function
+        result cut off from its call). Recall memory keeps every message.
+
+        Raises:
+            LLMError: there is nothing left to summarise.
+        """
+        with self._lock:
+            messages = self.messages
+            cutoff = len(messages) - (keep_last or self.config.keep_last_messages)
+            while cutoff > 1 and messages[cutoff].get("role") in ("function", "tool"):
+                cutoff -= 1
+            if cutoff <= 1:
+                raise LLMError(
+                    f"cannot make room: only {len(messages) - 1} messages are in context and the "
+                    f"last {keep_last or self.config.keep_last_messages} must stay; "
+                    "raise context_window or lower keep_last_messages"
+                )
+            evicted = messages[1:cutoff]
+            response = self.model.chat(
+                [{"role": "system", "content": SUMMARY_PROMPT}, *evicted], []
+            )
+            summary = str(self._response_message(response).get("content") or "")
+            kept = messages[cutoff:]
+            total = len(self.recall_memory)
+            alert = system.package_summarize_message(
+                summary, len(evicted), total - len(kept), total, self.now()
+            )
+            self.persistence_manager.replace_messages(
+                [messages[0], {"role": "user", "content": alert}, *kept]
+            )
+            self.summaries += 1
+            self.alerted_about_memory_pressure = False
+            self.rebuild_memory()
+            return summary

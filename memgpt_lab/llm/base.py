@@ -1,0 +1,106 @@
+"""The backend protocol, token estimates, and model lookup by name."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from memgpt_lab.errors import LLMError, UnknownNameError
+
+__all__ = [
+    "ChatModel",
+    "ContextWindowExceededError",
+    "chat_completion",
+    "estimate_tokens",
+    "get_model",
+    "list_models",
+]
+
+Message = dict[str, Any]
+
+
+class ContextWindowExceededError(LLMError):
+    """The prompt did not fit the model's context window; the agent summarises and retries."""
+
+
+@runtime_checkable
+class ChatModel(Protocol):
+    """What the agent needs of a model: one method.
+
+    ``chat`` answers one chat completion (see the package docstring) for
+    ``messages`` (OpenAI-style dicts) and ``functions`` (JSON schemas). It
+    raises :class:`ContextWindowExceededError` when the prompt is too long,
+    and :class:`~memgpt_lab.errors.LLMError` for any other failure.
+    """
+
+    name: str
+
+    def chat(
+        self, messages: Sequence[Message], functions: Sequence[dict[str, Any]]
+    ) -> dict[str, Any]: ...
+
+
+def estimate_tokens(value: Any) -> int:
+    """A rough token count: one token per four characters of the JSON text.
+
+    Real tokenizers differ; the estimate only has to be monotonic and cheap,
+    for memory-pressure decisions and the context-window bar.
+    """
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return (len(text) + 3) // 4
+
+
+def chat_completion(
+    content: str | None,
+    function_call: dict[str, Any] | None,
+    prompt_tokens: int,
+    model: str,
+) -> dict[str, Any]:
+    """Build a response in the OpenAI chat-completion shape."""
+    message: Message = {"role": "assistant", "content": content}
+    if function_call is not None:
+        message["function_call"] = function_call
+    completion_tokens = estimate_tokens(message)
+    return {
+        "object": "chat.completion",
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "finish_reason": "function_call" if function_call else "stop",
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
+
+
+_MODEL_NAMES = ("scripted",)
+
+
+def list_models() -> list[str]:
+    """Names :func:`get_model` accepts."""
+    return list(_MODEL_NAMES)
+
+
+def get_model(model: str | ChatModel | None = None, **options: Any) -> ChatModel:
+    """A model by name (``"scripted"``, the default), or ``model`` itself if it is one.
+
+    Raises:
+        UnknownNameError: no model of that name.
+        TypeError: ``model`` is neither a name nor a :class:`ChatModel`.
+    """
+    if model is None or model == "scripted":
+        from memgpt_lab.llm.scripted import ScriptedModel
+
+        return ScriptedModel(**options)
+    if isinstance(model, str):
+        raise UnknownNameError("model", model, _MODEL_NAMES)
+    if isinstance(model, ChatModel):
+        return model
+    raise TypeError(f"model must be a name or an object with a chat() method, not {model!r}")

@@ -1,0 +1,422 @@
+"""Offline models: :class:`ScriptedModel` (rules) and :class:`ReplayModel` (a fixed list).
+
+Both answer in the OpenAI chat-completion shape with no network and no key,
+and the same input always gives the same output.
+
+What the scripted model does with the last message it sees:
+
+- a login event, or the first user message: greets the user by name if core
+  memory knows it;
+- "my name is X": writes the name into the human block, then (on the
+  heartbeat it asked for) says so;
+- "remember that ...": inserts the fact into archival memory, then confirms;
+- "what do you remember about Y": searches archival memory, then answers with
+  what it found;
+- "what did I say about Y": searches recall memory, then answers;
+- a memory-pressure warning: saves the human block to archival memory;
+- anything else: a reply through ``send_message``.
+
+Add rules with ``ScriptedModel(rules=[Rule(r"weather", "Sunny, as ever.")])``:
+they are tried before the built-in ones.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from memgpt_lab.errors import LLMError
+from memgpt_lab.llm.base import ContextWindowExceededError, chat_completion, estimate_tokens
+
+__all__ = ["SUMMARY_REQUEST_MARKER", "Context", "ReplayModel", "Rule", "ScriptedModel", "Turn"]
+
+Message = dict[str, Any]
+
+#: The agent's summarisation prompt starts with this; models answer it with a summary.
+SUMMARY_REQUEST_MARKER = "[summarise]"
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One scripted answer: the inner monologue and, optionally, a function call.
+
+    ``arguments`` is a dict, or a raw string (which need not be valid JSON —
+    handy to test how an agent copes with a model's mistakes).
+    """
+
+    thought: str | None
+    function: str | None = None
+    arguments: dict[str, Any] | str = field(default_factory=dict)
+
+    @classmethod
+    def say(cls, message: str, thought: str | None = None) -> Turn:
+        """A turn that sends ``message`` to the user."""
+        return cls(thought or "Replying to the user.", "send_message", {"message": message})
+
+    def completion(self, prompt_tokens: int, model: str) -> dict[str, Any]:
+        call = None
+        if self.function is not None:
+            arguments = self.arguments
+            if not isinstance(arguments, str):
+                arguments = json.dumps(arguments, ensure_ascii=False)
+            call = {"name": self.function, "arguments": arguments}
+        return chat_completion(self.thought, call, prompt_tokens, model)
+
+
+@dataclass
+class Context:
+    """What a rule can read: the messages, the last one parsed, and core memory facts."""
+
+    messages: Sequence[Message]
+    packet: dict[str, Any]
+    text: str
+    human_name: str | None
+    persona_name: str | None
+    human_block: str
+    first_message: bool
+
+
+Reply = str | Turn | Callable[[re.Match[str], Context], Turn]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Answer user messages matching ``pattern`` (searched, case-insensitive) with ``reply``.
+
+    ``reply`` is a string (sent with ``send_message``; ``{1}``... are the
+    pattern's groups, ``{name}`` the user's name), a :class:`Turn`, or a
+    function ``(match, context) -> Turn``.
+    """
+
+    pattern: str | re.Pattern[str]
+    reply: Reply
+
+    def match(self, text: str) -> re.Match[str] | None:
+        pattern = self.pattern
+        if isinstance(pattern, str):
+            pattern = re.compile(pattern, re.IGNORECASE)
+        return pattern.search(text)
+
+    def answer(self, match: re.Match[str], context: Context) -> Turn:
+        if isinstance(self.reply, Turn):
+            return self.reply
+        if isinstance(self.reply, str):
+            groups = [match.group(0), *(g or "" for g in match.groups())]
+            return Turn.say(self.reply.format(*groups, name=context.human_name or "there"))
+        return self.reply(match, context)
+
+
+_NAME_LINE = re.compile(r"^(?:first\s+)?name:\s*(\S[^\n]*)$", re.IGNORECASE | re.MULTILINE)
+_CORE_BLOCK = re.compile(r"<(persona|human)[^>]*>\n(.*?)\n</\1>", re.DOTALL)
+_SWAPS = {"my": "your", "i": "you", "i'm": "you're", "me": "you", "mine": "yours"}
+_FIRST_PERSON = re.compile(r"\b(I'm|I|[Mm]ine|[Mm]y|[Mm]e)\b")
+
+
+def _second_person(text: str) -> str:
+    """'my cat is Tom' -> 'your cat is Tom': the reply speaks to the user."""
+    return _FIRST_PERSON.sub(lambda m: _SWAPS[m.group(0).lower()], text)
+
+
+def _clean(fragment: str) -> str:
+    return fragment.strip().rstrip(".!?").strip()
+
+
+def _name_of(block: str) -> str | None:
+    found = _NAME_LINE.search(block)
+    if not found:
+        return None
+    name = found.group(1).strip()
+    return None if name.lower().startswith(("unknown", "not known", "?")) else name
+
+
+def _parse(content: Any) -> dict[str, Any]:
+    if isinstance(content, str):
+        try:
+            value = json.loads(content)
+        except ValueError:
+            return {"type": "user_message", "message": content}
+        if isinstance(value, dict):
+            return value
+    return {"type": "user_message", "message": "" if content is None else str(content)}
+
+
+def _results(text: str) -> list[str]:
+    """The result lines of a search function's answer (none when nothing was found)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return []
+    if not isinstance(value, list):
+        return []
+    return [re.sub(r"^timestamp: [^,]*, (user: )?", "", str(item)) for item in value[1:]]
+
+
+def _greet(ctx: Context) -> Turn:
+    who = f", {ctx.human_name}" if ctx.human_name else ""
+    me = f"I'm {ctx.persona_name}. " if ctx.persona_name else ""
+    return Turn.say(
+        f"Hello{who}! Yes, I'm here. {me}What's on your mind?",
+        "A new conversation. Say hello warmly and invite them to talk.",
+    )
+
+
+def _my_name(match: re.Match[str], ctx: Context) -> Turn:
+    name = _clean(match.group(1)).split()[0].strip(",;") if _clean(match.group(1)) else ""
+    name = name[:1].upper() + name[1:]
+    line = _NAME_LINE.search(ctx.human_block)
+    if line:
+        args = {"name": "human", "old_content": line.group(0), "new_content": f"Name: {name}"}
+        return Turn(
+            f"Their name is {name}. I'll correct my notes.",
+            "core_memory_replace",
+            {**args, "request_heartbeat": True},
+        )
+    return Turn(
+        f"Their name is {name}. I'll note it in core memory.",
+        "core_memory_append",
+        {"name": "human", "content": f"Name: {name}", "request_heartbeat": True},
+    )
+
+
+def _remember(match: re.Match[str], ctx: Context) -> Turn:
+    fact = _clean(match.group(1))
+    return Turn(
+        "Something to keep. Into archival memory it goes.",
+        "archival_memory_insert",
+        {"content": fact, "request_heartbeat": True},
+    )
+
+
+def _recall_archival(match: re.Match[str], ctx: Context) -> Turn:
+    topic = _clean(match.group(1))
+    return Turn(
+        f"Let me look in archival memory for {topic!r}.",
+        "archival_memory_search",
+        {"query": topic, "request_heartbeat": True},
+    )
+
+
+def _recall_conversation(match: re.Match[str], ctx: Context) -> Turn:
+    topic = _clean(match.group(1))
+    return Turn(
+        f"Let me search our conversation for {topic!r}.",
+        "conversation_search",
+        {"query": topic, "request_heartbeat": True},
+    )
+
+
+def _chat(match: re.Match[str], ctx: Context) -> Turn:
+    said = _clean(ctx.text) or "nothing"
+    who = f", {ctx.human_name}" if ctx.human_name else ""
+    return Turn.say(
+        f"I hear you{who}: “{said}”. Tell me more?",
+        "An ordinary message. Acknowledge it and keep the conversation going.",
+    )
+
+
+BUILTIN_RULES: tuple[Rule, ...] = (
+    Rule(r"\bmy name is\s+(.+)", _my_name),
+    Rule(r"\bremember that\s+(.+)", _remember),
+    Rule(r"\bwhat do you remember about\s+(.+)", _recall_archival),
+    Rule(r"\bwhat did i say about\s+(.+)", _recall_conversation),
+)
+_FALLBACK = Rule(r"", _chat)
+
+
+def _follow_up(call: dict[str, Any], packet: dict[str, Any], ctx: Context) -> Turn:
+    """The step after a function call: tell the user how it went."""
+    name = call.get("name", "")
+    try:
+        args = json.loads(call.get("arguments") or "{}")
+    except ValueError:
+        args = {}
+    if not isinstance(args, dict):
+        args = {}
+    result = str(packet.get("message", ""))
+    if packet.get("status") != "OK":
+        return Turn.say(
+            f"Sorry, that didn't work: {result}", f"{name} failed. Tell the user plainly."
+        )
+    if name in ("core_memory_append", "core_memory_replace") and args.get("name") == "human":
+        new = args.get("content") or args.get("new_content") or ""
+        person = _name_of(str(new)) or ctx.human_name
+        if person:
+            return Turn.say(
+                f"Nice to meet you, {person}! I've written your name down.",
+                "Saved. Now greet them by name.",
+            )
+        return Turn.say("Noted — I've updated what I know about you.", "Saved.")
+    if name == "archival_memory_insert":
+        return Turn.say(
+            f"Got it — I'll remember that {_second_person(args.get('content', ''))}.",
+            "Stored. Confirm it to the user.",
+        )
+    if name in ("archival_memory_search", "conversation_search", "conversation_search_date"):
+        topic = args.get("query") or "that"
+        lines = _results(result)
+        if name == "conversation_search":  # what the user said, not the question itself
+            lines = [ln for ln in lines if not ln.startswith("assistant: ")]
+            lines = [ln for ln in lines if "what did i say about" not in ln.lower()]
+        if not lines:
+            return Turn.say(
+                f"I don't have anything about {_second_person(topic)} yet.",
+                "Nothing found. Say so honestly.",
+            )
+        found = "; ".join(_second_person(ln) for ln in lines)
+        return Turn.say(
+            f"Here's what I have about {_second_person(topic)}: {found}",
+            f"Found {len(lines)} result(s). Share them.",
+        )
+    return Turn.say(f"Done: {result}", f"{name} returned. Report the result.")
+
+
+class ScriptedModel:
+    """A deterministic offline model, driven by rules (see the module docstring).
+
+    Args:
+        rules: extra rules, tried in order before the built-in ones.
+        builtin_rules: set False to use only ``rules`` (then the fallback reply).
+        context_window: if set, prompts estimated over it raise
+            :class:`ContextWindowExceededError`, as a real endpoint would.
+        name: the model name reported in responses.
+    """
+
+    def __init__(
+        self,
+        rules: Iterable[Rule] = (),
+        *,
+        builtin_rules: bool = True,
+        context_window: int | None = None,
+        name: str = "scripted",
+    ) -> None:
+        self.rules = [*rules, *(BUILTIN_RULES if builtin_rules else ())]
+        self.context_window = context_window
+        self.name = name
+        self.calls = 0
+
+    def __repr__(self) -> str:
+        return f"ScriptedModel(rules={len(self.rules)}, context_window={self.context_window})"
+
+    def chat(
+        self, messages: Sequence[Message], functions: Sequence[dict[str, Any]]
+    ) -> dict[str, Any]:
+        self.calls += 1
+        prompt_tokens = estimate_tokens(list(messages)) + estimate_tokens(list(functions))
+        if self.context_window is not None and prompt_tokens > self.context_window:
+            raise ContextWindowExceededError(
+                f"prompt of ~{prompt_tokens} tokens exceeds the context window of {self.context_window}"
+            )
+        return self.respond(messages).completion(prompt_tokens, self.name)
+
+    def respond(self, messages: Sequence[Message]) -> Turn:
+        """The :class:`Turn` this model answers ``messages`` with."""
+        if not messages:
+            raise LLMError("the model was given no messages")
+        system = str(messages[0].get("content") or "")
+        if system.startswith(SUMMARY_REQUEST_MARKER):
+            return Turn(self._summarise(messages[1:]))
+        ctx = self._context(messages)
+        last = messages[-1]
+        role = last.get("role")
+        if role in ("function", "tool"):
+            return self._after_call(messages, len(messages) - 1, ctx)
+        kind = ctx.packet.get("type")
+        if kind == "login":
+            return _greet(ctx)
+        if kind == "heartbeat":
+            if len(messages) >= 2 and messages[-2].get("role") in ("function", "tool"):
+                return self._after_call(messages, len(messages) - 2, ctx)
+            return Turn(f"Heartbeat ({ctx.packet.get('reason', 'timer')}). Nothing needs doing.")
+        if kind == "system_alert":
+            if "close to the context window" in ctx.text:
+                return Turn(
+                    "Memory is getting full. Save what matters about the user.",
+                    "archival_memory_insert",
+                    {
+                        "content": f"Core facts about the user: {ctx.human_block}".strip(),
+                        "request_heartbeat": False,
+                    },
+                )
+            return Turn("A system alert. Noted.")
+        for rule in self.rules:
+            match = rule.match(ctx.text)
+            if match:
+                return rule.answer(match, ctx)
+        if ctx.first_message:
+            return _greet(ctx)
+        return _FALLBACK.answer(re.match("", ""), ctx)  # type: ignore[arg-type]
+
+    def _context(self, messages: Sequence[Message]) -> Context:
+        blocks = dict(_CORE_BLOCK.findall(str(messages[0].get("content") or "")))
+        packet = _parse(messages[-1].get("content"))
+        text = str(packet.get("message") or "")
+        first = not any(m.get("role") == "assistant" for m in messages[1:-1])
+        return Context(
+            messages,
+            packet,
+            text,
+            _name_of(blocks.get("human", "")),
+            _name_of(blocks.get("persona", "")),
+            blocks.get("human", ""),
+            first,
+        )
+
+    def _after_call(self, messages: Sequence[Message], index: int, ctx: Context) -> Turn:
+        result = _parse(messages[index].get("content"))
+        for message in reversed(messages[:index]):
+            call = message.get("function_call")
+            if message.get("role") == "assistant" and call:
+                return _follow_up(call, result, ctx)
+        return Turn("A function result with no call before it. Ignoring it.")
+
+    @staticmethod
+    def _summarise(messages: Sequence[Message]) -> str:
+        said = [
+            _parse(m.get("content")).get("message") for m in messages if m.get("role") == "user"
+        ]
+        texts: list[str] = [s for s in said if isinstance(s, str) and s]
+        replies = 0
+        for m in messages:
+            call = m.get("function_call") or {}
+            replies += m.get("role") == "assistant" and call.get("name") == "send_message"
+        topics = "; ".join(s[:60] for s in texts[-5:]) or "nothing in particular"
+        return f"{len(texts)} user messages and {replies} replies. The user talked about: {topics}."
+
+
+class ReplayModel:
+    """Plays back an exact list of responses, one per call.
+
+    Each response is a :class:`Turn`, a string (sent with ``send_message``),
+    or a whole chat-completion dict returned as is.
+
+    Raises:
+        LLMError: when called after the last response.
+    """
+
+    def __init__(
+        self, responses: Iterable[Turn | str | dict[str, Any]], name: str = "replay"
+    ) -> None:
+        self.responses = list(responses)
+        self.position = 0
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"ReplayModel(played={self.position}/{len(self.responses)})"
+
+    def chat(
+        self, messages: Sequence[Message], functions: Sequence[dict[str, Any]]
+    ) -> dict[str, Any]:
+        if self.position >= len(self.responses):
+            raise LLMError(
+                f"ReplayModel has no more responses: all {len(self.responses)} were played"
+            )
+        response = self.responses[self.position]
+        self.position += 1
+        if isinstance(response, dict):
+            return response
+        turn = Turn.say(response) if isinstance(response, str) else response
+        prompt_tokens = estimate_tokens(list(messages)) + estimate_tokens(list(functions))
+        return turn.completion(prompt_tokens, self.name)
