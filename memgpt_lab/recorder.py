@@ -513,7 +513,7 @@ class Recording(Sequence[Frame]):
     def record(
         self,
         direction: str,
-        payload: str | bytes | None,
+        payload: str | bytes | bytearray | memoryview | None,
         *,
         connection_id: str = "",
         opcode: str | None = None,
@@ -925,13 +925,15 @@ class Recording(Sequence[Frame]):
         """
         __tracebackhide__ = True
         frames = self._scope(direction)
+        problems = []
+        if len(frames) != len(expected):
+            problems.append(f"expected {len(expected)} frames, got {len(frames)}")
         for number, (item, frame) in enumerate(zip(expected, frames, strict=False), 1):
             if not frame_matches(item, frame):
-                raise self._fail(
-                    f"frame {number} (#{frame.seq}) does not match {describe(item)}", frames
-                )
-        if len(frames) != len(expected):
-            raise self._fail(f"expected {len(expected)} frames, got {len(frames)}", frames)
+                problems.append(f"frame {number} (#{frame.seq}) does not match {describe(item)}")
+                break
+        if problems:
+            raise self._fail("; ".join(problems), frames)
         return frames
 
     # -- output --------------------------------------------------------------------
@@ -972,7 +974,7 @@ class Recording(Sequence[Frame]):
             line += (
                 f"{frame.direction:<3} {_cut(str(kind), 20):<20} "
                 f"{_cut(frame.message_type or '', 18):<18} {frame.size:>6} "
-                f"{frame.preview(preview_width)}"
+                f"{_table_preview(frame, preview_width)}"
             )
             lines.append(line.rstrip())
         if len(shown) < len(frames):
@@ -1006,6 +1008,16 @@ class Recording(Sequence[Frame]):
             text = path_or_file.read()
         frames = [Frame.from_dict(json.loads(line)) for line in text.splitlines() if line.strip()]
         return cls._snapshot(frames, cls(clock, wall_clock))
+
+
+def _table_preview(frame: Frame, width: int) -> str:
+    # The type columns already show type and message_type: spend the width on the rest.
+    value = frame.json
+    if isinstance(value, dict) and "type" in value:
+        rest = {k: v for k, v in value.items() if k != "type" and k != "message_type"}
+        text = json.dumps(rest, ensure_ascii=False, separators=(",", ":")) if rest else ""
+        return _cut(text, width)
+    return frame.preview(width)
 
 
 def _cut(text: str, width: int) -> str:
