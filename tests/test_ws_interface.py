@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import threading
 from typing import Any
 from unittest.mock import AsyncMock, call
@@ -15,10 +16,12 @@ from unittest.mock import AsyncMock, call
 import pytest
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as sync_connect
 
 from memgpt_lab.errors import InterfaceClosedError
 from memgpt_lab.interface import AgentInterface
+from memgpt_lab.recorder import MockWebSocket, Recording
 from memgpt_lab.ws import protocol
 from memgpt_lab.ws.interface import AsyncWebSocketInterface, SyncWebSocketInterface
 
@@ -565,3 +568,69 @@ def test_sync_interface_over_real_websockets_served_on_its_loop() -> None:
 
         interface.run(stop())
     assert received == expected_frames()
+
+
+# -- MockWebSocket, the project's recording connection ------------------------------------------
+
+
+RUNNING_SEND_MESSAGE = re.compile(r"^Running send_message\(")
+
+
+def test_mock_websockets_record_the_step_in_order_on_each_connection() -> None:
+    recording = Recording()
+    first, second = MockWebSocket(recording), MockWebSocket(recording)
+    with SyncWebSocketInterface(agent_id="a") as interface:
+        interface.register_client(first)
+        interface.register_client(second)
+        step(interface)
+        # Wait on the recording itself, without flushing: all 8 frames arrive.
+        recording.wait_for({"type": "agent_response"}, count=8)
+    for ws in (first, second):
+        frames = recording.filter(connection_id=ws.id)
+        assert [frame.direction for frame in frames] == ["out"] * 4
+        assert [frame.json for frame in frames] == expected_frames(agent_id="a")
+        frames.assert_sequence(
+            [
+                {"message_type": "internal_monologue"},
+                {"message_type": "function_message", "message": RUNNING_SEND_MESSAGE},
+                {"message_type": "assistant_message", "message": "Hello!"},
+                {"message_type": "function_message", "message": "Success: None"},
+            ]
+        )
+    assert not first.closed  # the interface does not own its clients
+
+
+def test_closed_mock_websocket_is_dropped_with_connection_closed() -> None:
+    recording = Recording()
+    gone, stays = MockWebSocket(recording), MockWebSocket(recording)
+    drops: list[tuple[object, BaseException]] = []
+
+    async def main() -> None:
+        async with AsyncWebSocketInterface(on_drop=lambda ws, e: drops.append((ws, e))) as iface:
+            iface.register_client(gone)
+            iface.register_client(stays)
+            step(iface)
+            await iface.flush()
+            await gone.close()
+            step(iface)
+            await iface.flush()
+            assert iface.clients == (stays,)
+
+    asyncio.run(main())
+    [(ws, exc)] = drops
+    assert ws is gone and isinstance(exc, ConnectionClosed)
+    assert len(recording.filter(connection_id=stays.id, type="agent_response")) == 8
+    assert len(recording.filter(connection_id=gone.id, type="agent_response")) == 4
+
+
+def test_mock_websocket_fail_after_drops_only_that_client() -> None:
+    flaky, steady = MockWebSocket(fail_after=2), MockWebSocket()
+    drops: list[BaseException] = []
+    with SyncWebSocketInterface(on_drop=lambda ws, exc: drops.append(exc)) as interface:
+        interface.register_client(flaky)
+        interface.register_client(steady)
+        step(interface)
+        interface.flush()
+    assert len(drops) == 1
+    assert [f.json["seq"] for f in flaky.recording] == [1, 2]
+    assert [f.json for f in steady.recording] == expected_frames()
