@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+
+from memgpt_lab.cli import DEMO_MESSAGES, main, run_demo
+
+
+def test_demo_is_the_same_on_every_run():
+    first, second = io.StringIO(), io.StringIO()
+    frames = run_demo(first)
+    run_demo(second)
+    assert first.getvalue() == second.getvalue()
+    assert frames == 25
+
+
+def test_demo_shows_the_conversation_and_its_frames():
+    out = io.StringIO()
+    run_demo(out)
+    text = out.getvalue()
+    for message in DEMO_MESSAGES:
+        assert f"user> {message}" in text
+    assert "sam> Nice to meet you, Ada!" in text
+    assert (
+        "sam> Here's what I have about your favourite language: your favourite language is OCaml"
+        in text
+    )
+    table = text.split("frames captured by the mock socket:", 1)[1].strip().splitlines()
+    assert table[0].split()[:5] == ["seq", "dir", "type", "message_type", "size"]
+    rows = table[1:]
+    assert len(rows) == 25
+    assert [int(row.split()[0]) for row in rows] == list(range(1, 26))
+    kinds = [row.split()[3] for row in rows]
+    assert kinds[:4] == [
+        "internal_monologue",
+        "function_message",
+        "assistant_message",
+        "function_message",
+    ]
+    assert kinds.count("assistant_message") == len(DEMO_MESSAGES)
+
+
+def test_console_script_runs_the_demo():
+    result = subprocess.run(
+        [sys.executable, "-m", "memgpt_lab.cli", "demo", "--width", "80"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert "25 frames captured" in result.stdout
+    assert max(len(line) for line in result.stdout.splitlines() if line[:5].strip().isdigit()) <= 80
+
+
+def test_main_demo_returns_zero(capsys):
+    assert main(["demo"]) == 0
+    assert "frames captured" in capsys.readouterr().out
+
+
+def test_unknown_command_is_a_usage_error(capsys):
+    try:
+        main(["dance"])
+    except SystemExit as exc:
+        assert exc.code == 2
+    else:
+        raise AssertionError("an unknown command must exit with a usage error")
+    assert "invalid choice" in capsys.readouterr().err
