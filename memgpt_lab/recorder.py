@@ -470,6 +470,21 @@ def _one_or_many(value: str | Collection[str] | None) -> Collection[str] | None:
     return frozenset(value)
 
 
+def _needles(values: Collection[str] | None) -> list[str] | None:
+    """The values as they appear quoted in JSON text, or None when one may be escaped."""
+    if values is None:
+        return None
+    needles = []
+    for value in values:
+        if not isinstance(value, str):
+            return None
+        quoted = json.dumps(value, ensure_ascii=False)
+        if quoted != f'"{value}"':  # needs escapes: it may be spelled several ways
+            return None
+        needles.append(quoted)
+    return needles
+
+
 class Recording(Sequence[Frame]):
     """A thread-safe, append-only list of frames, with filters, waits and assertions.
 
@@ -724,6 +739,8 @@ class Recording(Sequence[Frame]):
         types = _one_or_many(type)
         message_types = _one_or_many(message_type)
         connections = _one_or_many(connection_id)
+        type_needles = _needles(types)
+        mtype_needles = _needles(message_types)
         pattern = re.compile(regex) if isinstance(regex, str) else regex
         check = _predicate(predicate) if predicate is not None else None
         out = []
@@ -737,6 +754,14 @@ class Recording(Sequence[Frame]):
             if pattern is not None and (frame.text is None or not pattern.search(frame.text)):
                 continue
             if types is not None or message_types is not None:
+                if frame._json is _UNSET and frame.text is not None and "\\u" not in frame.text:
+                    # Not parsed yet: skip the JSON parse when the wanted value cannot be
+                    # in the text at all (a plain string shows up literally, quoted).
+                    body = frame.text
+                    if type_needles and not any(n in body for n in type_needles):
+                        continue
+                    if mtype_needles and not any(n in body for n in mtype_needles):
+                        continue
                 value = frame.json
                 if not isinstance(value, dict):
                     continue

@@ -17,6 +17,7 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedError, Conne
 
 from memgpt_lab.errors import FrameTimeoutError, LabError, RecordingAssertionError
 from memgpt_lab.recorder import (
+    _UNSET,
     ANY,
     Frame,
     MockWebSocket,
@@ -185,6 +186,20 @@ class TestQueries:
         assert len(rec.filter(type="agent_response").filter(message_type="function_message")) == 1
         assert len(rec.filter(direction="in", type="agent_response")) == 0
         assert len(rec.filter(text="binary")) == 0  # binary frames have no text
+
+    def test_type_filters_see_through_json_escapes(self) -> None:
+        rec = Recording()
+        rec.record("out", '{"type":"agent_response","message_type":"\\u0061ssistant_message"}')
+        rec.record("out", json.dumps({"type": 'odd "quoted"\ttype'}))
+        rec.record("out", '{"type": "agent_response", "message_type": "assistant_message"}')
+        assert [f.seq for f in rec.filter(message_type="assistant_message")] == [1, 3]
+        assert [f.seq for f in rec.filter(type='odd "quoted"\ttype')] == [2]
+
+    def test_type_filters_parse_only_frames_that_may_match(self) -> None:
+        rec = turn()
+        rec.filter(message_type="assistant_message")
+        parsed = [f.seq for f in rec if f._json is not _UNSET]
+        assert parsed == [4]
 
     def test_messages_texts_and_count_by(self) -> None:
         rec = turn()
