@@ -6,6 +6,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from memgpt_lab.errors import ProtocolError
 from memgpt_lab.ws import protocol
@@ -214,3 +216,50 @@ class TestEventsFromMessages:
     def test_no_role(self) -> None:
         with pytest.raises(ProtocolError, match="role None"):
             protocol.events_from_messages([{"content": "x"}])
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+class TestEventEncoder:
+    @given(
+        kind=st.sampled_from(protocol.AGENT_MESSAGE_TYPES),
+        message=json_values,
+        seq=st.integers(min_value=1, max_value=2**53),
+        extra=st.dictionaries(
+            st.text(max_size=8).filter(lambda k: k not in protocol.EVENT_FRAME_FIELDS),
+            json_values,
+            max_size=3,
+        ),
+    )
+    def test_same_text_as_encode_event_frame(
+        self, kind: str, message: Any, seq: int, extra: dict[str, Any]
+    ) -> None:
+        encoder = protocol.event_encoder(**extra)
+        assert encoder(kind, message, seq) == protocol.encode(
+            protocol.event_frame(kind, message, seq=seq, **extra)
+        )
+
+    def test_without_extra_fields(self) -> None:
+        encoder = protocol.event_encoder()
+        assert encoder("assistant_message", 'say "hi"\n', 7) == (
+            '{"type":"agent_response","message_type":"assistant_message",'
+            '"message":"say \\"hi\\"\\n","seq":7}'
+        )
+
+    def test_extra_may_not_set_frame_fields(self) -> None:
+        with pytest.raises(ProtocolError, match="may not set message, seq"):
+            protocol.event_encoder(seq=1, message="x")
+
+    def test_kind_without_frame(self) -> None:
+        encoder = protocol.event_encoder()
+        with pytest.raises(ProtocolError, match="no server-to-client frame"):
+            encoder("user_message", "hi", 1)
+        with pytest.raises(ProtocolError, match="'shout'"):
+            encoder("shout", "hi", 1)

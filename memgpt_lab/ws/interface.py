@@ -129,6 +129,7 @@ class _SenderCore:
         if reserved:
             raise ValueError(f"extra_fields may not set {', '.join(sorted(reserved))}")
         self.fields.update(extra_fields or {})
+        self.encode_event = protocol.event_encoder(**self.fields)
         self.lock = threading.Lock()
         self.seq = 0
         self.closed = False
@@ -155,7 +156,7 @@ class _SenderCore:
                     continue
                 seq = self.seq + 1
                 # Encoding under the lock keeps seq order and queue order the same.
-                text = protocol.encode(protocol.event_frame(kind, message, seq=seq, **self.fields))
+                text = self.encode_event(kind, message, seq)
                 self.seq = seq
                 for channel in self.channels.values():
                     channel.queue.append(text)

