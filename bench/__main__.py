@@ -22,17 +22,17 @@ def main(argv: list[str]) -> int:
     if argv:
         names = [n for n in names if any(a in n for a in argv)]
     failed = 0
-    print(f"{'benchmark':<58} {'value':>14} {'unit':<10} {'target':>12}  ok")
+    print(f"{'benchmark':<66} {'value':>14} {'unit':<10} {'target':>12}  ok")
     for name in names:
         module = importlib.import_module(f"bench.{name}")
         results: list[Result] = module.run()
         for r in results:
-            target = "" if r.target is None else ("≥ " if r.higher_is_better else "≤ ") + _fmt(
-                r.target
+            target = (
+                "" if r.target is None else ("≥ " if r.higher_is_better else "≤ ") + _fmt(r.target)
             )
             mark = {None: "", True: "yes", False: "NO"}[r.ok]
             failed += r.ok is False
-            print(f"{r.name:<58} {_fmt(r.value):>14} {r.unit:<10} {target:>12}  {mark}")
+            print(f"{r.name:<66} {_fmt(r.value):>14} {r.unit:<10} {target:>12}  {mark}")
             if r.note:
                 print(f"    {r.note}")
     if failed:
