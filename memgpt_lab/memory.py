@@ -217,7 +217,7 @@ class RecallMemory:
         """
         needle = query.lower()
         hits = [e for e in self.entries if needle in e.text.lower() and (not said_only or e.said)]
-        return _paginate(hits, page, page_size or self.page_size)
+        return _paginate(hits, page, self.page_size if page_size is None else page_size)
 
     def date_search(
         self,
@@ -231,7 +231,7 @@ class RecallMemory:
         if end < start:
             raise ValueError(f"end_date {end} is before start_date {start}")
         hits = [e for e in self.entries if start <= e.timestamp.date() <= end]
-        return _paginate(hits, page, page_size or self.page_size)
+        return _paginate(hits, page, self.page_size if page_size is None else page_size)
 
 
 def _as_date(value: str | date) -> date:
@@ -291,7 +291,9 @@ class ArchivalMemory:
         score = self._scorer(query)
         scored = sorted(((score(p), p.id, p) for p in self.passages), key=lambda s: (-s[0], s[1]))
         return _paginate(
-            [p for value, _, p in scored if value > 0], page, page_size or self.page_size
+            [p for value, _, p in scored if value > 0],
+            page,
+            self.page_size if page_size is None else page_size,
         )
 
     def _scorer(self, query: str) -> Callable[[ArchivalPassage], float]:
