@@ -32,7 +32,13 @@ from memgpt_lab import system
 from memgpt_lab.errors import LLMError
 from memgpt_lab.functions import FunctionSpec, resolve_functions
 from memgpt_lab.interface import AgentInterface
-from memgpt_lab.llm.base import ChatModel, ContextWindowExceededError, estimate_tokens, get_model
+from memgpt_lab.llm.base import (
+    ChatModel,
+    ContextWindowExceededError,
+    TokenEstimator,
+    estimate_tokens,
+    get_model,
+)
 from memgpt_lab.llm.scripted import SUMMARY_REQUEST_MARKER
 from memgpt_lab.memory import CoreMemory
 from memgpt_lab.persistence import InMemoryStateManager
@@ -210,6 +216,9 @@ class Agent:
         self.alerted_about_memory_pressure = False
         self.summaries = 0
         self.last_usage: dict[str, int] = {}
+        self._message_tokens = TokenEstimator()
+        self._schemas = [spec.schema for spec in self.functions.values()]
+        self._schema_tokens = estimate_tokens(self._schemas)
         self._lock = threading.RLock()
         self.rebuild_memory()
 
@@ -236,7 +245,7 @@ class Agent:
 
     @property
     def function_schemas(self) -> list[dict[str, Any]]:
-        return [spec.schema for spec in self.functions.values()]
+        return list(self._schemas)
 
     def now(self) -> datetime:
         return self.clock()
@@ -262,8 +271,8 @@ class Agent:
         """Estimated tokens by section of the context window, and the window itself."""
         system_tokens = estimate_tokens(self.system_prompt)
         core_tokens = estimate_tokens(self.memory.render())
-        message_tokens = estimate_tokens(self.messages[1:])
-        function_tokens = estimate_tokens(self.function_schemas)
+        message_tokens = self._message_tokens(self.messages[1:])
+        function_tokens = self._schema_tokens
         return {
             "system": system_tokens,
             "core_memory": core_tokens,
@@ -398,16 +407,14 @@ class Agent:
     def _complete(self, new: list[Message], verify: bool) -> dict[str, Any]:
         """Call the model, summarising first (or after an overflow) when the context is full."""
         window = self.config.context_window
-        schemas = self.function_schemas
+        schemas = self._schemas
         attempts = self.config.first_message_attempts if verify else 1
         for attempt in range(1, attempts + 1):
-            needed = estimate_tokens([*self.messages, *new]) + estimate_tokens(schemas)
+            needed = self._message_tokens([*self.messages, *new]) + self._schema_tokens
             while needed > window:
                 self.summarize_messages_inplace()
-                before, needed = (
-                    needed,
-                    estimate_tokens([*self.messages, *new]) + estimate_tokens(schemas),
-                )
+                before = needed
+                needed = self._message_tokens([*self.messages, *new]) + self._schema_tokens
                 if needed >= before:
                     raise LLMError(
                         f"the context needs ~{needed} tokens and summarising frees no more; "

@@ -10,6 +10,7 @@ from memgpt_lab.errors import LLMError, UnknownNameError
 
 __all__ = [
     "ChatModel",
+    "TokenEstimator",
     "ContextWindowExceededError",
     "chat_completion",
     "estimate_tokens",
@@ -49,6 +50,31 @@ def estimate_tokens(value: Any) -> int:
     """
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
     return (len(text) + 3) // 4
+
+
+class TokenEstimator:
+    """:func:`estimate_tokens` of a list, cached per item.
+
+    An agent's messages are not changed once made, so each is measured once
+    and a step costs a lookup per message instead of encoding the whole
+    context again. Items are recognised by identity; the cache keeps them alive
+    only until they leave the lists being measured.
+    """
+
+    def __init__(self) -> None:
+        self._cache: dict[int, tuple[Any, int]] = {}
+
+    def __call__(self, items: Sequence[Any]) -> int:
+        cache = self._cache
+        total = 1  # the list's brackets
+        for item in items:
+            hit = cache.get(id(item))
+            if hit is None or hit[0] is not item:
+                hit = cache[id(item)] = (item, estimate_tokens(item))
+            total += hit[1]
+        if len(cache) > 2 * len(items) + 256:  # forget messages that left the context
+            self._cache = {id(item): cache[id(item)] for item in items}
+        return total
 
 
 def chat_completion(

@@ -29,7 +29,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from memgpt_lab.errors import LLMError
-from memgpt_lab.llm.base import ContextWindowExceededError, chat_completion, estimate_tokens
+from memgpt_lab.llm.base import (
+    ContextWindowExceededError,
+    TokenEstimator,
+    chat_completion,
+    estimate_tokens,
+)
 
 __all__ = ["SUMMARY_REQUEST_MARKER", "Context", "ReplayModel", "Rule", "ScriptedModel", "Turn"]
 
@@ -296,6 +301,8 @@ class ScriptedModel:
         self.context_window = context_window
         self.name = name
         self.calls = 0
+        self._message_tokens = TokenEstimator()
+        self._function_tokens = TokenEstimator()
 
     def __repr__(self) -> str:
         return f"ScriptedModel(rules={len(self.rules)}, context_window={self.context_window})"
@@ -304,7 +311,7 @@ class ScriptedModel:
         self, messages: Sequence[Message], functions: Sequence[dict[str, Any]]
     ) -> dict[str, Any]:
         self.calls += 1
-        prompt_tokens = estimate_tokens(list(messages)) + estimate_tokens(list(functions))
+        prompt_tokens = self._message_tokens(messages) + self._function_tokens(functions)
         if self.context_window is not None and prompt_tokens > self.context_window:
             raise ContextWindowExceededError(
                 f"prompt of ~{prompt_tokens} tokens exceeds the context window of {self.context_window}"
