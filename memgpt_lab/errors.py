@@ -13,6 +13,13 @@ Every error the package raises on purpose derives from :class:`LabError`, so
     ├── InterfaceClosedError                   an interface used after close()
     ├── LLMError                               a model backend failed or answered badly
     ├── FrameTimeoutError (also TimeoutError)  Recording.wait_for gave up
+    ├── LabConnectionError (also ConnectionError)
+    │                                          a lab client could not connect, was refused,
+    │                                          or lost its connection mid-request
+    ├── RequestTimeoutError (also TimeoutError)
+    │                                          a lab server did not answer in time
+    ├── ServerResponseError                    a lab server answered a request with an
+    │                                          error frame (kept as .frame)
     └── RecordingAssertionError (also AssertionError)
                                                a Recording assertion failed
 """
@@ -20,16 +27,20 @@ Every error the package raises on purpose derives from :class:`LabError`, so
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 __all__ = [
     "FrameTimeoutError",
     "InterfaceClosedError",
     "LLMError",
+    "LabConnectionError",
     "LabError",
     "MemoryLimitError",
     "PresetError",
     "ProtocolError",
     "RecordingAssertionError",
+    "RequestTimeoutError",
+    "ServerResponseError",
     "UnknownNameError",
 ]
 
@@ -84,3 +95,28 @@ class FrameTimeoutError(LabError, TimeoutError):
 
 class RecordingAssertionError(LabError, AssertionError):
     """A ``Recording`` assertion failed; the message shows the frames seen."""
+
+
+class LabConnectionError(LabError, ConnectionError):
+    """A lab client could not connect, was refused, or lost its connection mid-request."""
+
+
+class RequestTimeoutError(LabError, TimeoutError):
+    """A lab server did not answer a request within the client's timeout."""
+
+
+class ServerResponseError(LabError):
+    """A lab server answered a request with an error frame.
+
+    Attributes:
+        frame: the error frame (``command_response`` with ``status: "error"``,
+            ``agent_response_error`` or ``server_error``).
+        frames: for a turn, every frame received for it, the error included.
+    """
+
+    def __init__(
+        self, message: str, frame: dict[str, Any], frames: list[dict[str, Any]] | None = None
+    ):
+        self.frame = frame
+        self.frames = list(frames or [frame])
+        super().__init__(message)
