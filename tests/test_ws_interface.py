@@ -544,30 +544,42 @@ def test_async_interface_over_real_websockets() -> None:
 
 def test_sync_interface_over_real_websockets_served_on_its_loop() -> None:
     with SyncWebSocketInterface() as interface:
-        registered = threading.Event()
+        registered = threading.Semaphore(0)
 
         async def handler(connection: ServerConnection) -> None:
             interface.register_client(connection)
-            registered.set()
+            registered.release()
             await connection.wait_closed()
 
         async def start() -> Server:
+            # serve() needs a running loop when called, so call it on the interface's loop.
             return await serve(handler, "127.0.0.1", 0)
 
         server = interface.run(start())
-        port = server.sockets[0].getsockname()[1]
-        with sync_connect(f"ws://127.0.0.1:{port}") as ws:
-            registered.wait()
+        url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        # One client from a thread of its own, one on the interface's loop:
+        # connect() is an awaitable object, which run() accepts as well.
+        with sync_connect(url) as sync_ws:
+            async_ws = interface.run(connect(url))
+            registered.acquire()
+            registered.acquire()
             step(interface)
             interface.flush()
-            received = [protocol.decode(ws.recv()) for _ in range(4)]
+            received = [protocol.decode(sync_ws.recv()) for _ in range(4)]
+
+            async def receive_and_close() -> list[dict[str, Any]]:
+                frames = [protocol.decode(await async_ws.recv()) for _ in range(4)]
+                await async_ws.close()
+                return frames
+
+            received_on_loop = interface.run(receive_and_close())
 
         async def stop() -> None:
             server.close()
             await server.wait_closed()
 
         interface.run(stop())
-    assert received == expected_frames()
+    assert received == received_on_loop == expected_frames()
 
 
 # -- MockWebSocket, the project's recording connection ------------------------------------------

@@ -41,7 +41,7 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
@@ -308,6 +308,10 @@ class _SenderCore:
             self._closing.set_result(None)
 
 
+async def _await(awaitable: Awaitable[_T]) -> _T:
+    return await awaitable
+
+
 def _set_wakes(channels: Iterable[_Channel]) -> None:
     for channel in channels:
         channel.wake.set()
@@ -495,7 +499,10 @@ class SyncWebSocketInterface(_WebSocketInterfaceBase):
             interface.flush()
 
     Real ``websockets`` connections must be made on :attr:`loop`, for example
-    ``ws = interface.run(websockets.connect(url))``.
+    ``ws = interface.run(websockets.asyncio.client.connect(url))``.
+
+    Close it (or use ``with``): the thread holds the interface, so one never
+    closed keeps its thread and loop until the process ends.
 
     Args:
         agent_id: added to every frame as ``agent_id`` when set.
@@ -567,20 +574,27 @@ class SyncWebSocketInterface(_WebSocketInterfaceBase):
                 raise InterfaceClosedError(_CLOSED_MESSAGE)
             return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
-    def run(self, coro: Coroutine[Any, Any, _T], timeout: float | None = None) -> _T:
-        """Run ``coro`` on the interface's loop and return its result.
+    def run(self, awaitable: Awaitable[_T], timeout: float | None = None) -> _T:
+        """Await ``awaitable`` on the interface's loop and return its result.
 
         For work that must happen on that loop, such as opening a
-        ``websockets`` connection to register. Call from any other thread.
+        ``websockets`` connection to register, or serving. Call from any other
+        thread.
 
         Raises:
             InterfaceClosedError: the interface is closed.
             TimeoutError: ``timeout`` seconds passed (the coroutine is cancelled).
         """
+        # websockets' connect() and serve() are awaitable objects, not coroutines.
+        coro = awaitable if asyncio.iscoroutine(awaitable) else _await(awaitable)
         if self._core.closed:
             coro.close()
             raise InterfaceClosedError(_CLOSED_MESSAGE)
-        self._check_not_loop_thread("run()")
+        try:
+            self._check_not_loop_thread("run()")
+        except RuntimeError:
+            coro.close()
+            raise
         future = self._submit(coro)
         try:
             return future.result(timeout)
