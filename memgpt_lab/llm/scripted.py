@@ -381,9 +381,9 @@ class ScriptedModel:
 
     @staticmethod
     def _summarise(messages: Sequence[Message]) -> str:
-        said = [
-            _parse(m.get("content")).get("message") for m in messages if m.get("role") == "user"
-        ]
+        # only what the user said: system alerts (earlier summaries, warnings) are user-role too
+        packets = [_parse(m.get("content")) for m in messages if m.get("role") == "user"]
+        said = [p.get("message") for p in packets if p.get("type") == "user_message"]
         texts: list[str] = [s for s in said if isinstance(s, str) and s]
         replies = 0
         for m in messages:
