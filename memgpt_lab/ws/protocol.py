@@ -111,9 +111,13 @@ def command(name: str, config: dict[str, Any] | None = None, **extra: Any) -> Fr
     return frame
 
 
+# One encoder for every frame: json.dumps with options builds a new one per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def encode(frame: Frame) -> str:
     """The frame as compact JSON text, as it goes on the wire."""
-    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODER.encode(frame)
 
 
 def decode(text: str | bytes) -> Frame:
@@ -155,7 +159,7 @@ EVENT_FRAME_FIELDS = ("type", "message_type", "message", "seq")
 
 # Same settings as encode(), built once: json.dumps with non-default
 # arguments builds a new encoder on every call.
-_compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_compact = _ENCODER.encode
 
 
 def event_encoder(**extra: Any) -> Callable[[str, Any, int], str]:
