@@ -158,11 +158,9 @@ class MemoryView(widgets.VBox):
     @agent.setter
     def agent(self, agent: Agent) -> None:
         self._agent = agent
-        for editor in self._editors.values():
-            editor.loaded = ""  # the new agent's blocks replace any edit
         self._results.value = ""
         self._set_status("", ok=True)
-        self.refresh()
+        self._load(keep_edits=False)  # the new agent's blocks replace any edit
 
     @property
     def persona(self) -> widgets.Textarea:
@@ -200,24 +198,7 @@ class MemoryView(widgets.VBox):
 
     def refresh(self) -> None:
         """Re-read the agent: blocks (unless edited and unsaved), counts, context bar."""
-        agent = self._agent
-        breakdown = agent.context_breakdown()
-        self._recall_count = len(agent.recall_memory)
-        self._archival_count = len(agent.archival_memory)
-        with self.hold_sync():
-            for name, editor in self._editors.items():
-                current = agent.memory.blocks[name]
-                if editor.text.value == editor.loaded:  # no unsaved edit to keep
-                    editor.text.value = current
-                editor.loaded = current
-                self._update_count(editor)
-            self._shown_context = breakdown
-            self._context.value = context_bar_html(breakdown)
-            self._counts.value = (
-                f'<div class="mlab-section-title">Recall memory: {self._recall_count} messages'
-                f" · Archival memory: {self._archival_count} passages"
-                f" · In context: {len(agent.messages)} messages</div>"
-            )
+        self._load(keep_edits=True)
 
     def save_block(self, name: str, text: str | None = None) -> bool:
         """Write block ``name`` from its Textarea (or ``text``) into the agent's core memory.
@@ -281,6 +262,26 @@ class MemoryView(widgets.VBox):
 
     _recall_count = 0
     _archival_count = 0
+
+    def _load(self, keep_edits: bool) -> None:
+        agent = self._agent
+        breakdown = agent.context_breakdown()
+        self._recall_count = len(agent.recall_memory)
+        self._archival_count = len(agent.archival_memory)
+        with self.hold_sync():
+            for name, editor in self._editors.items():
+                current = agent.memory.blocks[name]
+                if not keep_edits or editor.text.value == editor.loaded:
+                    editor.text.value = current
+                editor.loaded = current
+                self._update_count(editor)
+            self._shown_context = breakdown
+            self._context.value = context_bar_html(breakdown)
+            self._counts.value = (
+                f'<div class="mlab-section-title">Recall memory: {self._recall_count} messages'
+                f" · Archival memory: {self._archival_count} passages"
+                f" · In context: {len(agent.messages)} messages</div>"
+            )
 
     def _update_count(self, editor: _BlockEditor) -> None:
         used = len(editor.text.value)

@@ -1,0 +1,546 @@
+"""PresetBuilder, AgentConsole, MemoryView and Lab, driven from Python (no browser)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+import yaml
+
+from memgpt_lab import (
+    FixedClock,
+    MockWebSocket,
+    Recording,
+    ReplayModel,
+    SyncWebSocketInterface,
+    Turn,
+    create_agent_from_preset,
+    get_human_text,
+    get_persona_text,
+    system,
+)
+from memgpt_lab.agent import Agent
+from memgpt_lab.errors import PresetError
+from memgpt_lab.interface import CollectingInterface
+from memgpt_lab.widgets import AgentConsole, Lab, MemoryView, PresetBuilder
+from memgpt_lab.widgets.console import next_chain_input
+
+SEND_KINDS = ["user", "monologue", "function_call", "assistant", "function_ok"]
+
+
+def make_agent(model: object = None, **config: object) -> Agent:
+    return create_agent_from_preset(
+        "memgpt_chat",
+        config or None,
+        model,  # type: ignore[arg-type]
+        get_persona_text("sam_pov"),
+        get_human_text("basic"),
+        clock=FixedClock(),
+        id="agent-1",
+    )
+
+
+def kinds(console: AgentConsole) -> list[str]:
+    return [kind for kind, _ in console.entries]
+
+
+@pytest.fixture
+def console() -> Iterator[AgentConsole]:
+    view = AgentConsole(make_agent())
+    yield view
+    view.close()
+
+
+@pytest.fixture
+def lab() -> Iterator[Lab]:
+    view = Lab(clock=FixedClock(), agent_id="agent-1")
+    yield view
+    view.close()
+
+
+# --------------------------------------------------------------------------- PresetBuilder
+
+
+@pytest.fixture
+def builder() -> Iterator[PresetBuilder]:
+    view = PresetBuilder(clock=FixedClock())
+    yield view
+    view.close()
+
+
+def test_builder_starts_from_the_default_preset_and_named_texts(builder: PresetBuilder) -> None:
+    assert builder.preset_name.value == "memgpt_chat"
+    assert "send_message" in builder.functions
+    assert builder.persona_text.value == get_persona_text("sam_pov")
+    assert builder.human_text.value == get_human_text("basic")
+    preset = builder.build_preset()
+    assert preset.system_prompt_name == "memgpt_chat"  # unedited: kept as a reference
+
+
+def test_builder_creates_an_agent_and_calls_hooks(builder: PresetBuilder) -> None:
+    created: list[Agent] = []
+    builder.on_create(created.append)
+    builder.functions = ["send_message", "core_memory_append"]
+    builder.context_window.value = 1500
+    agent = builder.create_agent()
+    assert created == [agent] and builder.agent is agent
+    assert list(agent.functions) == ["send_message", "core_memory_append"]
+    assert agent.config.context_window == 1500
+    assert agent.memory.persona == get_persona_text("sam_pov")
+    assert "mlab-status-ok" in builder.status and "Created agent" in builder.status
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda b: setattr(b.persona_text, "value", "   "), "the persona is empty"),
+        (
+            lambda b: setattr(b.persona_text, "value", "x" * 2001),
+            "the persona text is 2001 characters, over its limit of 2000",
+        ),
+        (
+            lambda b: (
+                setattr(b.human_text, "value", "y" * 60) or setattr(b.human_limit, "value", 50)
+            ),
+            "the human text is 60 characters, over its limit of 50",
+        ),
+        (
+            lambda b: setattr(b, "functions", ["send_message", "teleport"]),
+            "unknown function(s) teleport",
+        ),
+        (lambda b: setattr(b, "functions", ["core_memory_append"]), "tick send_message"),
+        (lambda b: setattr(b.prompt_text, "value", ""), "the system prompt is empty"),
+        (lambda b: setattr(b.preset_name, "value", " "), "give the preset a name"),
+        (lambda b: setattr(b.context_window, "value", 10), "context_window must be at least 256"),
+    ],
+)
+def test_builder_invalid_input_is_shown_not_raised_by_the_button(
+    builder: PresetBuilder, change: object, expected: str
+) -> None:
+    change(builder)  # type: ignore[operator]
+    with pytest.raises(PresetError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+        builder.create_agent()
+    builder._set_status("", ok=True)
+    builder._create.click()  # the button: no exception, the same message in the status line
+    assert "mlab-status-error" in builder.status
+    assert expected in builder.status
+    assert builder.agent is None
+
+
+def test_builder_save_and_load_round_trip(builder: PresetBuilder, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    builder.preset_name.value = "tea_bot"
+    builder.description_text.value = "Talks about tea."
+    builder.functions = ["send_message", "archival_memory_insert", "archival_memory_search"]
+    builder.prompt_text.value = "You are a bot that loves tea. Use send_message to speak."
+    path = builder.save(tmp_path / "tea_bot.yaml")
+    saved = yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert saved["system_prompt_text"].startswith("You are a bot that loves tea")  # edited: inline
+    assert "mlab-status-ok" in builder.status
+
+    other = PresetBuilder(preset="memgpt_minimal")
+    try:
+        loaded = other.load(path)
+        assert loaded == builder.build_preset()
+        assert other.preset_name.value == "tea_bot"
+        assert other.functions == builder.functions
+        assert other.prompt_text.value == builder.prompt_text.value
+    finally:
+        other.close()
+
+
+def test_builder_saves_a_named_prompt_by_name_and_to_a_directory(
+    builder: PresetBuilder,
+    tmp_path,  # type: ignore[no-untyped-def]
+) -> None:
+    path = builder.save(tmp_path)
+    assert path.name == "memgpt_chat.yaml"
+    assert yaml.safe_load(path.read_text(encoding="utf-8"))["system_prompt"] == "memgpt_chat"
+
+
+def test_builder_load_errors_are_shown(builder: PresetBuilder, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nsystem_prompt: memgpt_chat\nfunctions: [fly]\n", encoding="utf-8")
+    builder.path.value = str(bad)
+    builder._load.click()
+    assert "mlab-status-error" in builder.status and "unknown function(s) fly" in builder.status
+    builder.path.value = ""
+    builder._save.click()
+    assert "give a file path" in builder.status
+
+
+def test_builder_named_choices_fill_the_textareas(builder: PresetBuilder) -> None:
+    builder._persona_choice.value = "memgpt_starter"
+    assert builder.persona_text.value == get_persona_text("memgpt_starter")
+    builder._human_choice.value = "cs_phd"
+    assert builder.human_text.value == get_human_text("cs_phd")
+    builder._start.value = "memgpt_minimal"
+    assert builder.functions == ["send_message", "core_memory_append", "core_memory_replace"]
+    assert builder.build_preset().system_prompt_name == "memgpt_minimal"
+
+
+def test_builder_uses_a_given_model(builder: PresetBuilder) -> None:
+    model = ReplayModel([Turn.say("hi")])
+    given = PresetBuilder(model=model)
+    try:
+        assert given.create_agent().model is model
+    finally:
+        given.close()
+
+
+# --------------------------------------------------------------------------- AgentConsole
+
+
+def test_console_send_shows_a_send_message_step_in_order(console: AgentConsole) -> None:
+    result = console.send("Hello, is anyone there?")
+    assert result is not None and result.replies
+    assert kinds(console) == SEND_KINDS
+    assert console.entries[0] == ("user", "Hello, is anyone there?")
+    assert console.entries[3] == ("assistant", result.replies[0])
+    assert console.pending is None
+    html = console._transcript.value
+    for css in ("mlab-user", "mlab-monologue", "mlab-function-call", "mlab-assistant"):
+        assert css in html
+    assert html.index("mlab-user") < html.index("mlab-monologue") < html.index("mlab-assistant")
+
+
+@pytest.mark.parametrize(
+    ("turn", "error"),
+    [
+        (Turn("Let me fly.", "fly", {}), "No function named 'fly'"),
+        (Turn("Broken JSON.", "send_message", "{not json"), "Error parsing JSON"),
+        (
+            Turn(
+                "Bad edit.",
+                "core_memory_replace",
+                {"name": "human", "old_content": "zzz", "new_content": "a"},
+            ),
+            "Content not found in human",
+        ),
+    ],
+)
+def test_console_marks_a_failed_function(turn: Turn, error: str) -> None:
+    console = AgentConsole(make_agent(ReplayModel([turn, Turn.say("Sorry about that.")])))
+    try:
+        console.step("hi")
+        assert kinds(console)[-1] == "function_error"
+        assert error in console.entries[-1][1]
+        assert "mlab-function-error" in console._transcript.value
+        pending = json.loads(console.pending or "{}")
+        assert pending["type"] == "heartbeat"
+        assert pending["reason"] == system.FUNC_FAILED_HEARTBEAT_MESSAGE
+        console.step()
+        assert console.entries[-2] == ("assistant", "Sorry about that.")
+        assert console.pending is None
+    finally:
+        console.close()
+
+
+def test_console_walks_a_heartbeat_chain_one_step_at_a_time() -> None:
+    model = ReplayModel(
+        [
+            Turn(
+                "Noting it.",
+                "archival_memory_insert",
+                {"content": "likes tea", "request_heartbeat": True},
+            ),
+            Turn(
+                "Look it up.", "archival_memory_search", {"query": "tea", "request_heartbeat": True}
+            ),
+            Turn.say("You like tea."),
+        ]
+    )
+    console = AgentConsole(make_agent(model))
+    try:
+        pendings = []
+        console.step("I like tea")
+        pendings.append(json.loads(console.pending or "null"))
+        console._on_step()  # the button sends the pending heartbeat
+        pendings.append(json.loads(console.pending or "null"))
+        console.step()
+        pendings.append(console.pending)
+        assert [p["reason"] for p in pendings[:2]] == [system.REQ_HEARTBEAT_MESSAGE] * 2
+        assert pendings[2] is None
+        assert kinds(console).count("heartbeat") == 2
+        assert console.entries[-2] == ("assistant", "You like tea.")
+        assert console.step() is None and "Nothing to step" in console.status
+    finally:
+        console.close()
+
+
+def test_stepping_gives_the_same_transcript_as_a_turn() -> None:
+    turned, stepped = AgentConsole(make_agent()), AgentConsole(make_agent())
+    try:
+        turned.send("my name is Ada")
+        stepped.step("my name is Ada")
+        while stepped.pending is not None:
+            stepped.step()
+        assert stepped.entries == turned.entries
+        assert "heartbeat" in kinds(turned)
+        assert stepped.agent.memory.human == turned.agent.memory.human
+    finally:
+        turned.close()
+        stepped.close()
+
+
+def test_console_pending_token_warning_then_alert() -> None:
+    agent = make_agent(context_window=2000, warning_fraction=0.1)
+    console = AgentConsole(agent)
+    try:
+        console.step("hello")
+        pending = json.loads(console.pending or "{}")
+        assert pending["type"] == "system_alert" and "context window" in pending["message"]
+        assert agent.alerted_about_memory_pressure
+        console.step()
+        assert ("alert", pending["message"]) in console.entries
+        assert "mlab-alert" in console._transcript.value
+    finally:
+        console.close()
+
+
+def test_next_chain_input_matches_run_chain_order() -> None:
+    agent = make_agent()
+    step = agent.step("hi", skip_verify=True)
+    assert next_chain_input(agent, step._replace(function_failed=True, heartbeat_request=True)) == (
+        system.get_heartbeat(
+            system.FUNC_FAILED_HEARTBEAT_MESSAGE, "2026-01-01 09:00:03 AM UTC+0000"
+        )
+    )
+    assert next_chain_input(agent, step) is None
+
+
+def test_console_injects_heartbeat_and_memory_warning(console: AgentConsole) -> None:
+    console.inject_heartbeat()
+    assert console.entries[0] == ("heartbeat", "Automated timer")
+    assert kinds(console)[1] == "monologue"
+    console.inject_memory_warning()
+    alert = [text for kind, text in console.entries if kind == "alert"]
+    assert alert and "close to the context window" in alert[0]
+    assert "mlab-heartbeat" in console._transcript.value
+    assert len(console.agent.archival_memory) == 1  # the scripted model saves the human block
+
+
+def test_console_reset_without_factory_clears_the_view(console: AgentConsole) -> None:
+    agent = console.agent
+    console.send("hello")
+    console.reset()
+    assert console.entries == [] and console.agent is agent
+    assert len(agent.recall_memory) > 0  # the agent keeps its memory
+
+
+def test_console_reset_with_factory_makes_a_fresh_agent() -> None:
+    console = AgentConsole(make_agent(), factory=make_agent)
+    try:
+        first = console.agent
+        console.send("my name is Ada")
+        console.reset()
+        assert console.agent is not first and console.entries == []
+        assert "Ada" not in console.agent.memory.human
+        console.send("hello")
+        assert kinds(console) == SEND_KINDS  # the new agent talks to the console
+        assert console._interface not in getattr(first.interface, "interfaces", [])
+    finally:
+        console.close()
+
+
+def test_console_shows_model_errors_instead_of_raising() -> None:
+    console = AgentConsole(make_agent(ReplayModel([])))
+    try:
+        assert console.send("hello") is None
+        assert kinds(console) == ["user", "error"]
+        assert "ReplayModel has no more responses" in console.entries[-1][1]
+        assert "mlab-status-error" in console.status
+        assert console.last_error is not None
+        console._input.value = "again"
+        console._buttons["send"].click()  # no exception from the button either
+        assert console._input.value == "again"  # kept, so the user can retry
+    finally:
+        console.close()
+
+
+def test_console_records_each_turn_with_server_frames() -> None:
+    recording = Recording()
+    agent = make_agent()
+    console = AgentConsole(agent, recording)
+    try:
+        assert console.interface is not None and console.recording is recording
+        console.send("Hello")
+        # Flushed before send() returned: no waiting needed.
+        recording.assert_sequence(
+            [
+                {"type": "user_message", "message": "Hello", "agent_id": "agent-1"},
+                {"type": "agent_response_start"},
+                {"type": "agent_response", "message_type": "internal_monologue"},
+                {"type": "agent_response", "message_type": "assistant_message"},
+                {"type": "agent_response_end"},
+            ]
+        )
+        assert recording[0].direction == "in"
+        assert recording[-1].type == "agent_response_end"
+        count = len(recording)
+        console.inject_heartbeat()
+        assert recording[count].type == "agent_response_start"
+        assert recording[-1].type == "agent_response_end"
+        socket = console.interface
+    finally:
+        console.close()
+    assert socket.closed and not socket.thread.is_alive()  # the console's own interface
+
+
+def test_console_composes_with_existing_interfaces() -> None:
+    ws = MockWebSocket()
+    socket = SyncWebSocketInterface()
+    collecting = CollectingInterface()
+    socket.register_client(ws)
+    agent = make_agent()
+    agent.interface = collecting
+    console = AgentConsole(agent)
+    try:
+        assert console.interface is None and console.recording is None
+        console.send("hi")
+        assert collecting.kinds()[:2] == ["user_message", "internal_monologue"]
+        console.close()
+        assert agent.interface.interfaces == [collecting]  # type: ignore[attr-defined]
+
+        agent.interface = socket
+        console = AgentConsole(agent)
+        assert console.interface is socket and console.recording is ws.recording
+        console.send("hi again")
+        assert ws.recording.filter(type="agent_response_end")
+        assert ws.recording.filter(type="agent_response", message_type="assistant_message")
+    finally:
+        console.close()
+        assert not socket.closed  # not the console's to close
+        socket.close()
+
+
+def test_console_repr_is_cheap_and_stable(console: AgentConsole) -> None:
+    console.send("hi")
+    assert repr(console) == "<AgentConsole 5 entries, pending=None>"
+
+
+# --------------------------------------------------------------------------- MemoryView
+
+
+def test_memory_view_counts_search_and_context_bar() -> None:
+    agent = make_agent()
+    console, view = AgentConsole(agent), MemoryView(agent)
+    try:
+        assert view.recall_count == 0 and view.archival_count == 0
+        console.send("remember that my cat is called Tom")
+        view.refresh()
+        assert view.recall_count == len(agent.recall_memory) > 0
+        assert view.archival_count == 1
+        assert view.context == agent.context_breakdown()
+        html = view._context.value
+        for key in ("system", "core_memory", "messages", "functions"):
+            assert f'data-section="{key}" data-tokens="{agent.context_breakdown()[key]}"' in html
+        assert f'data-window="{agent.config.context_window}"' in html
+
+        found = view.search("cat")
+        memories = {memory for memory, _ in found}
+        assert memories == {"recall", "archival"}
+        assert ("archival", "my cat is called Tom") in found
+        assert "mlab-result-archival" in view._results.value
+        assert view.search("  ") == []
+    finally:
+        console.close()
+        view.close()
+
+
+def test_memory_view_edits_blocks_within_limits() -> None:
+    agent = make_agent(human_char_limit=100)
+    view = MemoryView(agent)
+    try:
+        assert view.char_count("human") == (len(agent.memory.human), 100)
+        assert view.save_block("human", "Name: Ada") is True
+        assert agent.memory.human == "Name: Ada"
+        assert "Name: Ada" in agent.messages[0]["content"]  # rebuilt into the system message
+        assert "mlab-status-ok" in view.status
+
+        view.human.value = "z" * 101
+        assert "mlab-count-over" in view._editors["human"].count.value
+        assert view.save_block("human") is False
+        assert agent.memory.human == "Name: Ada"  # not applied
+        assert "over its limit of 100" in view.status and "mlab-status-error" in view.status
+        view._editors["human"].save.click()  # the button: no exception
+        assert "over its limit" in view.status
+    finally:
+        view.close()
+
+
+def test_memory_view_keeps_unsaved_edits_on_refresh() -> None:
+    agent = make_agent()
+    view = MemoryView(agent)
+    try:
+        view.persona.value = "draft"
+        agent.memory.set("human", "Name: Bo")
+        view.refresh()
+        assert view.persona.value == "draft" and view.human.value == "Name: Bo"
+        view.agent = make_agent()
+        assert view.persona.value == get_persona_text("sam_pov")
+    finally:
+        view.close()
+
+
+# --------------------------------------------------------------------------- Lab
+
+
+def test_lab_send_records_frames_and_updates_tabs(lab: Lab) -> None:
+    assert lab.inspector.total_count == 0
+    assert lab.tabs.titles == ("Console", "Memory", "Traffic", "Preset")
+    lab.console.send("Hello, is anyone there?")
+    assert len(lab.recording) == 7
+    lab.inspector.refresh()
+    assert lab.inspector.total_count == 7
+    assert lab.memory.recall_count == len(lab.agent.recall_memory) == 3
+    assert lab.memory.context == lab.agent.context_breakdown()
+    assert 'data-frames="7"' in lab.timeline.value
+    lab.console.inject_heartbeat()
+    lab.inspector.refresh()
+    assert lab.inspector.total_count > 7
+    lab.inspector.set_filter(type="user_message")
+    assert lab.inspector.filtered_count == 1
+
+
+def test_lab_builder_swaps_the_agent(lab: Lab) -> None:
+    first = lab.agent
+    lab.console.send("hello")
+    lab.builder.functions = ["send_message"]
+    lab.builder._create.click()
+    new = lab.builder.agent
+    assert new is not None and lab.agent is new is lab.memory.agent
+    assert list(new.functions) == ["send_message"]
+    lab.console.send("hello again")
+    assert lab.recording[-1].type == "agent_response_end"
+    assert {f.connection_id for f in lab.recording} == {"c1", "c2"}
+    assert len(first.recall_memory) == 3  # the old agent heard nothing more
+
+
+def test_lab_reset_gives_memory_the_fresh_agent(lab: Lab) -> None:
+    lab.console.send("my name is Ada")
+    lab.console.reset()
+    assert lab.memory.agent is lab.agent
+    assert "Ada" not in lab.memory.human.value
+    assert lab.agent.id == "agent-1"
+
+
+def test_lab_on_an_existing_agent_shows_its_recording() -> None:
+    ws = MockWebSocket()
+    socket = SyncWebSocketInterface()
+    socket.register_client(ws)
+    agent = make_agent()
+    agent.interface = socket
+    agent.step(system.package_user_message("Hello", "t0"), first_message=True, skip_verify=True)
+    socket.flush()
+    view = Lab(agent)
+    try:
+        assert view.recording is ws.recording and view.agent is agent
+        assert view.inspector.total_count == 4
+        view.console.send("more")
+        view.inspector.refresh()
+        assert view.inspector.total_count == len(ws.recording) > 4
+        assert repr(view).startswith("<Lab agent='agent'")
+    finally:
+        view.close()
+        socket.close()
