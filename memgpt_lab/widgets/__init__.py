@@ -1,0 +1,24 @@
+"""Notebook widgets; importing this module imports ipywidgets and anywidget.
+
+``import memgpt_lab`` does not import it, so the core stays fast to import.
+"""
+
+from __future__ import annotations
+
+from memgpt_lab.widgets.builder import PresetBuilder
+from memgpt_lab.widgets.console import AgentConsole
+from memgpt_lab.widgets.inspector import FrameFilter, TrafficInspector
+from memgpt_lab.widgets.lab import Lab
+from memgpt_lab.widgets.memory_view import MemoryView
+from memgpt_lab.widgets.timeline import Timeline, timeline_svg
+
+__all__ = [
+    "AgentConsole",
+    "FrameFilter",
+    "Lab",
+    "MemoryView",
+    "PresetBuilder",
+    "Timeline",
+    "TrafficInspector",
+    "timeline_svg",
+]

@@ -1,0 +1,65 @@
+"""Helpers shared by the widgets: coalesced refreshes and HTML escaping."""
+
+from __future__ import annotations
+
+import html
+import threading
+from collections.abc import Callable
+
+__all__ = ["Coalescer", "esc"]
+
+
+def esc(value: object) -> str:
+    """``value`` as text that is safe inside HTML."""
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+class Coalescer:
+    """Call ``callback`` at most once per ``interval`` seconds, however often it is poked.
+
+    ``poke()`` is cheap and safe from any thread (a Recording calls its
+    subscribers on the recording thread): the first poke after a quiet spell
+    starts a timer thread, later pokes before it fires are absorbed, so a
+    burst of frames costs one refresh. The recording thread never sleeps or
+    waits for the refresh.
+
+    Call ``close()`` when done; a pending call is cancelled.
+    """
+
+    def __init__(self, callback: Callable[[], object], interval: float = 0.1) -> None:
+        self._callback = callback
+        self._interval = interval
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+        self._closed = False
+
+    @property
+    def pending(self) -> bool:
+        """True while a call is scheduled and has not started yet."""
+        return self._timer is not None
+
+    def poke(self) -> None:
+        """Ask for a call; it happens within ``interval`` seconds."""
+        with self._lock:
+            if self._closed or self._timer is not None:
+                return
+            self._timer = threading.Timer(self._interval, self._fire)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _fire(self) -> None:
+        with self._lock:
+            self._timer = None
+            if self._closed:
+                return
+        # Outside the lock: pokes during the callback schedule the next call,
+        # so frames that arrive while refreshing are not lost.
+        self._callback()
+
+    def close(self) -> None:
+        """Cancel a pending call and ignore later pokes."""
+        with self._lock:
+            self._closed = True
+            timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()

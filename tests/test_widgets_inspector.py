@@ -1,0 +1,370 @@
+"""TrafficInspector and the timeline, driven from Python (no browser)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from memgpt_lab.recorder import Recording, TickClock
+from memgpt_lab.widgets import Timeline, TrafficInspector, timeline_svg
+from memgpt_lab.widgets._util import Coalescer
+from memgpt_lab.widgets.inspector import FrameFilter, FrameIndex, hexdump
+
+MESSAGE_TYPES = ("internal_monologue", "assistant_message", "function_message")
+
+
+def turn(rec: Recording, user: str, *, connection_id: str = "") -> None:
+    """One user message and the agent's bracketed answer: 6 frames."""
+    rec.record(
+        "in", json.dumps({"type": "user_message", "message": user}), connection_id=connection_id
+    )
+    rec.record("out", json.dumps({"type": "agent_response_start"}), connection_id=connection_id)
+    for kind in MESSAGE_TYPES:
+        frame = {"type": "agent_response", "message_type": kind, "message": f"{kind} to {user}"}
+        rec.record("out", json.dumps(frame), connection_id=connection_id)
+    rec.record("out", json.dumps({"type": "agent_response_end"}), connection_id=connection_id)
+
+
+@pytest.fixture
+def rec() -> Recording:
+    recording = Recording(clock=TickClock(step=0.01))
+    turn(recording, "hello")
+    turn(recording, "How are you?", connection_id="c2")
+    recording.record("out", b"\x00\x01\x02ABC" * 4)
+    recording.record("out", "not json at all")
+    recording.record_close("out", 1000, "bye")
+    return recording  # 15 frames
+
+
+@pytest.fixture
+def inspector(rec: Recording):
+    widget = TrafficInspector(rec, page_size=5, live=False)
+    yield widget
+    widget.close()
+
+
+def test_rows_of_the_last_page_while_following(inspector):
+    assert inspector.total_count == inspector.filtered_count == 15
+    assert inspector.page_count == 3
+    assert inspector.page == 2
+    assert [r["seq"] for r in inspector.rows] == [11, 12, 13, 14, 15]
+    first = inspector.rows[0]
+    assert first["type"] == "agent_response"
+    assert first["message_type"] == "function_message"
+    assert first["t_ms"] == pytest.approx(100.0)  # ten ticks of 10 ms after the first frame
+    assert first["preview"] == "function_message to How are you?"
+    assert inspector.rows[2]["preview"].startswith("24 bytes: 00 01 02 41")
+    assert inspector.rows[4]["preview"] == "close 1000 bye"
+
+
+def test_paging_and_label(inspector):
+    inspector.go_to_page(0)
+    assert inspector.page == 0
+    assert not inspector.follow  # paging back stops following
+    assert [r["seq"] for r in inspector.rows] == [1, 2, 3, 4, 5]
+    assert "rows 1–5 of 15" in inspector._page_label.value
+    inspector._buttons["next"].click()
+    assert [r["seq"] for r in inspector.rows] == [6, 7, 8, 9, 10]
+    inspector._buttons["last"].click()
+    assert inspector.page == 2
+    inspector.page = 99  # clamped
+    assert inspector.page == 2
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"direction": "in"}, [1, 7]),
+        ({"type": "agent_response_end"}, [6, 12]),
+        ({"message_type": "assistant_message"}, [4, 10]),
+        ({"connection_id": "c2"}, [7, 8, 9, 10, 11, 12]),
+        ({"connection_id": "c2", "message_type": "internal_monologue"}, [9]),
+        ({"text": "HOW ARE"}, [7, 9, 10, 11]),  # substring: case-insensitive
+        ({"text": r"^\{.*to hello\"\}$", "regex": True}, [3, 4, 5]),
+        ({"text": "bye"}, [15]),  # close frames: code and reason
+        ({"type": ""}, [13, 14, 15]),  # "" selects frames without a type
+    ],
+)
+def test_each_filter(inspector, kwargs, expected):
+    inspector.follow = False
+    inspector.set_filter(**kwargs)
+    seqs = [r["seq"] for r in inspector.rows]
+    while inspector.page < inspector.page_count - 1:
+        inspector.go_to_page(inspector.page + 1)
+        seqs += [r["seq"] for r in inspector.rows]
+    assert seqs == expected
+    assert inspector.filtered_count == len(expected)
+    assert inspector.message == ""
+
+
+def test_filter_widgets_drive_the_filter(inspector):
+    dropdown = inspector._dropdowns["message_type"]
+    assert [label for label, _ in dropdown.options] == [
+        "all",
+        "(none)",
+        "assistant_message",
+        "function_message",
+        "internal_monologue",
+    ]
+    dropdown.value = "function_message"
+    assert [r["seq"] for r in inspector.rows] == [5, 11]
+    inspector._search.value = "hello"
+    assert [r["seq"] for r in inspector.rows] == [5]
+    assert inspector.filter == FrameFilter(message_type="function_message", text="hello")
+
+
+def test_set_filter_shows_in_the_widgets(inspector):
+    inspector.set_filter(direction="out", text="hello", regex=True)
+    assert inspector._dropdowns["direction"].value == "out"
+    assert inspector._search.value == "hello"
+    assert inspector._regex.value is True
+    inspector.set_filter(type="not_seen_yet")  # offered, though no frame has it
+    assert inspector._dropdowns["type"].value == "not_seen_yet"
+    assert inspector.filtered_count == 0
+
+
+def test_bad_regex_is_shown_not_raised(inspector):
+    inspector.set_filter(type="agent_response", text="to (hello", regex=True)
+    assert "invalid regular expression" in inspector.message
+    assert "invalid regular expression" in inspector._message.value
+    assert inspector.filtered_count == 6  # the text is ignored, the type still applies
+    inspector.set_filter(type="agent_response", text="to \\(?hello", regex=True)
+    assert inspector.message == "" and inspector._message.value == ""
+    assert inspector.filtered_count == 3
+
+
+def test_counts(inspector):
+    counts = inspector.counts
+    assert counts["type"] == {
+        "agent_response": 6,
+        "agent_response_end": 2,
+        "agent_response_start": 2,
+        "user_message": 2,
+    }
+    assert counts["message_type"] == dict.fromkeys(sorted(MESSAGE_TYPES), 2)
+    assert counts["direction"] == {"in": 2, "out": 13}
+    assert counts["connection_id"] == {"c2": 6}
+    assert 'data-value="agent_response"' in inspector._counts.value
+
+
+def test_follow_moves_to_the_newest_frame(rec, inspector):
+    turn(rec, "again")
+    inspector.refresh()
+    assert inspector.total_count == 21
+    assert inspector.page == 4
+    assert inspector.rows[-1]["seq"] == 21
+
+
+def test_no_jump_when_not_following(rec, inspector):
+    inspector.go_to_page(1)
+    before = inspector.rows
+    for i in range(20):
+        turn(rec, f"more {i}")
+    inspector.refresh()
+    assert inspector.total_count == 135
+    assert inspector.page == 1
+    assert inspector.rows == before
+    inspector.follow = True  # following again goes to the end
+    assert inspector.page == inspector.page_count - 1 == 26
+    assert inspector.rows[-1]["seq"] == 135
+
+
+def test_select_shows_pretty_json(inspector):
+    inspector.select(4)
+    assert inspector.selected_frame is not None and inspector.selected_frame.seq == 4
+    assert inspector.page == 0  # paged to the selected frame
+    assert 'data-kind="json"' in inspector.detail.value
+    assert "  &quot;message_type&quot;: &quot;assistant_message&quot;,\n" in inspector.detail.value
+    inspector.select(None)
+    assert inspector.selected_frame is None
+
+
+def test_detail_of_binary_text_and_close(inspector):
+    inspector.select(13)
+    assert 'data-kind="binary"' in inspector.detail.value
+    assert "00000000  00 01 02 41 42 43 00 01 02 41 42 43 00 01 02 41  |...ABC...ABC...A|" in (
+        inspector.detail.value
+    )
+    inspector.select(14)
+    assert 'data-kind="text"' in inspector.detail.value
+    assert "not json at all" in inspector.detail.value
+    inspector.select(15)
+    assert "close code: 1000\nreason: bye" in inspector.detail.value
+
+
+def test_click_in_the_browser_selects(inspector):
+    # The view sets selected_seq; that alone must fill the detail pane.
+    inspector.table.selected_seq = 7
+    assert 'data-seq="7"' in inspector.detail.value
+    assert "How are you?" in inspector.detail.value
+
+
+def test_select_unknown_seq(inspector):
+    with pytest.raises(LookupError, match="no frame with seq 99"):
+        inspector.select(99)
+
+
+def test_scrolling_away_in_the_view_stops_following(rec, inspector):
+    inspector.table.follow = False  # what inspector.js does on scroll-away
+    assert inspector._follow_box.value is False
+    page = inspector.page
+    turn(rec, "x")
+    inspector.refresh()
+    assert inspector.page == page
+
+
+def test_cleared_recording_starts_over(rec, inspector):
+    rec.clear()
+    turn(rec, "fresh")
+    inspector.refresh()
+    assert inspector.total_count == 6
+    assert [r["seq"] for r in inspector.rows] == [6]  # following: the last page
+    inspector.go_to_page(0)
+    assert [r["seq"] for r in inspector.rows] == [1, 2, 3, 4, 5]
+
+
+def test_live_updates_from_another_thread(rec):
+    widget = TrafficInspector(rec, page_size=5, interval=0.01)
+    seen_all = threading.Event()
+    widget.table.observe(lambda change: change["new"] == 45 and seen_all.set(), "total_count")
+    try:
+        worker = threading.Thread(target=lambda: [turn(rec, f"t{i}") for i in range(5)])
+        worker.start()
+        worker.join()
+        assert seen_all.wait(timeout=10), f"only {widget.total_count} frames shown"
+        assert widget.rows[-1]["seq"] == 45
+    finally:
+        widget.close()
+
+
+def test_close_unsubscribes(rec):
+    widget = TrafficInspector(rec, interval=60)
+    widget.close()
+    rec.record("out", "{}")
+    assert widget._coalescer is not None and not widget._coalescer.pending
+    assert rec._subscribers == ()
+
+
+def test_coalescer_bursts_make_one_call():
+    calls: list[int] = []
+    done = threading.Event()
+    coalescer = Coalescer(lambda: (calls.append(1), done.set()), interval=0.05)
+    for _ in range(1000):
+        coalescer.poke()
+    assert done.wait(timeout=5)
+    coalescer.close()
+    assert calls == [1]
+
+
+def test_page_holds_only_page_size_rows_of_100k():
+    big = Recording(clock=TickClock())
+    for i in range(100_000):
+        kind = MESSAGE_TYPES[i % 3]
+        big.record("out", json.dumps({"type": "agent_response", "message_type": kind, "m": i}))
+    widget = TrafficInspector(big, page_size=50, live=False)
+    assert widget.total_count == 100_000
+    assert len(widget.table.rows) == 50
+    widget.set_filter(message_type="assistant_message")
+    assert widget.filtered_count == 33_333
+    assert len(widget.table.rows) == 33  # following: the last page, 33_333 % 50
+    widget.go_to_page(3)
+    assert len(widget.table.rows) == 50
+    assert len(json.dumps(widget.table.rows)) < 20_000  # what goes to the browser
+    widget.close()
+
+
+def test_index_incremental_query_matches_full_query(rec):
+    index = FrameIndex()
+    index.extend(rec[:7])
+    flt = FrameFilter(direction="out", text="hello")
+    head = index.query(flt)
+    index.extend(rec[7:])
+    assert head + index.query(flt, start=7) == index.query(flt)
+
+
+def test_hexdump_limit():
+    assert hexdump(b"") == "(empty)"
+    dump = hexdump(bytes(range(256)) * 20, limit=32)
+    assert dump.splitlines()[-1] == "... 5088 more bytes"
+
+
+def test_repr_is_cheap_and_informative(inspector):
+    assert repr(inspector) == "<TrafficInspector 15/15 frames, page 3/3>"
+
+
+# -- timeline ----------------------------------------------------------------------
+
+
+def test_timeline_lanes_and_marks(rec):
+    svg = timeline_svg(rec, width=600)
+    lanes = re.findall(r'<g class="mlab-lane" data-lane="([^"]+)"', svg)
+    assert lanes == [
+        "user_message",
+        "agent_response_start",
+        *MESSAGE_TYPES,
+        "agent_response_end",
+        "binary",
+        "text",
+        "close",
+    ]
+    assert svg.count('class="mlab-mark"') == 15
+    assert svg.count("<rect x=") >= 2  # incoming frames are squares
+    assert svg.count('class="mlab-turn"') == 2
+    assert svg.count("mlab-boundary-start") == svg.count("mlab-boundary-end") == 2
+    assert ">0 ms</text>" in svg
+    assert svg.startswith("<svg") and svg.endswith("</svg>")
+
+
+def test_timeline_is_deterministic(rec):
+    again = Recording(clock=TickClock(step=0.01))
+    turn(again, "hello")
+    turn(again, "How are you?", connection_id="c2")
+    again.record("out", b"\x00\x01\x02ABC" * 4)
+    again.record("out", "not json at all")
+    again.record_close("out", 1000, "bye")
+    assert timeline_svg(rec) == timeline_svg(again)
+
+
+def test_timeline_gaps_mark_turns_without_markers():
+    times = iter([0.0, 0.1, 5.1])  # a five-second silence before the last frame
+    rec = Recording(clock=lambda: next(times))
+    rec.record("in", json.dumps({"type": "user_message", "message": "a"}))
+    rec.record("out", json.dumps({"type": "command_response", "status": "OK"}))
+    rec.record("in", json.dumps({"type": "user_message", "message": "b"}))
+    svg = timeline_svg(rec, gap_ms=1000)
+    assert svg.count("mlab-boundary-gap") == 1
+
+
+def test_timeline_merges_marks_of_crowded_lanes():
+    rec = Recording(clock=TickClock())
+    for i in range(5000):
+        rec.record("out", json.dumps({"type": "ping", "i": i}))
+    svg = timeline_svg(rec, width=500, max_marks_per_lane=100)
+    marks = svg.count('class="mlab-mark"')
+    assert 0 < marks <= 500
+    counts = [int(n) for n in re.findall(r'data-count="(\d+)"', svg)]
+    assert sum(counts) == 5000
+
+
+def test_timeline_empty():
+    assert "no frames yet" in timeline_svg(Recording())
+
+
+def test_timeline_widget_refreshes(rec):
+    widget = Timeline(rec, live=False)
+    assert widget.value.count('class="mlab-mark"') == 15
+    rec.record("out", "{}")
+    widget.refresh()
+    assert widget.value.count('class="mlab-mark"') == 16
+    widget.close()
+
+
+def test_import_memgpt_lab_does_not_import_widgets():
+    code = "import sys, memgpt_lab; print('ipywidgets' in sys.modules, 'anywidget' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
