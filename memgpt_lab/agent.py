@@ -57,6 +57,13 @@ SUMMARY_PROMPT = (
 )
 
 
+_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "str": str,
+    "int": int,
+    "float": (int, float),
+}
+
+
 @dataclass
 class AgentConfig:
     """Settings of one agent. All have defaults; unknown keys are an error.
@@ -83,6 +90,13 @@ class AgentConfig:
     first_message_attempts: int = 3
 
     def __post_init__(self) -> None:
+        # configs arrive as JSON from servers and notebooks: say which field has the wrong type
+        # rather than fail on a comparison below (bool is an int to Python, not to a user)
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            expected = _FIELD_TYPES[str(spec.type)]
+            if isinstance(value, bool) or not isinstance(value, expected):
+                raise TypeError(f"{spec.name} must be {spec.type}, not {type(value).__name__}")
         if self.context_window < 256:
             raise ValueError(
                 f"context_window must be at least 256 tokens, not {self.context_window}"
