@@ -245,6 +245,8 @@ def _follow_up(call: dict[str, Any], packet: dict[str, Any], ctx: Context) -> Tu
         return Turn.say(
             f"Sorry, that didn't work: {result}", f"{name} failed. Tell the user plainly."
         )
+    if name == "send_message":  # already said; a heartbeat after it has nothing to report
+        return Turn("My message is sent. Nothing more needs doing.")
     if name in ("core_memory_append", "core_memory_replace") and args.get("name") == "human":
         new = args.get("content") or args.get("new_content") or ""
         person = _name_of(str(new)) or ctx.human_name
