@@ -406,3 +406,17 @@ def test_scripted_conversation_through_an_agent() -> None:
     recalled = agent.turn("what did I say about tea?")
     assert recalled.replies == ["Here's what I have about tea: you drink green tea every morning"]
     assert agent.turn("nice").replies == ["I hear you, Ada: “nice”. Tell me more?"]
+
+
+def test_heartbeat_after_a_sent_message_says_nothing_more() -> None:
+    model = ScriptedModel()
+    hello = ask(model, user("hi"))["choices"][0]["message"]
+    sent = {"role": "function", "content": system.package_function_response(True, "None", T0)}
+    timer = {"role": "user", "content": system.get_heartbeat(time=T0)}
+    for after in ([sent], [sent, timer]):
+        response = ask(model, user("hi"), hello, *after)
+        assert "function_call" not in response["choices"][0]["message"]
+    # a failed send_message is still reported on the heartbeat that follows it
+    failed = {"role": "function", "content": system.package_function_response(False, "bad", T0)}
+    retry = ask(model, user("hi"), hello, failed, timer)
+    assert said(retry) == "Sorry, that didn't work: bad"
