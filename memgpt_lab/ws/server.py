@@ -346,6 +346,8 @@ class _ServerCore:
         self.connections: dict[str, _Connection] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.closing = False
+        #: Set on the loop once shutdown has begun: new requests are refused from then on.
+        self.stopping = threading.Event()
         self.rejections: list[tuple[int, str]] = []
         self.executor = concurrent.futures.ThreadPoolExecutor(
             max_workers, thread_name_prefix="memgpt_lab-agent"
@@ -632,6 +634,7 @@ class _ServerCore:
         """Refuse new requests, let running turns finish (or abort them), close with 1001."""
         self.closing = True
         pending = set(self.tasks)
+        self.stopping.set()
         if pending:
             _, late = await asyncio.wait(pending, timeout=grace)
             for task in late:
@@ -767,6 +770,11 @@ class LabServer:
     @property
     def running(self) -> bool:
         return self._server is not None
+
+    @property
+    def stopping(self) -> threading.Event:
+        """Set once :meth:`stop` has begun: requests are refused, running turns may finish."""
+        return self._core.stopping
 
     @property
     def rejections(self) -> list[tuple[int, str]]:
