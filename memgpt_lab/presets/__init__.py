@@ -263,8 +263,13 @@ def create_agent_from_config(
     for key in ("preset", "persona", "human", "persona_text", "human_text", "model", "id"):
         if key in config and not isinstance(config[key], str):
             raise ValueError(f"config {key!r} must be a string, not {type(config[key]).__name__}")
-    persona = config.get("persona_text") or get_persona_text(config.get("persona", DEFAULT_PERSONA))
-    human = config.get("human_text") or get_human_text(config.get("human", DEFAULT_HUMAN))
+    # an explicit text wins, even an empty one (then rejected or kept, as a direct text would be)
+    persona = config.get("persona_text")
+    if persona is None:
+        persona = get_persona_text(config.get("persona", DEFAULT_PERSONA))
+    human = config.get("human_text")
+    if human is None:
+        human = get_human_text(config.get("human", DEFAULT_HUMAN))
     return create_agent_from_preset(
         config.get("preset", DEFAULT_PRESET),
         agent_fields,
