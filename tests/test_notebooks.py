@@ -1,0 +1,77 @@
+"""The stored notebooks: numbered, valid, executed, with the widget state that renders them.
+
+nbval (``pytest --nbval notebooks/``) re-runs them and compares outputs; these
+checks cover what nbval does not: that a stored notebook renders on GitHub or
+nbviewer (its widget state is saved, and every widget an output shows is in it).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+PATHS = sorted(NOTEBOOKS.glob("*.ipynb"))
+
+
+def load(path: Path) -> Any:
+    return nbformat.read(path, as_version=4)
+
+
+def test_notebooks_are_numbered_in_sequence() -> None:
+    names = [p.name for p in PATHS]
+    assert len(names) >= 4, names
+    for number, name in enumerate(names, 1):
+        assert re.fullmatch(rf"{number:02d}_[a-z0-9_]+\.ipynb", name), name
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.name)
+def test_notebook_is_valid_and_executed(path: Path) -> None:
+    notebook = load(path)
+    nbformat.validate(notebook)
+    assert notebook.cells[0].cell_type == "markdown"
+    assert notebook.cells[0].source.startswith(f"# {path.name[:2]} ")  # titled with its number
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert code, "no code cells"
+    counts = [cell.execution_count for cell in code]
+    assert counts == list(range(1, len(code) + 1)), "not run top to bottom in one fresh kernel"
+    assert any(cell.outputs for cell in code), "no outputs saved"
+    for cell in code:
+        for output in cell.outputs:
+            assert output.output_type != "error", f"an error is saved: {output.get('ename')}"
+            assert output.get("name") != "stderr", f"stderr is saved: {output.text[:200]}"
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.name)
+def test_notebook_stores_the_state_of_every_widget_it_shows(path: Path) -> None:
+    notebook = load(path)
+    shown = [
+        output.data[WIDGET_VIEW]["model_id"]
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+        if WIDGET_VIEW in output.get("data", {})
+    ]
+    if not shown:
+        pytest.skip("this notebook shows no widgets")
+    state = notebook.metadata.get("widgets", {}).get(WIDGET_STATE)
+    assert state is not None, "no widget state: execute with store_widget_state"
+    assert state["version_major"] == 2 and isinstance(state["version_minor"], int)
+    models = state["state"]
+    missing = [model_id for model_id in shown if model_id not in models]
+    assert not missing, f"outputs show widgets with no saved state: {missing}"
+    # The children of what is shown are saved too, or the view cannot be built.
+    for model_id in shown:
+        stack = [model_id]
+        while stack:
+            model = models[stack.pop()]
+            for child in model["state"].get("children", []):
+                child_id = child.removeprefix("IPY_MODEL_")
+                assert child_id in models, f"{model_id} has a child with no saved state"
+                stack.append(child_id)
