@@ -70,13 +70,17 @@ _EXPORTS: dict[str, str] = {
     "Recording": "memgpt_lab.recorder",
     # errors
     "FrameTimeoutError": "memgpt_lab.errors",
+    "ContextWindowExceededError": "memgpt_lab.llm",
     "InterfaceClosedError": "memgpt_lab.errors",
     "LLMError": "memgpt_lab.errors",
+    "LabConnectionError": "memgpt_lab.errors",
     "LabError": "memgpt_lab.errors",
     "MemoryLimitError": "memgpt_lab.errors",
     "PresetError": "memgpt_lab.errors",
     "ProtocolError": "memgpt_lab.errors",
     "RecordingAssertionError": "memgpt_lab.errors",
+    "RequestTimeoutError": "memgpt_lab.errors",
+    "ServerResponseError": "memgpt_lab.errors",
     "UnknownNameError": "memgpt_lab.errors",
 }
 
@@ -104,12 +108,15 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from memgpt_lab.errors import (
         FrameTimeoutError,
         InterfaceClosedError,
+        LabConnectionError,
         LabError,
         LLMError,
         MemoryLimitError,
         PresetError,
         ProtocolError,
         RecordingAssertionError,
+        RequestTimeoutError,
+        ServerResponseError,
         UnknownNameError,
     )
     from memgpt_lab.functions import FunctionSpec, register_function
@@ -120,7 +127,15 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         MultiInterface,
         PrintingInterface,
     )
-    from memgpt_lab.llm import ChatModel, ReplayModel, Rule, ScriptedModel, Turn, get_model
+    from memgpt_lab.llm import (
+        ChatModel,
+        ContextWindowExceededError,
+        ReplayModel,
+        Rule,
+        ScriptedModel,
+        Turn,
+        get_model,
+    )
     from memgpt_lab.memory import ArchivalMemory, CoreMemory, RecallMemory
     from memgpt_lab.persistence import InMemoryStateManager
     from memgpt_lab.personas import get_persona_text, list_personas
