@@ -157,13 +157,13 @@ def test_hello_then_create_agent_then_a_whole_turn(server: LabServer) -> None:
         frames = talk(ws, agent_id, "hi", request_id=7)
     turn = {"agent_id": agent_id, "turn_id": 1}
     assert frames == [
-        {"seq": 3, "type": "agent_response_start", **turn, "request_id": 7},
+        {"seq": 3, "type": "agent_response_start", **turn, "request_id": 7, "requested_by": "c1"},
         {"seq": 4, **protocol.agent_response("internal_monologue", "thinking about hi"), **turn},
         {"seq": 5, **protocol.agent_response("function_message", "Running send_message('hi')")}
         | turn,
         {"seq": 6, **protocol.agent_response("assistant_message", "echo: hi"), **turn},
         {"seq": 7, **protocol.agent_response("function_message", "Success: None"), **turn},
-        {"seq": 8, "type": "agent_response_end", **turn, "request_id": 7},
+        {"seq": 8, "type": "agent_response_end", **turn, "request_id": 7, "requested_by": "c1"},
     ]
 
 

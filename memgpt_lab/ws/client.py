@@ -118,7 +118,8 @@ class AsyncLabClient:
         self._ids = itertools.count(1)
         self._connecting: asyncio.Lock | None = None
         self._closed = False
-        self._connection_id = ""
+        self._connection_id = ""  # in our own recording
+        self._server_connection_id: Any = None  # the server's name for this connection
 
     # -- connecting --------------------------------------------------------------------
 
@@ -243,24 +244,34 @@ class AsyncLabClient:
             return
         if frame["type"] == "hello":
             self.hello = frame
+            self._server_connection_id = frame.get("connection_id")
             return
-        key = (frame.get("agent_id"), frame.get("turn_id"))
-        request = self._requests.get(frame.get("request_id"))  # type: ignore[arg-type]
-        if frame["type"] == "agent_response_start" and request is not None and request.turn:
-            self._turns[key] = request
-            request.frames.append(frame)
-            return
-        turn = self._turns.get(key) if key[1] is not None else None
-        if turn is not None:
-            turn.frames.append(frame)
-            if frame["type"] == "agent_response_end":
-                del self._turns[key]
-                self._finish(turn)
-            return
-        if request is not None:
-            request.frames.append(frame)
-            self._finish(request)
-            return
+        request_id = frame.get("request_id")
+        turn_id = frame.get("turn_id")
+        if turn_id is not None:
+            key = (frame.get("agent_id"), turn_id)
+            request = self._requests.get(request_id)  # type: ignore[arg-type]
+            if (
+                frame["type"] == "agent_response_start"
+                and request is not None
+                and request.turn
+                # Request ids are unique per connection only; others' turns reach us too.
+                and frame.get("requested_by") == self._server_connection_id
+            ):
+                self._turns[key] = request
+            turn = self._turns.get(key)
+            if turn is not None:
+                turn.frames.append(frame)
+                if frame["type"] == "agent_response_end":
+                    del self._turns[key]
+                    self._finish(turn)
+                return
+        else:
+            request = self._requests.get(request_id)  # type: ignore[arg-type]
+            if request is not None:
+                request.frames.append(frame)
+                self._finish(request)
+                return
         self.unsolicited.append(frame)
 
     def _finish(self, request: _Request) -> None:

@@ -10,10 +10,13 @@ a background thread and records every frame into a
     server.recording.table()
 
 The protocol is MemGPT's (see :mod:`memgpt_lab.ws.protocol`) plus additive
-fields and frames: a ``hello`` frame on connect; ``seq`` (per connection,
-from 1, on every frame); ``agent_id`` and ``turn_id`` on every frame of a
-turn; ``request_id`` echoed from the request; the commands ``list_agents``,
-``get_memory``, ``attach`` and ``detach``.
+fields and frames: a ``hello`` frame on connect (with the ``connection_id``);
+``seq`` (per connection, from 1, on every frame); ``agent_id`` and
+``turn_id`` on every frame of a turn; ``request_id`` echoed from the request
+and, on a turn's start and end, ``requested_by`` (the connection id of the
+sender, since other connections see the turn too); an ``error`` code on
+error frames; the commands ``list_agents``, ``get_memory``, ``attach`` and
+``detach``.
 
 How a turn flows, and why its frames cannot be lost or reordered:
 
@@ -188,18 +191,19 @@ class BackgroundLoop:
         if self.loop.is_closed():
             return
         if self._started:
-            self.run(self._cancel_all())
+            # Wind down on the loop's own thread: the caller's may run a loop of its own.
+            self.run(self._wind_down())
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join()
-        self.loop.run_until_complete(self.loop.shutdown_asyncgens())
         self.loop.close()
 
-    async def _cancel_all(self) -> None:
+    async def _wind_down(self) -> None:
         current = asyncio.current_task()
         tasks = [task for task in asyncio.all_tasks() if task is not current]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.loop.shutdown_asyncgens()
 
 
 # --------------------------------------------------------------------------- connections
@@ -456,6 +460,8 @@ class _ServerCore:
             slot = self._slot(connection, frame, echo)
             if slot is not None:
                 self._attach(connection, slot)
+                # Every subscriber sees the turn; requested_by tells the sender it is theirs.
+                echo["requested_by"] = connection.id
                 self._spawn(self.run_turn(slot, frame["message"], echo))
             return
         name = frame["command"]

@@ -1,0 +1,218 @@
+"""The lab client twins against a real LabServer on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from memgpt_lab.errors import (
+    LabConnectionError,
+    LabError,
+    RequestTimeoutError,
+    ServerResponseError,
+)
+from memgpt_lab.interface import AgentInterface
+from memgpt_lab.recorder import Recording
+from memgpt_lab.ws.client import AsyncLabClient, LabClient
+from memgpt_lab.ws.proxy import RecordingProxy
+from memgpt_lab.ws.server import LabServer
+
+TIMEOUT = 10
+
+
+class GatedAgent:
+    """Says ``echo: <message>``; with ``block`` in its config, waits for the test's gate."""
+
+    def __init__(self, config: dict[str, Any], interface: AgentInterface, gate: Gate) -> None:
+        self.id = config.get("id") or f"g{len(gate.agents) + 1}"
+        self.name = str(config.get("name", "gated"))
+        self.interface = interface
+        self.config = config
+        self.gate = gate
+        self.said: list[str] = []
+
+    def turn(self, message: str) -> None:
+        self.interface.internal_monologue(f"thinking about {message}")
+        if self.config.get("block"):
+            self.gate.started.set()
+            assert self.gate.release.wait(TIMEOUT)
+        if self.config.get("fail"):
+            raise RuntimeError("no model today")
+        self.interface.assistant_message(f"echo: {message}")
+        self.said.append(message)
+
+    def memory_snapshot(self) -> dict[str, Any]:
+        return {"said": list(self.said)}
+
+
+class Gate:
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.agents: list[GatedAgent] = []
+
+    def factory(self, config: dict[str, Any], interface: AgentInterface) -> GatedAgent:
+        if "persona" in config:
+            raise LabError(f"unknown persona {config['persona']!r}")
+        agent = GatedAgent(config, interface, self)
+        self.agents.append(agent)
+        return agent
+
+
+@pytest.fixture
+def gate() -> Iterator[Gate]:
+    gate = Gate()
+    yield gate
+    gate.release.set()
+
+
+@pytest.fixture
+def server(gate: Gate) -> Iterator[LabServer]:
+    with LabServer(agent_factory=gate.factory, grace=0) as server:
+        yield server
+
+
+def kinds(frames: list[dict[str, Any]]) -> list[str]:
+    return [f.get("message_type") or f["type"] for f in frames]
+
+
+def test_the_sync_client_works_inside_a_running_event_loop_like_a_notebook_cell(
+    server: LabServer,
+) -> None:
+    async def cell() -> tuple[str, list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+        # A Jupyter cell runs on a thread whose loop is running: the client must not need it.
+        with LabClient(server.url, timeout=TIMEOUT) as client:
+            assert client.hello is not None and client.hello["protocol_version"] == "1.0"
+            agent_id = client.create_agent(name="nb")
+            frames = client.send("hi", agent_id)
+            return agent_id, frames, client.list_agents(), client.get_memory(agent_id)
+
+    agent_id, frames, agents, memory = asyncio.run(cell())
+    assert kinds(frames) == [
+        "agent_response_start",
+        "internal_monologue",
+        "assistant_message",
+        "agent_response_end",
+    ]
+    assert frames[2]["message"] == "echo: hi"
+    assert agents == [{"id": agent_id, "name": "nb", "turns": 1}]
+    assert memory == {"said": ["hi"]}
+
+
+def test_concurrent_sends_each_get_their_own_turn(server: LabServer) -> None:
+    async def main() -> None:
+        async with (
+            AsyncLabClient(server.url, timeout=TIMEOUT) as one,
+            AsyncLabClient(server.url, timeout=TIMEOUT) as two,
+        ):
+            a = await one.create_agent()
+            b = await one.create_agent()
+            turns = await asyncio.gather(
+                *(one.send(f"a{n}", a) for n in range(10)),
+                *(one.send(f"b{n}", b) for n in range(10)),
+                *(two.send(f"two{n}", a) for n in range(10)),
+            )
+            said = [t[2]["message"] for t in turns]
+            assert said == [
+                *(f"echo: a{n}" for n in range(10)),
+                *(f"echo: b{n}" for n in range(10)),
+                *(f"echo: two{n}" for n in range(10)),
+            ]
+            for turn in turns:
+                assert len({(f["agent_id"], f["turn_id"]) for f in turn}) == 1
+            # `one` is attached to a, so it also saw the turns `two` asked for, unsolicited.
+            theirs = [
+                f["message"]
+                for f in one.unsolicited
+                if f.get("message_type") == "assistant_message"
+            ]
+            assert sorted(theirs) == sorted(f"echo: two{n}" for n in range(10))
+
+    asyncio.run(main())
+
+
+def test_error_answers_raise_server_response_errors(server: LabServer) -> None:
+    with LabClient(server.url, timeout=TIMEOUT) as client:
+        with pytest.raises(ServerResponseError, match="unknown agent_id 'ghost'") as unknown:
+            client.send("hi", "ghost")
+        assert unknown.value.frame["type"] == "agent_response_error"
+        with pytest.raises(ServerResponseError, match="unknown persona 'nobody'") as bad:
+            client.create_agent(persona="nobody")
+        assert bad.value.frame["status"] == "error"
+        failing = client.create_agent(fail=True)
+        with pytest.raises(ServerResponseError, match="no model today") as failed:
+            client.send("hi", failing)
+        assert kinds(failed.value.frames) == [
+            "agent_response_start",
+            "internal_monologue",
+            "agent_response_error",
+            "agent_response_end",
+        ]
+        assert client.list_agents()[0]["id"] == failing  # the connection is still good
+
+
+def test_a_turn_that_takes_too_long_times_out_and_the_client_stays_usable(
+    server: LabServer, gate: Gate
+) -> None:
+    with LabClient(server.url, timeout=0.3) as client:
+        slow = client.create_agent(block=True)
+        with pytest.raises(RequestTimeoutError, match="within 0.3s") as timed_out:
+            client.send("wait", slow)
+        assert "agent_response_start" in str(timed_out.value)
+        assert isinstance(timed_out.value, TimeoutError)
+        gate.release.set()
+        fast = client.create_agent()
+        assert client.send("quick", fast)[-1]["type"] == "agent_response_end"
+
+
+def test_a_refused_handshake_is_not_retried() -> None:
+    with LabServer(token="right") as server:
+        with pytest.raises(LabConnectionError, match="HTTP 401"):
+            LabClient(server.url, token="wrong", timeout=TIMEOUT)
+        with LabClient(server.url, token="right", timeout=TIMEOUT) as client:
+            assert client.list_agents() == []
+
+
+def test_an_unreachable_server_fails_after_the_timeout() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(LabConnectionError, match=r"could not connect .* in 0.2s"):
+        LabClient(f"ws://127.0.0.1:{port}/", timeout=0.2)
+
+
+def test_a_dropped_connection_fails_the_request_in_flight_then_reconnects(
+    server: LabServer, gate: Gate
+) -> None:
+    proxy = RecordingProxy(server.url).start()
+    port = proxy.port
+
+    async def main() -> None:
+        nonlocal proxy
+        recording = Recording()
+        async with AsyncLabClient(proxy.url, timeout=TIMEOUT, recording=recording) as client:
+            agent_id = await client.create_agent(block=True)
+            in_flight = asyncio.create_task(client.send("hang on", agent_id))
+            assert await asyncio.to_thread(gate.started.wait, TIMEOUT)
+            await asyncio.to_thread(proxy.stop)  # the path to the server goes away
+            with pytest.raises(LabConnectionError, match="dropped .*1001.* user_message"):
+                await in_flight
+            assert not client.connected
+            proxy = RecordingProxy(server.url, port=port).start()
+            gate.release.set()
+            # The next request reconnects; the agent lived on in the server.
+            assert [a["id"] for a in await client.list_agents()] == [agent_id]
+            assert client.connected
+        # One recording, two connections: the dropped one, and the one closed at the end.
+        closes = [(f.connection_id, f.close_code) for f in recording if f.opcode == "close"]
+        assert closes == [("c1", 1001), ("c2", 1000)]
+
+    try:
+        asyncio.run(main())
+    finally:
+        proxy.stop()
