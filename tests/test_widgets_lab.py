@@ -403,7 +403,7 @@ def test_console_composes_with_existing_interfaces() -> None:
         assert agent.interface.interfaces == [collecting]  # type: ignore[attr-defined]
 
         agent.interface = socket
-        console = AgentConsole(agent)
+        console = AgentConsole(agent, Recording())  # the agent's own socket wins
         assert console.interface is socket and console.recording is ws.recording
         console.send("hi again")
         assert ws.recording.filter(type="agent_response_end")
@@ -544,3 +544,14 @@ def test_lab_on_an_existing_agent_shows_its_recording() -> None:
     finally:
         view.close()
         socket.close()
+
+
+def test_lab_uses_a_given_empty_recording() -> None:
+    recording = Recording()  # empty, so falsy: must still be the one used
+    view = Lab(recording=recording, clock=FixedClock())
+    try:
+        assert view.recording is recording is view.console.recording
+        view.console.send("hi")
+        assert len(recording) == 7 and view.inspector.total_count == 7
+    finally:
+        view.close()

@@ -387,8 +387,9 @@ class AgentConsole(widgets.VBox):
             self._socket.register_client(MockWebSocket(recording))
             assert isinstance(agent.interface, MultiInterface)
             agent.interface.interfaces.insert(0, self._socket)
-        if recording is None and self._socket is not None:
-            # An interface made elsewhere (say, the quickstart's): show its recording.
+        elif self._socket is not None:
+            # An interface made elsewhere (say, the quickstart's): its frames go to
+            # its own MockWebSocket's recording, so that is the one to show.
             for client in self._socket.clients:
                 if isinstance(client, MockWebSocket):
                     recording = client.recording

@@ -103,8 +103,11 @@ class Lab(widgets.VBox):
                 if clock is not None
                 else Recording()
             )
-        self.recording = recording
         self.console = AgentConsole(agent, recording, factory=self._new_agent)
+        # The agent's own socket wins over a recording passed in: show what it records.
+        if self.console.recording is not None:  # not `or`: an empty Recording is falsy
+            recording = self.console.recording
+        self.recording = recording
         self.memory = MemoryView(agent)
         self.inspector = TrafficInspector(recording)
         self.timeline = Timeline(recording)
