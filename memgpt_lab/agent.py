@@ -231,8 +231,7 @@ class Agent:
         self.summaries = 0
         self.last_usage: dict[str, int] = {}
         self._message_tokens = TokenEstimator()
-        self._schemas = [spec.schema for spec in self.functions.values()]
-        self._schema_tokens = estimate_tokens(self._schemas)
+        self._schema_cache: tuple[tuple[str, ...], list[dict[str, Any]], int] = ((), [], 0)
         self._lock = threading.RLock()
         self.rebuild_memory()
 
@@ -259,7 +258,15 @@ class Agent:
 
     @property
     def function_schemas(self) -> list[dict[str, Any]]:
-        return list(self._schemas)
+        return list(self._schemas_and_tokens()[0])
+
+    def _schemas_and_tokens(self) -> tuple[list[dict[str, Any]], int]:
+        """The schemas sent with every call, and their size; remeasured when ``functions`` change."""
+        key = tuple(self.functions)
+        if self._schema_cache[0] != key:
+            schemas = [spec.schema for spec in self.functions.values()]
+            self._schema_cache = (key, schemas, estimate_tokens(schemas))
+        return self._schema_cache[1], self._schema_cache[2]
 
     def now(self) -> datetime:
         return self.clock()
@@ -286,7 +293,7 @@ class Agent:
         system_tokens = estimate_tokens(self.system_prompt)
         core_tokens = estimate_tokens(self.memory.render())
         message_tokens = self._message_tokens(self.messages[1:])
-        function_tokens = self._schema_tokens
+        function_tokens = self._schemas_and_tokens()[1]
         return {
             "system": system_tokens,
             "core_memory": core_tokens,
@@ -367,14 +374,18 @@ class Agent:
         first_input: str | Message | None,
         first_message: bool = False,
         max_steps: int | None = None,
+        skip_verify: bool = True,
     ) -> TurnResult:
-        """Step with ``first_input``, then keep stepping with heartbeats as :meth:`turn` does."""
+        """Step with ``first_input``, then keep stepping with heartbeats as :meth:`turn` does.
+
+        ``skip_verify=False`` checks the first reply of a first message (see :meth:`step`).
+        """
         limit = max_steps or self.config.max_chain_steps
         result = TurnResult()
         next_input: str | Message | None = first_input
         for index in range(limit):
             step = self.step(
-                next_input, first_message=first_message and index == 0, skip_verify=True
+                next_input, first_message=first_message and index == 0, skip_verify=skip_verify
             )
             result.steps.append(step)
             if step.token_warning and not self.alerted_about_memory_pressure:
@@ -421,14 +432,14 @@ class Agent:
     def _complete(self, new: list[Message], verify: bool) -> dict[str, Any]:
         """Call the model, summarising first (or after an overflow) when the context is full."""
         window = self.config.context_window
-        schemas = self._schemas
+        schemas, schema_tokens = self._schemas_and_tokens()
         attempts = self.config.first_message_attempts if verify else 1
         for attempt in range(1, attempts + 1):
-            needed = self._message_tokens([*self.messages, *new]) + self._schema_tokens
+            needed = self._message_tokens([*self.messages, *new]) + schema_tokens
             while needed > window:
                 self.summarize_messages_inplace()
                 before = needed
-                needed = self._message_tokens([*self.messages, *new]) + self._schema_tokens
+                needed = self._message_tokens([*self.messages, *new]) + schema_tokens
                 if needed >= before:
                     raise LLMError(
                         f"the context needs ~{needed} tokens and summarising frees no more; "

@@ -78,7 +78,10 @@ def format_time(moment: datetime | str | None = None, clock: Clock = system_cloc
         moment = clock()
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return moment.strftime("%Y-%m-%d %I:%M:%S %p %Z%z")
+    zone = moment.tzname() or ""
+    if zone.startswith("UTC"):  # a fixed offset names itself "UTC+02:00"; %z adds it again
+        zone = "UTC"
+    return f"{moment:%Y-%m-%d %I:%M:%S %p} {zone}{moment:%z}"
 
 
 def _dumps(packet: dict[str, Any]) -> str:

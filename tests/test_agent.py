@@ -681,3 +681,20 @@ def test_agent_config_ranges(field: str, value: Any, message: str) -> None:
 def test_agent_config_wrong_types(field: str, value: Any) -> None:
     with pytest.raises(TypeError, match=f"{field} must be"):
         AgentConfig(**{field: value})
+
+
+def test_run_chain_can_verify_the_first_reply() -> None:
+    model = ReplayModel([Turn("Only thinking."), Turn.say("Hello!")])
+    agent = make_agent(model)
+    result = agent.run_chain(system.package_user_message("hi", T0), True, skip_verify=False)
+    assert model.position == 2
+    assert result.replies == ["Hello!"]
+
+
+def test_schemas_follow_changes_to_the_function_set() -> None:
+    agent = make_agent()
+    before = agent.context_breakdown()["functions"]
+    del agent.functions["archival_memory_search"]
+    names = [schema["name"] for schema in agent.function_schemas]
+    assert "archival_memory_search" not in names
+    assert agent.context_breakdown()["functions"] < before

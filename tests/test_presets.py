@@ -453,3 +453,14 @@ def test_create_agent_from_config_errors(
 ) -> None:
     with pytest.raises(error, match=message):
         create_agent_from_config(config)
+
+
+def test_load_preset_finds_its_prompt_in_the_given_directories(tmp_path: Path) -> None:
+    write(tmp_path, "pirate.txt", "Talk like a pirate.\n")
+    write(
+        tmp_path,
+        "pirates.yaml",
+        "name: pirates\nsystem_prompt: pirate\nfunctions: [send_message]\n",
+    )
+    preset = load_preset("pirates", directories=[tmp_path])
+    assert preset.system_prompt == "Talk like a pirate."

@@ -133,3 +133,8 @@ def test_same_clock_same_text() -> None:
     assert first == second
     times = [json.loads(m)["time"] for m in first]
     assert len(set(times)) == len(times)  # the clock moved on each call
+
+
+def test_format_time_names_a_fixed_offset_once() -> None:
+    moment = datetime(2026, 1, 1, 9, 0, tzinfo=timezone(timedelta(hours=2)))
+    assert format_time(moment) == "2026-01-01 09:00:00 AM UTC+0200"

@@ -175,7 +175,7 @@ def load_preset(
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise PresetError(f"preset {path}: not valid YAML: {exc}") from None
-    return Preset.from_mapping(data, str(path))
+    return Preset.from_mapping(data, str(path), prompt_directories=directories)
 
 
 def save_preset(preset: Preset, path: str | os.PathLike[str]) -> Path:
