@@ -388,17 +388,28 @@ class Agent:
                 next_input, first_message=first_message and index == 0, skip_verify=skip_verify
             )
             result.steps.append(step)
-            if step.token_warning and not self.alerted_about_memory_pressure:
-                self.alerted_about_memory_pressure = True
-                next_input = system.get_token_limit_warning(self.now())
-            elif step.function_failed:
-                next_input = system.get_heartbeat(system.FUNC_FAILED_HEARTBEAT_MESSAGE, self.now())
-            elif step.heartbeat_request:
-                next_input = system.get_heartbeat(system.REQ_HEARTBEAT_MESSAGE, self.now())
-            else:
+            next_input = self.next_chain_input(step)
+            if next_input is None:
                 return result
         result.truncated = True
         return result
+
+    def next_chain_input(self, step: StepResult) -> str | None:
+        """What continues the chain after ``step``, or None when the chain ends.
+
+        In order: the memory-pressure warning (once, the first time a step reports
+        it; this marks the agent as alerted), a heartbeat after a failed function,
+        a heartbeat the model asked for. :meth:`run_chain` and the notebook console's
+        single-step button both use it.
+        """
+        if step.token_warning and not self.alerted_about_memory_pressure:
+            self.alerted_about_memory_pressure = True
+            return system.get_token_limit_warning(self.now())
+        if step.function_failed:
+            return system.get_heartbeat(system.FUNC_FAILED_HEARTBEAT_MESSAGE, self.now())
+        if step.heartbeat_request:
+            return system.get_heartbeat(system.REQ_HEARTBEAT_MESSAGE, self.now())
+        return None
 
     def login(self, last_login: str = "Never (first login)") -> TurnResult:
         """Tell the agent the user has logged in, and run the turn that follows."""

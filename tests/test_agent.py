@@ -698,3 +698,21 @@ def test_schemas_follow_changes_to_the_function_set() -> None:
     names = [schema["name"] for schema in agent.function_schemas]
     assert "archival_memory_search" not in names
     assert agent.context_breakdown()["functions"] < before
+
+
+def test_next_chain_input_order() -> None:
+    agent = make_agent()
+    step = agent.step("hi", skip_verify=True)
+    both = step._replace(function_failed=True, heartbeat_request=True)
+    assert (
+        json.loads(agent.next_chain_input(both) or "")["reason"]
+        == system.FUNC_FAILED_HEARTBEAT_MESSAGE
+    )
+    asked = step._replace(heartbeat_request=True)
+    assert json.loads(agent.next_chain_input(asked) or "")["reason"] == system.REQ_HEARTBEAT_MESSAGE
+    pressed = step._replace(token_warning=True, function_failed=True)
+    assert json.loads(agent.next_chain_input(pressed) or "")["type"] == "system_alert"
+    assert agent.alerted_about_memory_pressure
+    # the warning is sent once; then the failed function's heartbeat comes next
+    assert json.loads(agent.next_chain_input(pressed) or "")["type"] == "heartbeat"
+    assert agent.next_chain_input(step) is None

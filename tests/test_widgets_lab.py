@@ -24,7 +24,6 @@ from memgpt_lab.agent import Agent
 from memgpt_lab.errors import PresetError
 from memgpt_lab.interface import CollectingInterface
 from memgpt_lab.widgets import AgentConsole, Lab, MemoryView, PresetBuilder
-from memgpt_lab.widgets.console import next_chain_input
 
 SEND_KINDS = ["user", "monologue", "function_call", "assistant", "function_ok"]
 
@@ -296,17 +295,6 @@ def test_console_pending_token_warning_then_alert() -> None:
         assert "mlab-alert" in console._transcript.value
     finally:
         console.close()
-
-
-def test_next_chain_input_matches_run_chain_order() -> None:
-    agent = make_agent()
-    step = agent.step("hi", skip_verify=True)
-    assert next_chain_input(agent, step._replace(function_failed=True, heartbeat_request=True)) == (
-        system.get_heartbeat(
-            system.FUNC_FAILED_HEARTBEAT_MESSAGE, "2026-01-01 09:00:03 AM UTC+0000"
-        )
-    )
-    assert next_chain_input(agent, step) is None
 
 
 def test_console_injects_heartbeat_and_memory_warning(console: AgentConsole) -> None:

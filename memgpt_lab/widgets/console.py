@@ -49,7 +49,7 @@ from memgpt_lab.ws.interface import SyncWebSocketInterface
 if TYPE_CHECKING:
     from memgpt_lab.agent import Agent, StepResult, TurnResult
 
-__all__ = ["ENTRY_KINDS", "AgentConsole", "ConsoleInterface", "next_chain_input"]
+__all__ = ["ENTRY_KINDS", "AgentConsole", "ConsoleInterface"]
 
 #: Kinds of transcript entries; each is styled by the class ``mlab-<kind with - for _>``.
 ENTRY_KINDS = (
@@ -75,22 +75,6 @@ _LABELS = {
     "alert": "system",
     "error": "error",
 }
-
-
-def next_chain_input(agent: Agent, step: StepResult) -> str | None:
-    """What :meth:`Agent.run_chain` would send after ``step``, or None when the chain ends.
-
-    Mirrors ``run_chain``'s decision (and, like it, marks the agent as alerted
-    when the memory-pressure warning is chosen).
-    """
-    if step.token_warning and not agent.alerted_about_memory_pressure:
-        agent.alerted_about_memory_pressure = True
-        return system.get_token_limit_warning(agent.now())
-    if step.function_failed:
-        return system.get_heartbeat(system.FUNC_FAILED_HEARTBEAT_MESSAGE, agent.now())
-    if step.heartbeat_request:
-        return system.get_heartbeat(system.REQ_HEARTBEAT_MESSAGE, agent.now())
-    return None
 
 
 def _user_entry(text: str) -> tuple[str, str]:
@@ -305,7 +289,7 @@ class AgentConsole(widgets.VBox):
                     f"The chain stopped after {len(result.steps)} steps "
                     "(max_chain_steps); Step continues it.",
                 )
-                self._set_pending(next_chain_input(self._agent, result.steps[-1]))
+                self._set_pending(self._agent.next_chain_input(result.steps[-1]))
         return result if self.last_error is None else None
 
     def step(self, text: str | None = None) -> StepResult | None:
@@ -448,7 +432,7 @@ class AgentConsole(widgets.VBox):
         result: StepResult | None = None
         with self._action(user_text=user_text):
             result = self._agent.step(message, skip_verify=True)
-            self._set_pending(next_chain_input(self._agent, result))
+            self._set_pending(self._agent.next_chain_input(result))
         return result if self.last_error is None else None
 
     def _action(self, user_text: str | None) -> _Action:
