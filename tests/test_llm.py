@@ -420,3 +420,25 @@ def test_heartbeat_after_a_sent_message_says_nothing_more() -> None:
     failed = {"role": "function", "content": system.package_function_response(False, "bad", T0)}
     retry = ask(model, user("hi"), hello, failed, timer)
     assert said(retry) == "Sorry, that didn't work: bad"
+
+
+def test_builtin_behaviours_only_call_offered_functions() -> None:
+    from memgpt_lab.presets import create_agent_from_preset
+    from memgpt_lab.system import FixedClock
+
+    agent = create_agent_from_preset("memgpt_minimal", None, "scripted", clock=FixedClock())
+    turn = agent.turn("remember that the sky is green")
+    calls = [m["function_call"]["name"] for m in turn.messages if m.get("function_call")]
+    assert calls == ["send_message"]
+    assert "no archival_memory_insert function" in turn.replies[0]
+    step = agent.memory_pressure_warning()
+    assert not any(m.get("function_call") for m in step.messages)
+    assert not step.function_failed
+
+
+def test_user_rules_call_what_they_say_even_if_not_offered() -> None:
+    model = ScriptedModel([Rule("ping", Turn("calling", "no_such_function", {}))])
+    response = model.chat(
+        [{"role": "system", "content": ""}, {"role": "user", "content": "ping"}], []
+    )
+    assert response["choices"][0]["message"]["function_call"]["name"] == "no_such_function"

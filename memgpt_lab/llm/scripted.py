@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -157,6 +157,10 @@ def _results(text: str) -> list[str]:
     if not isinstance(value, list):
         return []
     return [re.sub(r"^timestamp: [^,]*, (user: )?", "", str(item)) for item in value[1:]]
+
+
+def _offered(turn: Turn, available: Collection[str] | None) -> bool:
+    return available is None or turn.function is None or turn.function in available
 
 
 def _greet(ctx: Context) -> Turn:
@@ -318,10 +322,18 @@ class ScriptedModel:
             raise ContextWindowExceededError(
                 f"prompt of ~{prompt_tokens} tokens exceeds the context window of {self.context_window}"
             )
-        return self.respond(messages).completion(prompt_tokens, self.name)
+        available = {str(f.get("name")) for f in functions} if functions else None
+        return self.respond(messages, available).completion(prompt_tokens, self.name)
 
-    def respond(self, messages: Sequence[Message]) -> Turn:
-        """The :class:`Turn` this model answers ``messages`` with."""
+    def respond(
+        self, messages: Sequence[Message], available: Collection[str] | None = None
+    ) -> Turn:
+        """The :class:`Turn` this model answers ``messages`` with.
+
+        ``available`` names the functions the agent offers (None: any). A built-in
+        behaviour whose function is missing says so instead of calling it, as a
+        real model only calls what it is offered; users' rules are played as given.
+        """
         if not messages:
             raise LLMError("the model was given no messages")
         system = str(messages[0].get("content") or "")
@@ -341,6 +353,8 @@ class ScriptedModel:
             return Turn(f"Heartbeat ({ctx.packet.get('reason', 'timer')}). Nothing needs doing.")
         if kind == "system_alert":
             if "close to the context window" in ctx.text:
+                if available is not None and "archival_memory_insert" not in available:
+                    return Turn("Memory is getting full, and I have no archival memory. Carry on.")
                 return Turn(
                     "Memory is getting full. Save what matters about the user.",
                     "archival_memory_insert",
@@ -353,7 +367,13 @@ class ScriptedModel:
         for rule in self.rules:
             match = rule.match(ctx.text)
             if match:
-                return rule.answer(match, ctx)
+                turn = rule.answer(match, ctx)
+                if rule in BUILTIN_RULES and not _offered(turn, available):
+                    return Turn.say(
+                        f"I'd like to, but I can't here: I have no {turn.function} function.",
+                        f"{turn.function} is not among my functions. Say so.",
+                    )
+                return turn
         if ctx.first_message:
             return _greet(ctx)
         return _FALLBACK.answer(re.match("", ""), ctx)  # type: ignore[arg-type]
