@@ -43,6 +43,8 @@ _EXPORTS: dict[str, str] = {
     "create_agent_from_config": "memgpt_lab.presets",
     "create_agent_from_preset": "memgpt_lab.presets",
     "list_presets": "memgpt_lab.presets",
+    "get_system_prompt": "memgpt_lab.presets",
+    "list_system_prompts": "memgpt_lab.presets",
     "load_preset": "memgpt_lab.presets",
     "save_preset": "memgpt_lab.presets",
     "use_preset": "memgpt_lab.presets",
@@ -58,7 +60,9 @@ _EXPORTS: dict[str, str] = {
     "ScriptedModel": "memgpt_lab.llm",
     "Turn": "memgpt_lab.llm",
     "get_model": "memgpt_lab.llm",
+    "list_models": "memgpt_lab.llm",
     # interfaces and recording
+    "AgentEvent": "memgpt_lab.interface",
     "AgentInterface": "memgpt_lab.interface",
     "CollectingInterface": "memgpt_lab.interface",
     "MultiInterface": "memgpt_lab.interface",
@@ -68,6 +72,7 @@ _EXPORTS: dict[str, str] = {
     "Frame": "memgpt_lab.recorder",
     "MockWebSocket": "memgpt_lab.recorder",
     "Recording": "memgpt_lab.recorder",
+    "TickClock": "memgpt_lab.recorder",
     # errors
     "FrameTimeoutError": "memgpt_lab.errors",
     "ContextWindowExceededError": "memgpt_lab.llm",
@@ -122,6 +127,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from memgpt_lab.functions import FunctionSpec, register_function
     from memgpt_lab.humans import get_human_text, list_humans
     from memgpt_lab.interface import (
+        AgentEvent,
         AgentInterface,
         CollectingInterface,
         MultiInterface,
@@ -135,6 +141,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         ScriptedModel,
         Turn,
         get_model,
+        list_models,
     )
     from memgpt_lab.memory import ArchivalMemory, CoreMemory, RecallMemory
     from memgpt_lab.persistence import InMemoryStateManager
@@ -144,11 +151,13 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         Preset,
         create_agent_from_config,
         create_agent_from_preset,
+        get_system_prompt,
         list_presets,
+        list_system_prompts,
         load_preset,
         save_preset,
         use_preset,
     )
-    from memgpt_lab.recorder import Frame, MockWebSocket, Recording
+    from memgpt_lab.recorder import Frame, MockWebSocket, Recording, TickClock
     from memgpt_lab.system import FixedClock
     from memgpt_lab.ws.interface import AsyncWebSocketInterface, SyncWebSocketInterface
