@@ -602,3 +602,20 @@ def test_serve_forever_serves_until_interrupted_then_closes_with_1001() -> None:
     finally:
         proc.kill()
         proc.communicate()
+
+
+def test_attaching_mid_turn_takes_effect_at_the_next_turn(server: LabServer, gate: Gate) -> None:
+    owner, _ = open_client(server.url)
+    late, _ = open_client(server.url)
+    with owner, late:
+        agent_id = create(owner, block=True)
+        owner.send(json.dumps(protocol.user_message("first", agent_id)))
+        assert gate.started.wait(TIMEOUT)
+        assert ask(late, protocol.command("attach", agent_id=agent_id))["status"] == "OK"
+        gate.release.set()
+        assert until_end(owner)[-1]["turn_id"] == 1
+        talk(owner, agent_id, "second")
+        seen = until_end(late)
+    # The late joiner never got the tail of turn 1: its first turn frame is turn 2's start.
+    assert seen[0]["type"] == "agent_response_start"
+    assert {f["turn_id"] for f in seen} == {2}

@@ -33,7 +33,9 @@ How a turn flows, and why its frames cannot be lost or reordered:
    before ``turn`` returned, so the end frame is queued after the turn's last
    frame by construction: no sleep, no timing assumption.
 4. Frames are routed to the connections attached to that agent (its creator,
-   whoever sent to it or attached to it), never broadcast. Each connection
+   whoever sent to it or attached to it), never broadcast. The recipients of a
+   turn are fixed when it starts: attaching or detaching takes effect at the
+   next turn, so nobody sees half a turn. Each connection
    has one queue and one writer task, which numbers nothing and reorders
    nothing: ``seq`` is assigned when a frame is queued, on the loop.
 
@@ -215,7 +217,18 @@ class _Connection:
     Everything here runs on the server's loop.
     """
 
-    __slots__ = ("ws", "id", "recording", "queue", "wake", "idle", "seq", "agents", "writer")
+    __slots__ = (
+        "ws",
+        "id",
+        "recording",
+        "queue",
+        "wake",
+        "idle",
+        "seq",
+        "agents",
+        "writer",
+        "closed",
+    )
 
     def __init__(self, ws: ServerConnection, connection_id: str, recording: Recording | None):
         self.ws = ws
@@ -228,6 +241,7 @@ class _Connection:
         self.seq = 0
         self.agents: set[str] = set()
         self.writer: asyncio.Task[None] | None = None
+        self.closed = False
 
     def push(self, body: str) -> None:
         """Queue one encoded frame (a JSON object without ``seq``), numbering it."""
@@ -269,6 +283,9 @@ class _AgentSlot:
         self.id = agent.id
         self.lock = asyncio.Lock()
         self.subscribers: dict[str, _Connection] = {}
+        # Who gets the current turn: fixed at its start, so a connection that attaches
+        # (or detaches) mid-turn never sees half a turn.
+        self.recipients: list[_Connection] = []
         self.turns = 0
         self.turn_id = 0
         self.pending: list[str] = []
@@ -277,9 +294,13 @@ class _AgentSlot:
         # put frames after the turn's end.
         self.muted = False
 
+    def begin_turn(self) -> None:
+        self.recipients = list(self.subscribers.values())
+
     def deliver(self, body: str) -> None:
-        for connection in self.subscribers.values():
-            connection.push(body)
+        for connection in self.recipients:
+            if not connection.closed:
+                connection.push(body)
 
     def drain(self, mute: bool = False) -> None:
         """Deliver the events the worker thread queued; on the loop.
@@ -416,6 +437,7 @@ class _ServerCore:
         except ConnectionClosed:
             pass  # an abnormal close; recorded below like any other
         finally:
+            connection.closed = True
             for agent_id in connection.agents:
                 slot = self.agents.get(agent_id)
                 if slot is not None:
@@ -601,6 +623,7 @@ class _ServerCore:
             slot.turns += 1
             slot.turn_id = turn_id = slot.turns
             fields = {"agent_id": slot.id, "turn_id": turn_id}
+            slot.begin_turn()
             slot.deliver(protocol.encode(protocol.agent_response_start(**fields, **echo)))
             try:
                 await self._in_worker(slot.agent.turn, message)
