@@ -38,6 +38,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.typing import Origin
 
+from memgpt_lab._loop import BackgroundLoop
 from memgpt_lab.errors import (
     LabConnectionError,
     ProtocolError,
@@ -46,7 +47,6 @@ from memgpt_lab.errors import (
 )
 from memgpt_lab.recorder import Recording
 from memgpt_lab.ws import protocol
-from memgpt_lab.ws.server import BackgroundLoop
 
 __all__ = ["AsyncLabClient", "LabClient"]
 

@@ -38,13 +38,13 @@ async interface on, or :attr:`SyncWebSocketInterface.loop` (use
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
+from memgpt_lab._loop import BackgroundLoop
 from memgpt_lab.errors import InterfaceClosedError
 from memgpt_lab.interface import AgentInterface
 from memgpt_lab.ws import protocol
@@ -308,10 +308,6 @@ class _SenderCore:
             self._closing.set_result(None)
 
 
-async def _await(awaitable: Awaitable[_T]) -> _T:
-    return await awaitable
-
-
 def _set_wakes(channels: Iterable[_Channel]) -> None:
     for channel in channels:
         channel.wake.set()
@@ -520,59 +516,22 @@ class SyncWebSocketInterface(_WebSocketInterfaceBase):
         on_drop: DropCallback | None = None,
         thread_name: str = "memgpt_lab-ws-interface",
     ) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._core = _SenderCore(
-            self._loop, agent_id=agent_id, extra_fields=extra_fields, on_drop=on_drop
-        )
-        # Guards scheduling onto the loop against the loop stopping, so that no
-        # coroutine is handed to a loop that will never run it.
-        self._schedule_lock = threading.Lock()
-        self._stopping = False
+        self._bg = BackgroundLoop(thread_name, lambda: InterfaceClosedError(_CLOSED_MESSAGE))
         self._close_lock = threading.Lock()
-        self._thread = threading.Thread(target=self._serve, name=thread_name, daemon=True)
-        self._thread.start()
+        self._core = _SenderCore(
+            self._bg.loop, agent_id=agent_id, extra_fields=extra_fields, on_drop=on_drop
+        )
+        self._bg.start()
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
         """The interface's event loop, run by :attr:`thread`; clients must belong to it."""
-        return self._loop
+        return self._bg.loop
 
     @property
     def thread(self) -> threading.Thread:
         """The background thread running :attr:`loop`; it ends in :meth:`close`."""
-        return self._thread
-
-    def _serve(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_forever()
-        finally:
-            # Like asyncio.run: cancel what is left (say, a server started with
-            # run() and never closed) so nothing is destroyed while pending.
-            try:
-                while tasks := asyncio.all_tasks(self._loop):
-                    for task in tasks:
-                        task.cancel()
-                    self._loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-                self._loop.run_until_complete(self._loop.shutdown_asyncgens())
-                self._loop.run_until_complete(self._loop.shutdown_default_executor())
-            finally:
-                asyncio.set_event_loop(None)
-                self._loop.close()
-
-    def _check_not_loop_thread(self, what: str) -> None:
-        if threading.current_thread() is self._thread:
-            raise RuntimeError(
-                f"{what} blocks until the interface's thread does the work, so it cannot "
-                "be called from that thread"
-            )
-
-    def _submit(self, coro: Coroutine[Any, Any, _T]) -> concurrent.futures.Future[_T]:
-        with self._schedule_lock:
-            if self._stopping:
-                coro.close()  # never scheduled: close it so it is not reported unawaited
-                raise InterfaceClosedError(_CLOSED_MESSAGE)
-            return asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return self._bg.thread
 
     def run(self, awaitable: Awaitable[_T], timeout: float | None = None) -> _T:
         """Await ``awaitable`` on the interface's loop and return its result.
@@ -585,22 +544,11 @@ class SyncWebSocketInterface(_WebSocketInterfaceBase):
             InterfaceClosedError: the interface is closed.
             TimeoutError: ``timeout`` seconds passed (the coroutine is cancelled).
         """
-        # websockets' connect() and serve() are awaitable objects, not coroutines.
-        coro = awaitable if asyncio.iscoroutine(awaitable) else _await(awaitable)
         if self._core.closed:
-            coro.close()
+            if asyncio.iscoroutine(awaitable):
+                awaitable.close()
             raise InterfaceClosedError(_CLOSED_MESSAGE)
-        try:
-            self._check_not_loop_thread("run()")
-        except RuntimeError:
-            coro.close()
-            raise
-        future = self._submit(coro)
-        try:
-            return future.result(timeout)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            raise TimeoutError(f"run() gave up after {timeout} s") from None
+        return self._bg.run(awaitable, timeout)
 
     def register_client(self, ws: WebSocketClient) -> None:
         """Send every frame emitted from now on to ``ws`` too. Any thread.
@@ -621,8 +569,8 @@ class SyncWebSocketInterface(_WebSocketInterfaceBase):
             InterfaceClosedError: the interface is closed.
         """
         self._core.check_open()
-        self._check_not_loop_thread("flush()")
-        self._submit(self._core.flush()).result()
+        self._bg.check_not_loop_thread("flush()")
+        self._bg.submit(self._core.flush()).result()
 
     def close(self) -> None:
         """Flush, stop sending, end the thread and close its loop. Idempotent.
@@ -632,15 +580,12 @@ class SyncWebSocketInterface(_WebSocketInterfaceBase):
         does not own them (close real connections with :meth:`run` before
         closing the interface).
         """
-        self._check_not_loop_thread("close()")
+        self._bg.check_not_loop_thread("close()")
         with self._close_lock:
-            if self._stopping:
+            if self._bg.closed:
                 return
-            self._submit(self._core.close()).result()
-            with self._schedule_lock:
-                self._stopping = True
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join()
+            self._bg.submit(self._core.close()).result()
+            self._bg.close()
 
     def __enter__(self) -> SyncWebSocketInterface:
         return self

@@ -40,8 +40,8 @@ from websockets.frames import Close
 from websockets.http11 import Request, Response
 from websockets.typing import Origin
 
+from memgpt_lab._loop import BackgroundLoop
 from memgpt_lab.recorder import Recording
-from memgpt_lab.ws.server import BackgroundLoop
 
 __all__ = ["RecordingProxy"]
 

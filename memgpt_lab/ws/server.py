@@ -65,6 +65,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from memgpt_lab._loop import BackgroundLoop
 from memgpt_lab.errors import LabError
 from memgpt_lab.interface import AgentInterface
 from memgpt_lab.recorder import Recording
@@ -73,7 +74,6 @@ from memgpt_lab.ws import protocol
 __all__ = [
     "DEFAULT_ALLOWED_ORIGINS",
     "DEFAULT_MAX_SIZE",
-    "BackgroundLoop",
     "HostedAgent",
     "LabServer",
     "origin_allowed",
@@ -147,65 +147,6 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
-
-
-class BackgroundLoop:
-    """An asyncio loop running in a daemon thread, for blocking callers (cells, tests).
-
-    ``start()`` returns once the loop runs; :meth:`run` submits a coroutine
-    from any other thread and blocks for its result; :meth:`close` cancels
-    what is left, stops the loop and joins the thread.
-    """
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._started = False
-
-    def start(self) -> None:
-        ready = threading.Event()
-        self.loop.call_soon(ready.set)
-        self._thread.start()
-        self._started = True
-        ready.wait()
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_forever()
-
-    @property
-    def in_loop_thread(self) -> bool:
-        return threading.current_thread() is self._thread
-
-    def submit(self, coro: Coroutine[Any, Any, _T]) -> concurrent.futures.Future[_T]:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)
-
-    def run(self, coro: Coroutine[Any, Any, _T], timeout: float | None = None) -> _T:
-        """Run ``coro`` on the loop and wait for its result, from another thread."""
-        if self.in_loop_thread:
-            coro.close()
-            raise RuntimeError(f"{self.name}: run() called from its own loop; await instead")
-        return self.submit(coro).result(timeout)
-
-    def close(self) -> None:
-        """Cancel the loop's remaining tasks, stop it, join the thread, close the loop."""
-        if self.loop.is_closed():
-            return
-        if self._started:
-            # Wind down on the loop's own thread: the caller's may run a loop of its own.
-            self.run(self._wind_down())
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join()
-        self.loop.close()
-
-    async def _wind_down(self) -> None:
-        current = asyncio.current_task()
-        tasks = [task for task in asyncio.all_tasks() if task is not current]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await self.loop.shutdown_asyncgens()
 
 
 # --------------------------------------------------------------------------- connections
