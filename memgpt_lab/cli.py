@@ -83,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         serve_forever(host=args.host, port=args.port, token=args.token)
-    except LabError as exc:
+    except (LabError, ValueError, OSError) as exc:  # bad settings, port in use
         print(f"memgpt-lab serve: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

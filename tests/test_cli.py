@@ -66,3 +66,40 @@ def test_unknown_command_is_a_usage_error(capsys):
     else:
         raise AssertionError("an unknown command must exit with a usage error")
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_serve_listens_on_loopback_and_stops_on_interrupt():
+    import json
+    import signal
+
+    from websockets.sync.client import connect
+
+    server = subprocess.Popen(
+        [sys.executable, "-m", "memgpt_lab.cli", "serve", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        assert line.startswith("memgpt-lab serving on ws://127.0.0.1:"), line
+        url = line.split()[3]
+        with connect(url) as ws:
+            hello = json.loads(ws.recv(timeout=10))
+            assert hello["type"] == "hello"
+            ws.send(json.dumps({"type": "command", "command": "create_agent", "config": {}}))
+            assert json.loads(ws.recv(timeout=10))["status"] == "OK"
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=30) == 0
+    finally:
+        server.kill()
+        server.wait()
+        for stream in (server.stdout, server.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def test_serve_refuses_to_bind_beyond_loopback_without_a_token(capsys):
+    assert main(["serve", "--host", "0.0.0.0", "--port", "0"]) == 2
+    assert "token" in capsys.readouterr().err
