@@ -430,7 +430,7 @@ def record_later(rec: Recording, texts: Sequence[str], gate: threading.Event) ->
         for text in texts:
             rec.record("out", text)
 
-    thread = threading.Thread(target=work)
+    thread = threading.Thread(target=work, daemon=True)
     thread.start()
     return thread
 
@@ -455,7 +455,9 @@ class TestWaitFor:
     def test_wakes_up_on_each_new_frame(self) -> None:
         rec = Recording()
         done: list[list[Frame]] = []
-        waiter = threading.Thread(target=lambda: done.append(rec.wait_for(count=3, timeout=5)))
+        waiter = threading.Thread(
+            target=lambda: done.append(rec.wait_for(count=3, timeout=5)), daemon=True
+        )
         waiter.start()
         for text in (START, SAY, END):
             rec.record("out", text)
@@ -580,7 +582,7 @@ def test_concurrent_recording_loses_no_frame() -> None:
         for i in range(per_thread):
             rec.record("out", f"{n}:{i}", connection_id=f"t{n}")
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(threads_n)]
+    threads = [threading.Thread(target=work, args=(n,), daemon=True) for n in range(threads_n)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -645,7 +647,7 @@ class TestMockWebSocket:
             ws.feed("one")
             ws.feed("two")
 
-        thread = threading.Thread(target=client)
+        thread = threading.Thread(target=client, daemon=True)
 
         async def main() -> list[str | bytes]:
             first = asyncio.ensure_future(ws.recv())
@@ -737,7 +739,7 @@ class TestMockWebSocket:
             gate.wait()
             ws.feed_close()
 
-        thread = threading.Thread(target=client)
+        thread = threading.Thread(target=client, daemon=True)
         thread.start()
 
         async def main() -> None:
@@ -784,7 +786,7 @@ class TestMockWebSocket:
     def test_send_from_a_background_loop_read_from_the_main_thread(self) -> None:
         ws = MockWebSocket()
         loop = asyncio.new_event_loop()
-        thread = threading.Thread(target=loop.run_forever)
+        thread = threading.Thread(target=loop.run_forever, daemon=True)
         thread.start()
         try:
             futures = [asyncio.run_coroutine_threadsafe(ws.send(str(i)), loop) for i in range(50)]

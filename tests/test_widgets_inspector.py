@@ -233,7 +233,9 @@ def test_live_updates_from_another_thread(rec):
     seen_all = threading.Event()
     widget.table.observe(lambda change: change["new"] == 45 and seen_all.set(), "total_count")
     try:
-        worker = threading.Thread(target=lambda: [turn(rec, f"t{i}") for i in range(5)])
+        worker = threading.Thread(
+            target=lambda: [turn(rec, f"t{i}") for i in range(5)], daemon=True
+        )
         worker.start()
         worker.join()
         assert seen_all.wait(timeout=10), f"only {widget.total_count} frames shown"

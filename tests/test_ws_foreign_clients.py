@@ -105,7 +105,7 @@ def page_server(tmp_path: Path) -> Iterator[int]:
 
     handler = functools.partial(QuietHandler, directory=str(tmp_path))
     with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as httpd:
-        thread = threading.Thread(target=httpd.serve_forever)
+        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
         thread.start()
         try:
             yield httpd.server_address[1]

@@ -228,7 +228,10 @@ def test_events_from_many_threads_arrive_once_each_with_contiguous_seq() -> None
     with SyncWebSocketInterface() as interface:
         for client in clients:
             interface.register_client(client)
-        threads = [threading.Thread(target=agent, args=(i, interface)) for i in range(threads_n)]
+        threads = [
+            threading.Thread(target=agent, args=(i, interface), daemon=True)
+            for i in range(threads_n)
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -322,7 +325,7 @@ def test_sync_flush_and_close_block_until_delivered() -> None:
         interface.close()
         done.set()
 
-    thread = threading.Thread(target=closer)
+    thread = threading.Thread(target=closer, daemon=True)
     thread.start()
     slow.waiting.wait()
     assert not done.is_set()

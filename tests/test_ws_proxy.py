@@ -36,7 +36,7 @@ def echo(ws: ServerConnection) -> None:
 @pytest.fixture
 def echo_server() -> Iterator[Server]:
     with serve(echo, "127.0.0.1", 0) as server:
-        thread = threading.Thread(target=server.serve_forever)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         yield server
         server.shutdown()

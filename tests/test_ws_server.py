@@ -532,7 +532,7 @@ def test_stop_finishes_running_turns_then_closes_with_1001(gate: Gate) -> None:
         ws.send(json.dumps(protocol.user_message("slow", agent_id)))
         head = [recv(ws), recv(ws)]  # start, and the monologue before the agent blocks
         assert gate.started.wait(TIMEOUT)
-        stopper = threading.Thread(target=server.stop)
+        stopper = threading.Thread(target=server.stop, daemon=True)
         stopper.start()
         assert server.stopping.wait(TIMEOUT)
         refused = ask(ws, protocol.command("list_agents"))

@@ -222,9 +222,14 @@ def jupyter_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab
             process.wait(timeout=10)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """A headless Chromium from Debian's package, driven by Playwright."""
+    """A headless Chromium from Debian's package, driven by Playwright.
+
+    Module-scoped on purpose: Playwright's sync API keeps an event loop running
+    on the main thread while it is open, and every later ``asyncio.run`` in the
+    session would fail ("cannot be called from a running event loop").
+    """
     if not (CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)):
         pytest.fail(
             f"{CHROMIUM} is missing: the browser tests need Debian's chromium package."
