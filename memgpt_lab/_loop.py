@@ -9,14 +9,28 @@ coroutines. This is the one place that starts, feeds and winds down such a loop.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
+import sys
 import threading
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 __all__ = ["BackgroundLoop"]
 
 _T = TypeVar("_T")
+
+
+# Loops still running when the program ends are wound down at exit, while daemon
+# threads still run, so their pending tasks are cancelled rather than destroyed.
+_running: weakref.WeakSet[BackgroundLoop] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_running_loops() -> None:
+    for background in list(_running):
+        background.close()
 
 
 async def _await(awaitable: Awaitable[_T]) -> _T:
@@ -54,6 +68,7 @@ class BackgroundLoop:
         self.loop.call_soon(ready.set)
         self.thread.start()
         ready.wait()
+        _running.add(self)
         return self
 
     def _run(self) -> None:
@@ -80,6 +95,12 @@ class BackgroundLoop:
     def closed(self) -> bool:
         """True once :meth:`close` has begun."""
         return self._stopping
+
+    @property
+    def frozen(self) -> bool:
+        """True while the interpreter shuts down: daemon threads no longer run, so
+        waiting on the loop would never end (a widget's ``__del__`` may close us then)."""
+        return sys.is_finalizing()
 
     def check_not_loop_thread(self, what: str) -> None:
         """Raise RuntimeError when called on the loop's thread, where blocking would deadlock."""
@@ -128,8 +149,11 @@ class BackgroundLoop:
                 return
             with self._schedule_lock:
                 self._stopping = True
+            if self.frozen:
+                return
             if self.thread.ident is None:  # never started
                 self.loop.close()
                 return
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join()
+            _running.discard(self)

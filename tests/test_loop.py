@@ -112,3 +112,26 @@ def test_a_loop_never_started_closes_cleanly() -> None:
     assert bg.loop.is_closed()
     with pytest.raises(RuntimeError, match="never-started is closed"):
         bg.submit(asyncio.sleep(0))
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        "from memgpt_lab import SyncWebSocketInterface, MockWebSocket\n"
+        "interface = SyncWebSocketInterface()\n"
+        "interface.register_client(MockWebSocket())\n"
+        "interface.assistant_message('never flushed, never closed')\n",
+        # a widget closes its interface from __del__, possibly during shutdown
+        "from memgpt_lab.widgets import Lab\nLab()\n",
+    ],
+    ids=["interface", "lab"],
+)
+def test_a_program_that_never_closes_still_exits_cleanly(script: str) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0
+    assert result.stderr == ""

@@ -584,7 +584,8 @@ class SyncWebSocketInterface(_WebSocketInterfaceBase):
         with self._close_lock:
             if self._bg.closed:
                 return
-            self._bg.submit(self._core.close()).result()
+            if not self._bg.frozen:
+                self._bg.submit(self._core.close()).result()
             self._bg.close()
 
     def __enter__(self) -> SyncWebSocketInterface:
