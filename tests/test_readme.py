@@ -27,6 +27,16 @@ def test_the_tour_runs_and_prints_the_send_message_step():
     ]
 
 
+def test_every_python_example_runs():
+    blocks = re.findall(r"```python\n(.*?)```", README, re.DOTALL)
+    assert len(blocks) >= 3
+    for block in blocks:
+        result = subprocess.run(
+            [sys.executable, "-c", block], capture_output=True, text=True, timeout=120, cwd=ROOT
+        )
+        assert result.returncode == 0, f"README example failed:\n{block}\n{result.stderr}"
+
+
 def test_the_tour_is_ten_lines():
     tour = re.search(r"```python\n(.*?)```", README, re.DOTALL)
     assert tour is not None
