@@ -28,7 +28,7 @@ system-deps:
 	[ -d /usr/share/nodejs/ws ] || [ -d /usr/lib/nodejs/ws ] || missing="$$missing node-ws"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
-		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q $$missing; \
+		$(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
 	fi
 
 # Jupyter refuses to run as root unless told; containers and CI machines often are root.
