@@ -110,6 +110,8 @@ class AgentConfig:
             "human_char_limit",
             "max_chain_steps",
             "keep_last_messages",
+            "function_result_char_limit",
+            "first_message_attempts",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be 1 or more, not {getattr(self, name)}")

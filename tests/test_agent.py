@@ -660,6 +660,8 @@ def test_agent_config_unknown_keys() -> None:
         ("max_chain_steps", 0, "max_chain_steps must be 1 or more"),
         ("keep_last_messages", 0, "keep_last_messages must be 1 or more"),
         ("persona_char_limit", -5, "persona_char_limit must be 1 or more"),
+        ("first_message_attempts", 0, "first_message_attempts must be 1 or more"),
+        ("function_result_char_limit", -1, "function_result_char_limit must be 1 or more"),
     ],
 )
 def test_agent_config_ranges(field: str, value: Any, message: str) -> None:
