@@ -19,6 +19,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from memgpt_lab.interface import AgentInterface
+from memgpt_lab.recorder import Recording
 from memgpt_lab.ws import protocol
 from memgpt_lab.ws.server import LabServer, origin_allowed
 
@@ -165,6 +166,15 @@ def test_hello_then_create_agent_then_a_whole_turn(server: LabServer) -> None:
         {"seq": 7, **protocol.agent_response("function_message", "Success: None"), **turn},
         {"seq": 8, "type": "agent_response_end", **turn, "request_id": 7, "requested_by": "c1"},
     ]
+
+
+def test_a_given_empty_recording_is_the_one_recorded_into(gate: Gate) -> None:
+    recording = Recording()  # empty, so falsy: it must still be used
+    with LabServer(agent_factory=gate.factory, recording=recording) as server:
+        ws, hello = open_client(server.url)
+        ws.close()
+    assert server.recording is recording
+    assert recording[0].json == hello  # recorded before it was sent
 
 
 def test_the_recording_holds_both_directions_and_the_close_handshake(server: LabServer) -> None:

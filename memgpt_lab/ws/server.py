@@ -719,7 +719,9 @@ class LabServer:
         self.grace = grace
         self.max_size = max_size
         self._requested_port = port
-        self.recording: Recording | None = (recording or Recording()) if record else None
+        self.recording: Recording | None = None
+        if record:  # not `recording or ...`: an empty Recording is falsy
+            self.recording = recording if recording is not None else Recording()
         self._core = _ServerCore(
             agent_factory=agent_factory or _default_factory,
             recording=self.recording,
