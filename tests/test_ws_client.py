@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from websockets.asyncio.server import ServerConnection, serve
 
 from memgpt_lab.errors import (
     LabConnectionError,
@@ -184,6 +185,25 @@ def test_an_unreachable_server_fails_after_the_timeout() -> None:
         port = sock.getsockname()[1]
     with pytest.raises(LabConnectionError, match=r"could not connect .* in 0.2s"):
         LabClient(f"ws://127.0.0.1:{port}/", timeout=0.2)
+
+
+def test_a_server_that_never_says_hello_is_left_closed_not_open() -> None:
+    async def main() -> None:
+        closed = asyncio.Event()
+
+        async def silent(ws: ServerConnection) -> None:
+            await ws.wait_closed()  # accepts the handshake, never sends hello
+            closed.set()
+
+        async with serve(silent, "127.0.0.1", 0) as silent_server:
+            port = silent_server.sockets[0].getsockname()[1]
+            client = AsyncLabClient(f"ws://127.0.0.1:{port}/", timeout=0.5)
+            with pytest.raises(LabConnectionError, match="could not connect"):
+                await client.connect()
+            # The connection that got no hello must not stay open behind the error.
+            await asyncio.wait_for(closed.wait(), TIMEOUT)
+
+    asyncio.run(main())
 
 
 def test_a_dropped_connection_fails_the_request_in_flight_then_reconnects(

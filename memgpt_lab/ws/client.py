@@ -160,7 +160,12 @@ class AsyncLabClient:
                     ),
                     max(deadline - loop.time(), 0.001),
                 )
-                hello = await asyncio.wait_for(ws.recv(), max(deadline - loop.time(), 0.001))
+                try:
+                    hello = await asyncio.wait_for(ws.recv(), max(deadline - loop.time(), 0.001))
+                except BaseException:
+                    # No hello in time: the connection is of no use, and must not stay open.
+                    ws.transport.abort()
+                    raise
                 break
             except InvalidStatus as exc:
                 status = exc.response.status_code
