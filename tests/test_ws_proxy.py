@@ -6,6 +6,7 @@ import json
 import socket
 import threading
 from collections.abc import Iterator
+from http.client import HTTPConnection
 
 import pytest
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError, InvalidStatus
@@ -130,6 +131,19 @@ def test_an_unreachable_upstream_is_a_502() -> None:
     ):
         connect(proxy.url, open_timeout=TIMEOUT)
     assert refused.value.response.status_code == 502
+
+
+def test_a_request_that_is_no_websocket_handshake_leaves_no_upstream_open() -> None:
+    with LabServer() as server, RecordingProxy(server.url) as proxy:
+        http = HTTPConnection("127.0.0.1", proxy.port, timeout=TIMEOUT)
+        try:
+            http.request("GET", "/")  # plain HTTP: no Upgrade header
+            assert http.getresponse().status == 426
+        finally:
+            http.close()
+        # The upstream connection opened for it during the handshake is closed again.
+        assert server.recording is not None
+        server.recording.wait_for(lambda f: f.opcode == "close", timeout=TIMEOUT)
 
 
 def test_in_front_of_the_agent_server_it_records_what_the_server_records() -> None:

@@ -93,6 +93,7 @@ class RecordingProxy:
         self._server: Server | None = None
         # Upstream connections opened during a client's handshake, until its handler runs.
         self._opened: dict[ServerConnection, ClientConnection] = {}
+        self._unclaimed: set[asyncio.Task[None]] = set()
 
     @property
     def url(self) -> str:
@@ -132,7 +133,20 @@ class RecordingProxy:
                 HTTPStatus.BAD_GATEWAY, f"upstream {self.upstream_url} unreachable: {exc}\n"
             )
         self._opened[connection] = upstream
+        # The handler claims it; if the handler never runs (the client's handshake
+        # fails after this, as a plain HTTP request's does, or the client goes away),
+        # the upstream connection is closed once the client's is.
+        connection.connection_lost_waiter.add_done_callback(
+            lambda _: self._close_unclaimed(connection)
+        )
         return None
+
+    def _close_unclaimed(self, client: ServerConnection) -> None:
+        upstream = self._opened.pop(client, None)
+        if upstream is not None:
+            task = asyncio.get_running_loop().create_task(upstream.close(1001))
+            self._unclaimed.add(task)
+            task.add_done_callback(self._unclaimed.discard)
 
     # -- forwarding --------------------------------------------------------------------
 
@@ -215,7 +229,8 @@ class RecordingProxy:
     async def _close(self, server: Server) -> None:
         server.close()
         await server.wait_closed()
-        for upstream in self._opened.values():
+        # A copy: closing clients' connections pops entries (see _close_unclaimed).
+        for upstream in list(self._opened.values()):
             await upstream.close()
 
     def __enter__(self) -> RecordingProxy:
