@@ -501,7 +501,12 @@ class Agent:
             if content:
                 self.interface.internal_monologue(content, assistant)
             return [assistant], False, False
-        assistant["function_call"] = {"name": call.get("name"), "arguments": call.get("arguments")}
+        raw = call.get("arguments")
+        if isinstance(raw, Mapping):
+            # Already parsed by the backend: keep the wire shape (JSON text), which the
+            # history's readers (recall search, replies, replay, models) expect.
+            raw = json.dumps(dict(raw), ensure_ascii=False, default=repr)
+        assistant["function_call"] = {"name": call.get("name"), "arguments": raw}
         if content:
             self.interface.internal_monologue(content, assistant)
         name = str(call.get("name"))
@@ -509,7 +514,7 @@ class Agent:
         if spec is None:
             error = f"No function named {name!r}; available: {', '.join(self.functions)}"
             return self._function_result(assistant, str(name), False, error), True, True
-        raw = call.get("arguments") or "{}"
+        raw = raw or "{}"
         try:
             arguments = json.loads(raw) if isinstance(raw, str) else dict(raw)
             if not isinstance(arguments, dict):

@@ -223,6 +223,17 @@ def test_arguments_that_are_not_an_object(raw: str) -> None:
     assert "arguments must be a JSON object" in content_of(result.messages[-1])["message"]
 
 
+def test_arguments_given_as_an_object_are_kept_as_json_text() -> None:
+    # a model may answer with the arguments already parsed; the history keeps the wire shape
+    call = {"name": "send_message", "arguments": {"message": "Hi, Ada."}}
+    agent = make_agent(ReplayModel([chat_completion("Greeting.", call, 1, "replay")]))
+    result = agent.run_chain(system.package_user_message("hi", T0))
+    assert result.replies == ["Hi, Ada."]
+    stored = result.messages[1]["function_call"]
+    assert json.loads(stored["arguments"]) == {"message": "Hi, Ada."}
+    assert [entry.text for entry in agent.recall_memory.text_search("Ada").items] == ["Hi, Ada."]
+
+
 def test_function_that_raises_replace_not_present() -> None:
     args = {"name": "human", "old_content": "Name: Bob", "new_content": "Name: Rob"}
     agent, result, _ = failed_step(Turn("Fixing.", "core_memory_replace", args))
