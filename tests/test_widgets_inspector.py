@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import subprocess
@@ -195,6 +196,20 @@ def test_detail_of_binary_text_and_close(inspector):
     assert "not json at all" in inspector.detail.value
     inspector.select(15)
     assert "close code: 1000\nreason: bye" in inspector.detail.value
+
+
+def test_the_detail_pane_escapes_every_field_of_a_loaded_recording():
+    # A recording read from a file can hold any strings: none may become markup.
+    evil = "<img src=x onerror=alert(1)>"
+    line = {"seq": 1, "time": 0.0, "direction": evil, "opcode": evil, "text": evil}
+    rec = Recording.from_jsonl(io.StringIO(json.dumps(line) + "\n"))
+    widget = TrafficInspector(rec, live=False)
+    try:
+        widget.select(1)
+        assert "<img" not in widget.detail.value
+        assert "&lt;img src=x onerror=alert(1)&gt;" in widget.detail.value
+    finally:
+        widget.close()
 
 
 def test_click_in_the_browser_selects(inspector):

@@ -673,8 +673,8 @@ class TrafficInspector(widgets.VBox):
         kind, body = format_detail(frame)
         facts = [
             f"seq {frame.seq}",
-            f"{frame.direction}",
-            f"{frame.opcode}",
+            esc(frame.direction),  # a loaded recording's fields can be any text
+            esc(frame.opcode),
             f"type {esc(_key(frame.type)) or '—'}",
             f"message_type {esc(_key(frame.message_type)) or '—'}",
             f"connection {esc(_key(frame.connection_id)) or '—'}",
