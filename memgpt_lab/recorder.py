@@ -41,7 +41,7 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from typing import IO, TYPE_CHECKING, Any, TypeAlias, overload
+from typing import IO, TYPE_CHECKING, Any, TypeAlias, TypeVar, overload
 
 from memgpt_lab.errors import FrameTimeoutError, RecordingAssertionError
 
@@ -67,6 +67,8 @@ logger = logging.getLogger(__name__)
 #: ``"out"``: server/agent side to client; ``"in"``: client to server.
 DIRECTIONS = ("out", "in")
 OPCODES = ("text", "binary", "close")
+
+_T = TypeVar("_T")
 
 _UNSET: Any = object()  # Frame.json not parsed yet (None is a valid cached result)
 
@@ -1194,23 +1196,15 @@ class MockWebSocket:
             websockets.exceptions.ConnectionClosedOK: closed normally (1000/1001).
             websockets.exceptions.ConnectionClosedError: closed otherwise, or broken.
         """
-        waker: _Waker | None = None
-        try:
-            while True:
-                with self._lock:
-                    if self._inbox:
-                        return self._inbox.popleft()
-                    if self._closed:
-                        raise self._close_exc()
-                    if waker is None:
-                        waker = _Waker()
-                        self._wakers.add(waker)
-                    waker.arm()
-                await waker.wait()
-        finally:
-            if waker is not None:
-                with self._lock:
-                    self._wakers.discard(waker)
+
+        def next_message() -> str | bytes | None:
+            if self._inbox:
+                return self._inbox.popleft()
+            if self._closed:
+                raise self._close_exc()
+            return None
+
+        return await self._wait_until(next_message)
 
     async def __aiter__(self) -> AsyncIterator[str | bytes]:
         """Yield messages until the connection closes; re-raise an abnormal close."""
@@ -1238,12 +1232,17 @@ class MockWebSocket:
 
     async def wait_closed(self) -> None:
         """Wait until the connection is closed, from any event loop."""
+        await self._wait_until(lambda: True if self._closed else None)
+
+    async def _wait_until(self, ready: Callable[[], _T | None]) -> _T:
+        """Await until ``ready()`` (called with the lock held) returns non-None, or raises."""
         waker: _Waker | None = None
         try:
             while True:
                 with self._lock:
-                    if self._closed:
-                        return
+                    value = ready()
+                    if value is not None:
+                        return value
                     if waker is None:
                         waker = _Waker()
                         self._wakers.add(waker)
