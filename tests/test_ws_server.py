@@ -243,6 +243,25 @@ def test_a_long_turn_does_not_block_pings_commands_or_other_agents(
     ]
 
 
+def test_a_sender_gets_its_turn_even_if_it_detached_while_waiting(
+    server: LabServer, gate: Gate
+) -> None:
+    owner, _ = open_client(server.url)
+    guest, guest_hello = open_client(server.url)
+    with owner, guest:
+        agent = create(owner, block=True)
+        owner.send(json.dumps(protocol.user_message("first", agent)))
+        assert recv(owner)["type"] == "agent_response_start"
+        assert gate.started.wait(TIMEOUT)
+        guest.send(json.dumps(protocol.user_message("second", agent)))  # waits its turn
+        assert ask(guest, protocol.command("detach", agent_id=agent))["status"] == "OK"
+        gate.release.set()
+        turn = until_end(guest)
+    assert turn[0]["type"] == "agent_response_start"
+    assert turn[0]["requested_by"] == guest_hello["connection_id"]
+    assert [f.get("message") for f in turn[1:-1]][-2] == "echo: second"
+
+
 def test_frames_go_to_the_agents_clients_only(server: LabServer) -> None:
     a_ws, _ = open_client(server.url)
     b_ws, _ = open_client(server.url)

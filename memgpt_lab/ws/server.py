@@ -235,8 +235,11 @@ class _AgentSlot:
         # put frames after the turn's end.
         self.muted = False
 
-    def begin_turn(self) -> None:
+    def begin_turn(self, requester: _Connection) -> None:
+        """Fix the turn's recipients: the subscribers now, and always the one who asked."""
         self.recipients = list(self.subscribers.values())
+        if requester not in self.recipients:  # it detached while its turn waited
+            self.recipients.append(requester)
 
     def deliver(self, body: str) -> None:
         for connection in self.recipients:
@@ -425,7 +428,7 @@ class _ServerCore:
                 self._attach(connection, slot)
                 # Every subscriber sees the turn; requested_by tells the sender it is theirs.
                 echo["requested_by"] = connection.id
-                self._spawn(self.run_turn(slot, frame["message"], echo))
+                self._spawn(self.run_turn(slot, connection, frame["message"], echo))
             return
         name = frame["command"]
         if name == "create_agent":
@@ -558,13 +561,19 @@ class _ServerCore:
             )
         )
 
-    async def run_turn(self, slot: _AgentSlot, message: str, echo: dict[str, Any]) -> None:
-        """One turn: start, the agent's events, end; one agent's turns one at a time."""
+    async def run_turn(
+        self, slot: _AgentSlot, requester: _Connection, message: str, echo: dict[str, Any]
+    ) -> None:
+        """One turn: start, the agent's events, end; one agent's turns one at a time.
+
+        The turn goes to the agent's subscribers when it starts, and to ``requester``
+        in any case: a client always gets the turn it asked for.
+        """
         async with slot.lock:
             slot.turns += 1
             slot.turn_id = turn_id = slot.turns
             fields = {"agent_id": slot.id, "turn_id": turn_id}
-            slot.begin_turn()
+            slot.begin_turn(requester)
             slot.deliver(protocol.encode(protocol.agent_response_start(**fields, **echo)))
             try:
                 await self._in_worker(slot.agent.turn, message)
