@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import threading
 from collections.abc import Iterator
@@ -236,3 +237,20 @@ def test_a_dropped_connection_fails_the_request_in_flight_then_reconnects(
         asyncio.run(main())
     finally:
         proxy.stop()
+
+
+def test_a_frame_with_an_odd_request_id_is_ignored_not_fatal() -> None:
+    async def main() -> None:
+        async def odd(ws: ServerConnection) -> None:
+            await ws.send(json.dumps({"type": "hello", "protocol_version": "1.0"}))
+            await ws.send(json.dumps({"type": "command_response", "request_id": [1, 2]}))
+            await ws.send(json.dumps({"type": "command_response", "request_id": {"a": 1}}))
+            await ws.wait_closed()
+
+        async with serve(odd, "127.0.0.1", 0) as odd_server:
+            port = odd_server.sockets[0].getsockname()[1]
+            client = AsyncLabClient(f"ws://127.0.0.1:{port}/", timeout=TIMEOUT)
+            await client.connect()
+            await client.close()  # the reader survived both frames: close raises nothing
+
+    asyncio.run(main())

@@ -252,6 +252,8 @@ class AsyncLabClient:
             self._server_connection_id = frame.get("connection_id")
             return
         request_id = frame.get("request_id")
+        if not isinstance(request_id, (str, int)):  # ours are; a server's odd one matches nothing
+            request_id = None
         turn_id = frame.get("turn_id")
         if turn_id is not None:
             key = (frame.get("agent_id"), turn_id)
