@@ -165,3 +165,24 @@ def test_in_front_of_the_agent_server_it_records_what_the_server_records() -> No
     assert texts(proxy.recording, "in") == texts(server.recording, "in")
     assert [json.loads(t) for t in texts(proxy.recording, "out")][-len(frames) :] == frames
     assert {f.close_code for f in proxy.recording if f.opcode == "close"} == {1000}
+
+
+def test_an_upstream_refusal_with_a_nonstandard_status_is_a_502() -> None:
+    def refuse(connection: ServerConnection, request: object) -> object:
+        response = connection.respond(403, "go away\n")
+        response.status_code = 599  # a status HTTPStatus does not know
+        return response
+
+    with serve(echo, "127.0.0.1", 0, process_request=refuse) as upstream:
+        thread = threading.Thread(target=upstream.serve_forever, daemon=True)
+        thread.start()
+        port = upstream.socket.getsockname()[1]
+        try:
+            with (
+                RecordingProxy(f"ws://127.0.0.1:{port}") as proxy,
+                pytest.raises(InvalidStatus) as refused,
+            ):
+                connect(proxy.url, open_timeout=TIMEOUT)
+        finally:
+            upstream.shutdown()
+    assert refused.value.response.status_code == 502

@@ -126,7 +126,11 @@ class RecordingProxy:
         except InvalidStatus as exc:
             upstream_response = exc.response
             body = upstream_response.body.decode("utf-8", "replace")
-            return connection.respond(HTTPStatus(upstream_response.status_code), body)
+            try:
+                status = HTTPStatus(upstream_response.status_code)
+            except ValueError:  # a status outside the standard list: say the gateway failed
+                status = HTTPStatus.BAD_GATEWAY
+            return connection.respond(status, body)
         except (OSError, InvalidHandshake, asyncio.TimeoutError) as exc:
             logger.warning("upstream %s unreachable: %r", self.upstream_url, exc)
             return connection.respond(
