@@ -543,3 +543,24 @@ def test_lab_uses_a_given_empty_recording() -> None:
         assert len(recording) == 7 and view.inspector.total_count == 7
     finally:
         view.close()
+
+
+def test_builder_button_shows_an_error_from_a_create_hook(builder: PresetBuilder) -> None:
+    from memgpt_lab.errors import UnknownNameError
+
+    def hook(agent: Agent) -> None:
+        raise UnknownNameError("thing", "missing", ["present"])
+
+    builder.on_create(hook)
+    builder._create.click()  # no exception into the notebook
+    assert "mlab-status-ok" not in builder.status
+    assert "unknown thing &#x27;missing&#x27;" in builder.status
+
+
+def test_builder_button_shows_any_other_error_from_a_create_hook(builder: PresetBuilder) -> None:
+    def hook(agent: Agent) -> None:
+        raise RuntimeError("hook broke")
+
+    builder.on_create(hook)
+    builder._create.click()
+    assert "RuntimeError: hook broke" in builder.status

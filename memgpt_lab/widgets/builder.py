@@ -101,6 +101,7 @@ class PresetBuilder(widgets.VBox):
         self._clock = clock
         self._interface_factory = interface_factory
         self._callbacks: list[Callable[[Agent], object]] = []
+        self._shown_error: LabError | None = None
         self._unknown_functions: list[str] = []
         self._presets: dict[str, Preset] = {}
         for name in list_presets():
@@ -434,15 +435,17 @@ class PresetBuilder(widgets.VBox):
     def _fail(self, what: str, problems: list[str]) -> PresetError:
         message = f"{what}: {'; '.join(problems)}."
         self._set_status(esc(message), ok=False)
-        return PresetError(message)
+        self._shown_error = PresetError(message)
+        return self._shown_error
 
     def _guard(self, action: Callable[[], object]) -> None:
         # Buttons show problems in the status line; they never raise into the notebook.
         try:
             action()
-        except LabError:
-            pass  # already shown by _fail
-        except (OSError, ValueError, TypeError) as exc:
+        except LabError as exc:
+            if exc is not self._shown_error:  # _fail showed its own; others (a hook's) not yet
+                self._set_status(esc(str(exc)), ok=False)
+        except Exception as exc:  # a button must never raise into the notebook
             self._set_status(esc(f"{type(exc).__name__}: {exc}"), ok=False)
 
     def _set_status(self, markup: str, ok: bool) -> None:
