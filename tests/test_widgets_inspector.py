@@ -263,7 +263,7 @@ def test_close_unsubscribes(rec):
     widget = TrafficInspector(rec, interval=60)
     widget.close()
     rec.record("out", "{}")
-    assert widget._coalescer is not None and not widget._coalescer.pending
+    assert widget._live is not None and not widget._live.coalescer.pending
     assert rec._subscribers == ()
 
 
@@ -385,3 +385,12 @@ def test_import_memgpt_lab_does_not_import_widgets():
     code = "import sys, memgpt_lab; print('ipywidgets' in sys.modules, 'anywidget' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_timeline_close_unsubscribes(rec):
+    widget = Timeline(rec, interval=60)
+    rec.record("out", "{}")
+    assert widget._live is not None and widget._live.coalescer.pending
+    widget.close()
+    assert not widget._live.coalescer.pending
+    assert rec._subscribers == ()

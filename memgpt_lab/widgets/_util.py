@@ -5,8 +5,12 @@ from __future__ import annotations
 import html
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-__all__ = ["Coalescer", "esc"]
+if TYPE_CHECKING:
+    from memgpt_lab.recorder import Recording
+
+__all__ = ["Coalescer", "LiveRefresh", "esc"]
 
 
 def esc(value: object) -> str:
@@ -63,3 +67,26 @@ class Coalescer:
             timer, self._timer = self._timer, None
         if timer is not None:
             timer.cancel()
+
+
+class LiveRefresh:
+    """Keeps a widget current with a Recording, however fast frames arrive.
+
+    Every new frame, on whatever thread records it, pokes a :class:`Coalescer`,
+    which calls ``refresh`` at most once per ``interval`` seconds on its timer
+    thread. ``close()`` unsubscribes and cancels a pending refresh; idempotent.
+    """
+
+    def __init__(
+        self, recording: Recording, refresh: Callable[[], object], interval: float
+    ) -> None:
+        self.coalescer = Coalescer(refresh, interval)
+        self._unsubscribe: Callable[[], None] | None = recording.subscribe(
+            lambda _frame: self.coalescer.poke()
+        )
+
+    def close(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        self.coalescer.close()

@@ -28,7 +28,7 @@ import anywidget
 import ipywidgets as widgets
 import traitlets
 
-from memgpt_lab.widgets._util import Coalescer, esc
+from memgpt_lab.widgets._util import LiveRefresh, esc
 
 if TYPE_CHECKING:
     from memgpt_lab.recorder import Frame, Recording
@@ -332,12 +332,8 @@ class TrafficInspector(widgets.VBox):
         )
         self.add_class("mlab-inspector")
 
-        self._coalescer: Coalescer | None = None
-        self._unsubscribe = None
         self.refresh()
-        if live:
-            self._coalescer = Coalescer(self.refresh, interval)
-            self._unsubscribe = recording.subscribe(self._on_frame)
+        self._live = LiveRefresh(recording, self.refresh, interval) if live else None
 
     def __repr__(self) -> str:
         return (
@@ -477,11 +473,8 @@ class TrafficInspector(widgets.VBox):
 
     def close(self) -> None:
         """Unsubscribe from the recording and close the widgets."""
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
-        if self._coalescer is not None:
-            self._coalescer.close()
+        if self._live is not None:
+            self._live.close()
         for child in self._all_children():
             child.close()
         super().close()
@@ -499,11 +492,6 @@ class TrafficInspector(widgets.VBox):
             self._follow_box,
             *self._buttons.values(),
         ]
-
-    def _on_frame(self, _frame: Frame) -> None:
-        # Runs on the recording thread: only schedule, never touch widgets here.
-        if self._coalescer is not None:
-            self._coalescer.poke()
 
     def _catch_up(self) -> None:
         recording, index = self._recording, self._index

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import ipywidgets as widgets
 
-from memgpt_lab.widgets._util import Coalescer, esc
+from memgpt_lab.widgets._util import LiveRefresh, esc
 
 if TYPE_CHECKING:
     from memgpt_lab.recorder import Frame, Recording
@@ -299,19 +299,11 @@ class Timeline(widgets.HTML):
         self._width = width
         self._options = options
         self._lock = threading.Lock()
-        self._coalescer: Coalescer | None = None
-        self._unsubscribe = None
         self.refresh()
-        if live:
-            self._coalescer = Coalescer(self.refresh, interval)
-            self._unsubscribe = recording.subscribe(lambda _frame: self._poke())
+        self._live = LiveRefresh(recording, self.refresh, interval) if live else None
 
     def __repr__(self) -> str:
         return f"<Timeline of {len(self._recording)} frames>"
-
-    def _poke(self) -> None:
-        if self._coalescer is not None:
-            self._coalescer.poke()
 
     def refresh(self) -> None:
         """Redraw from the recording's current frames."""
@@ -320,9 +312,6 @@ class Timeline(widgets.HTML):
 
     def close(self) -> None:
         """Unsubscribe from the recording and close the widget."""
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
-        if self._coalescer is not None:
-            self._coalescer.close()
+        if self._live is not None:
+            self._live.close()
         super().close()
