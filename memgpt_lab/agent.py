@@ -357,19 +357,26 @@ class Agent:
             return StepResult(new, heartbeat_request, function_failed, token_warning)
 
     def turn(
-        self, message: str, *, name: str | None = None, max_steps: int | None = None
+        self,
+        message: str,
+        *,
+        name: str | None = None,
+        max_steps: int | None = None,
+        skip_verify: bool = True,
     ) -> TurnResult:
         """Run a whole turn for a user's message: step, then chain heartbeats.
 
         The chain goes on while the model requests a heartbeat or a function
         failed; a memory-pressure warning is sent once, the first time a step
         reports it. At most ``max_steps`` (``config.max_chain_steps``) steps run;
-        ``TurnResult.truncated`` says the bound cut the chain.
+        ``TurnResult.truncated`` says the bound cut the chain. With
+        ``skip_verify=False`` the reply to the conversation's first message is
+        checked (and retried) as :meth:`step` does.
         """
-        first = not any(m.get("role") == "assistant" for m in self.messages)
-        return self.run_chain(
-            system.package_user_message(message, self.now(), name), first, max_steps
-        )
+        with self._lock:
+            first = not any(m.get("role") == "assistant" for m in self.messages)
+            packaged = system.package_user_message(message, self.now(), name)
+            return self.run_chain(packaged, first, max_steps, skip_verify)
 
     def run_chain(
         self,
@@ -385,14 +392,15 @@ class Agent:
         limit = max_steps or self.config.max_chain_steps
         result = TurnResult()
         next_input: str | Message | None = first_input
-        for index in range(limit):
-            step = self.step(
-                next_input, first_message=first_message and index == 0, skip_verify=skip_verify
-            )
-            result.steps.append(step)
-            next_input = self.next_chain_input(step)
-            if next_input is None:
-                return result
+        with self._lock:  # one chain at a time: another thread's turn waits, never interleaves
+            for index in range(limit):
+                step = self.step(
+                    next_input, first_message=first_message and index == 0, skip_verify=skip_verify
+                )
+                result.steps.append(step)
+                next_input = self.next_chain_input(step)
+                if next_input is None:
+                    return result
         result.truncated = True
         return result
 

@@ -5,8 +5,9 @@
     searched) through :class:`SyncWebSocketInterface` into a
     :class:`MockWebSocket`; prints the captured frames as a table. The same
     output on every run.
-``memgpt-lab serve [--host 127.0.0.1] [--port 8282]``
-    The WebSocket server, hosting agents on loopback.
+``memgpt-lab serve [--host 127.0.0.1] [--port 8282] [--token TOKEN]``
+    The WebSocket server, hosting agents on loopback (a token is required to
+    bind any other address).
 """
 
 from __future__ import annotations

@@ -729,3 +729,35 @@ def test_next_chain_input_order() -> None:
     # the warning is sent once; then the failed function's heartbeat comes next
     assert json.loads(agent.next_chain_input(pressed) or "")["type"] == "heartbeat"
     assert agent.next_chain_input(step) is None
+
+
+def test_turn_can_verify_the_first_reply() -> None:
+    model = ReplayModel([Turn("Only thinking."), Turn.say("Hello!")])
+    assert make_agent(model).turn("hi", skip_verify=False).replies == ["Hello!"]
+    assert model.position == 2
+
+
+def test_turns_from_two_threads_never_interleave() -> None:
+    import threading
+
+    entered, release = threading.Event(), threading.Event()
+
+    class Slow(ScriptedModel):
+        def chat(self, messages, functions):  # type: ignore[no-untyped-def]
+            if not entered.is_set():
+                entered.set()
+                assert release.wait(10)
+            return super().chat(messages, functions)
+
+    agent = make_agent(Slow())
+    first = threading.Thread(target=agent.turn, args=("remember that A is 1",), daemon=True)
+    first.start()
+    assert entered.wait(10)  # the first turn is inside its first step
+    second = threading.Thread(target=agent.turn, args=("hello there",), daemon=True)
+    second.start()
+    release.set()
+    first.join(10)
+    second.join(10)
+    users = [json.loads(m["content"]).get("type") for m in agent.messages if m["role"] == "user"]
+    # the first turn's heartbeat comes before the second turn's message
+    assert users == ["user_message", "heartbeat", "user_message"]
