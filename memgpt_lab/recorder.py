@@ -426,6 +426,8 @@ class _Scan:
     __slots__ = ("recording", "predicate", "count", "matched", "index", "epoch")
 
     def __init__(self, recording: Recording, expected: Expected | None, count: int) -> None:
+        if count < 0:
+            raise ValueError(f"count must be 0 or more, not {count}")
         self.recording = recording
         self.predicate = _predicate(expected)
         self.count = count
@@ -435,6 +437,8 @@ class _Scan:
 
     def advance(self) -> bool:
         """Look at the frames recorded since the last call; True once enough matched."""
+        if self.count == 0:  # nothing to wait for
+            return True
         rec = self.recording
         with rec._lock:
             if rec._epoch != self.epoch:  # cleared: start over on the new frames
@@ -566,9 +570,9 @@ class Recording(Sequence[Frame]):
                 close_reason = ""
         else:
             raise ValueError(f"opcode must be one of {', '.join(OPCODES)}, not {opcode!r}")
-        now = self.clock()
-        wall = self.wall_clock()
-        with self._lock:
+        with self._lock:  # times read under the lock, so they never run backwards against seq
+            now = self.clock()
+            wall = self.wall_clock()
             seq = self._seq = self._seq + 1
             frame = Frame(
                 seq,

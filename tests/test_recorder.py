@@ -798,3 +798,27 @@ class TestMockWebSocket:
             thread.join()
             loop.close()
         assert [f.text for f in frames] == [str(i) for i in range(50)]
+
+
+def test_wait_for_zero_frames_returns_at_once_and_negative_counts_are_refused() -> None:
+    rec = Recording()
+    assert rec.wait_for(count=0, timeout=60) == []
+    assert asyncio.run(rec.wait_for_async(count=0, timeout=60)) == []
+    with pytest.raises(ValueError, match="count must be 0 or more"):
+        rec.wait_for(count=-1)
+
+
+def test_times_never_run_backwards_against_seq_with_many_recording_threads() -> None:
+    rec = Recording()
+
+    def work() -> None:
+        for _ in range(2000):
+            rec.record("out", "x")
+
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    times = [frame.time for frame in rec]
+    assert times == sorted(times)
