@@ -41,6 +41,7 @@ from memgpt_lab.llm.base import (
 )
 from memgpt_lab.llm.scripted import SUMMARY_REQUEST_MARKER
 from memgpt_lab.memory import CoreMemory
+from memgpt_lab.messages import function_call_of, sent_text
 from memgpt_lab.persistence import InMemoryStateManager
 
 __all__ = ["Agent", "AgentConfig", "StepResult", "TurnResult"]
@@ -157,25 +158,7 @@ class TurnResult:
     @property
     def replies(self) -> list[str]:
         """What the agent said to the user (its ``send_message`` calls), in order."""
-        said = []
-        for message in self.messages:
-            call = message.get("function_call") or {}
-            if call.get("name") == "send_message":
-                try:
-                    said.append(str(json.loads(call.get("arguments") or "{}").get("message", "")))
-                except (ValueError, AttributeError):
-                    continue
-        return said
-
-
-def _function_call_of(message: Message) -> dict[str, Any] | None:
-    call = message.get("function_call")
-    if call:
-        return dict(call)
-    tool_calls = message.get("tool_calls") or []
-    if tool_calls:
-        return dict(tool_calls[0].get("function") or {})
-    return None
+        return [text for m in self.messages if (text := sent_text(m)) is not None]
 
 
 def _heartbeat_flag(value: Any) -> bool:
@@ -494,7 +477,7 @@ class Agent:
         return message
 
     def _valid_first_reply(self, message: Message) -> bool:
-        call = _function_call_of(message)
+        call = function_call_of(message)
         return (
             bool(message.get("content")) and call is not None and call.get("name") == "send_message"
         )
@@ -503,7 +486,7 @@ class Agent:
         """Act on the model's message: (new messages, heartbeat requested, function failed)."""
         message = self._response_message(response)
         content = message.get("content")
-        call = _function_call_of(message)
+        call = function_call_of(message)
         assistant: Message = {"role": "assistant", "content": content}
         if call is None:
             if content:

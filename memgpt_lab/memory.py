@@ -12,7 +12,6 @@ Pure Python: no I/O, no clock of their own (timestamps are passed in).
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections import Counter
@@ -22,6 +21,7 @@ from datetime import date, datetime
 from typing import Any
 
 from memgpt_lab.errors import MemoryLimitError, UnknownNameError
+from memgpt_lab.messages import sent_text, user_packet
 
 __all__ = [
     "ArchivalMemory",
@@ -165,34 +165,19 @@ class RecallEntry:
     def text(self) -> str:
         """What was said: a user's words (unpacked from their JSON), the agent's
         ``send_message`` text, or else the message's content."""
-        message = self.message
-        content = message.get("content")
-        content = content if isinstance(content, str) else ""
-        if message.get("role") == "user" and content.startswith("{"):
-            try:
-                packet = json.loads(content)
-            except ValueError:
-                return content
-            if isinstance(packet, dict) and isinstance(packet.get("message"), str):
-                return packet["message"]
-        call = message.get("function_call") or {}
-        if message.get("role") == "assistant" and call.get("name") == "send_message":
-            try:
-                said = json.loads(call.get("arguments") or "{}").get("message")
-            except (ValueError, AttributeError):
-                said = None
-            if isinstance(said, str):
-                return said
-        return content
+        packet = user_packet(self.message)
+        if packet is not None and isinstance(packet.get("message"), str):
+            return str(packet["message"])
+        said = sent_text(self.message)
+        if said is not None:
+            return said
+        content = self.message.get("content")
+        return content if isinstance(content, str) else ""
 
     @property
     def said(self) -> bool:
         """True for what the user and the agent said to each other (not thoughts or results)."""
-        message = self.message
-        if message.get("role") == "user":
-            return True
-        call = message.get("function_call") or {}
-        return message.get("role") == "assistant" and call.get("name") == "send_message"
+        return self.message.get("role") == "user" or sent_text(self.message) is not None
 
 
 class RecallMemory:

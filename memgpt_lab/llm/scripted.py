@@ -35,6 +35,7 @@ from memgpt_lab.llm.base import (
     chat_completion,
     estimate_tokens,
 )
+from memgpt_lab.messages import sent_text
 
 __all__ = ["SUMMARY_REQUEST_MARKER", "Context", "ReplayModel", "Rule", "ScriptedModel", "Turn"]
 
@@ -407,10 +408,7 @@ class ScriptedModel:
         packets = [_parse(m.get("content")) for m in messages if m.get("role") == "user"]
         said = [p.get("message") for p in packets if p.get("type") == "user_message"]
         texts: list[str] = [s for s in said if isinstance(s, str) and s]
-        replies = 0
-        for m in messages:
-            call = m.get("function_call") or {}
-            replies += m.get("role") == "assistant" and call.get("name") == "send_message"
+        replies = sum(sent_text(m) is not None for m in messages)
         topics = "; ".join(s[:60] for s in texts[-5:]) or "nothing in particular"
         return f"{len(texts)} user messages and {replies} replies. The user talked about: {topics}."
 
