@@ -245,7 +245,8 @@ def create_agent_from_preset(
 #: MemGPT's older name for :func:`create_agent_from_preset`.
 use_preset = create_agent_from_preset
 
-_CONFIG_KEYS = {"preset", "persona", "human", "persona_text", "human_text", "model", "id"}
+# The keys of a config that are not AgentConfig fields; each takes a string.
+_CONFIG_KEYS = ("preset", "persona", "human", "persona_text", "human_text", "model", "id")
 
 
 def create_agent_from_config(
@@ -260,7 +261,7 @@ def create_agent_from_config(
     """
     config = dict(config or {})
     agent_fields = {k: v for k, v in config.items() if k not in _CONFIG_KEYS}
-    for key in ("preset", "persona", "human", "persona_text", "human_text", "model", "id"):
+    for key in _CONFIG_KEYS:
         if key in config and not isinstance(config[key], str):
             raise ValueError(f"config {key!r} must be a string, not {type(config[key]).__name__}")
     # an explicit text wins, even an empty one (then rejected or kept, as a direct text would be)

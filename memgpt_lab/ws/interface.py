@@ -62,7 +62,7 @@ _T = TypeVar("_T")
 _CLOSED_MESSAGE = "interface is closed; create a new one"
 
 #: Fields the interface sets itself; ``extra_fields`` may not override them.
-_RESERVED_FIELDS = frozenset({"type", "message_type", "message", "seq", "agent_id"})
+_RESERVED_FIELDS = frozenset({*protocol.EVENT_FRAME_FIELDS, "agent_id"})
 
 
 class WebSocketClient(Protocol):
