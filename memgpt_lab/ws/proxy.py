@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 import logging
 from http import HTTPStatus
-from types import TracebackType
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -40,8 +40,8 @@ from websockets.frames import Close
 from websockets.http11 import Request, Response
 from websockets.typing import Origin
 
-from memgpt_lab._loop import BackgroundLoop
 from memgpt_lab.recorder import Recording
+from memgpt_lab.ws._serving import BackgroundServer
 
 __all__ = ["RecordingProxy"]
 
@@ -52,7 +52,7 @@ _NO_STATUS = 1005  # "no status code": a close frame without one; cannot be sent
 _ABNORMAL = 1006  # no close frame at all; never on the wire
 
 
-class RecordingProxy:
+class RecordingProxy(BackgroundServer):
     """Forwards WebSocket connections to ``upstream_url`` and records every frame.
 
     Runs on a loop in a background thread, like :class:`~memgpt_lab.ws.server.LabServer`:
@@ -67,6 +67,8 @@ class RecordingProxy:
         max_size: the largest message accepted from either side, or None.
         open_timeout: seconds allowed for the upstream handshake.
     """
+
+    _thread_name = "memgpt_lab proxy"
 
     def __init__(
         self,
@@ -83,23 +85,13 @@ class RecordingProxy:
             raise ValueError(f"upstream_url must be a ws:// or wss:// URL, not {upstream_url!r}")
         self.upstream_url = upstream_url
         self._upstream = parts
+        super().__init__(host, port)
         self.recording = recording if recording is not None else Recording()
-        self.host = host
         self.max_size = max_size
         self.open_timeout = open_timeout
-        self._requested_port = port
-        self.port = 0
-        self._loop: BackgroundLoop | None = None
-        self._server: Server | None = None
         # Upstream connections opened during a client's handshake, until its handler runs.
         self._opened: dict[ServerConnection, ClientConnection] = {}
         self._unclaimed: set[asyncio.Task[None]] = set()
-
-    @property
-    def url(self) -> str:
-        """``ws://host:port/`` to connect clients to."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"ws://{host}:{self.port}/"
 
     def _upstream_for(self, path: str) -> str:
         parts = self._upstream
@@ -209,28 +201,13 @@ class RecordingProxy:
 
     def start(self) -> RecordingProxy:
         """Listen in a background thread; returns once connections are accepted."""
-        if self._loop is not None:
-            raise RuntimeError("RecordingProxy already started; create a new one")
-        self._loop = BackgroundLoop("memgpt_lab proxy")
-        self._loop.start()
-        try:
-            self._server = self._loop.run(self._open())
-        except BaseException:
-            self._loop.close()
-            raise
-        self.port = int(self._server.sockets[0].getsockname()[1])
-        return self
+        return super().start()
 
     def stop(self) -> None:
         """Close every connection (1001 to clients; upstream sees it passed on) and stop."""
-        if self._loop is None or self._loop.loop.is_closed():
-            return
-        if self._server is not None:
-            self._loop.run(self._close(self._server))
-            self._server = None
-        self._loop.close()
+        self._stop()
 
-    async def _close(self, server: Server) -> None:
+    async def _shutdown(self, server: Server, **options: Any) -> None:
         server.close()
         await server.wait_closed()
         # A copy: closing clients' connections pops entries (see _close_unclaimed).
@@ -239,14 +216,6 @@ class RecordingProxy:
 
     def __enter__(self) -> RecordingProxy:
         return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         state = self.url if self._server is not None else "stopped"

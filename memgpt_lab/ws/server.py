@@ -57,7 +57,6 @@ import signal
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from http import HTTPStatus
-from types import TracebackType
 from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
@@ -65,11 +64,11 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from memgpt_lab._loop import BackgroundLoop
 from memgpt_lab.errors import LabError
 from memgpt_lab.interface import AgentInterface
 from memgpt_lab.recorder import Recording
 from memgpt_lab.ws import protocol
+from memgpt_lab.ws._serving import BackgroundServer
 
 __all__ = [
     "DEFAULT_ALLOWED_ORIGINS",
@@ -677,7 +676,7 @@ def _record_close(recording: Recording, ws: ServerConnection, connection_id: str
 # --------------------------------------------------------------------------- LabServer
 
 
-class LabServer:
+class LabServer(BackgroundServer):
     """The agent server on a loop of its own, for notebooks and tests.
 
     Start it (``start()`` or ``with``), connect clients to :attr:`url`, then
@@ -724,10 +723,9 @@ class LabServer:
                 f"refusing to serve on {host!r} without a token: anyone who can reach it could "
                 "drive the agents; pass token=... (or bind 127.0.0.1)"
             )
-        self.host = host
+        super().__init__(host, port)
         self.grace = grace
         self.max_size = max_size
-        self._requested_port = port
         self.recording: Recording | None = None
         if record:  # not `recording or ...`: an empty Recording is falsy
             self.recording = recording if recording is not None else Recording()
@@ -738,19 +736,6 @@ class LabServer:
             allowed_origins=DEFAULT_ALLOWED_ORIGINS if allowed_origins is None else allowed_origins,
             max_workers=max_workers,
         )
-        self._loop: BackgroundLoop | None = None
-        self._server: Server | None = None
-        self.port = 0
-
-    @property
-    def url(self) -> str:
-        """``ws://host:port/`` of the running server (no token in it)."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"ws://{host}:{self.port}/"
-
-    @property
-    def running(self) -> bool:
-        return self._server is not None
 
     @property
     def stopping(self) -> threading.Event:
@@ -777,44 +762,23 @@ class LabServer:
             server_header=_SERVER_NAME,
         )
 
+    async def _shutdown(self, server: Server, **options: Any) -> None:
+        grace = options.get("grace")
+        await self._core.shutdown(server, self.grace if grace is None else grace)
+
     def start(self) -> LabServer:
         """Listen and serve in a background thread; returns once connections are accepted."""
-        if self._loop is not None:
-            raise RuntimeError("LabServer already started; create a new one to serve again")
-        self._loop = BackgroundLoop(f"memgpt_lab server {self.host}")
-        self._loop.start()
-        try:
-            self._server = self._loop.run(self._open())
-        except BaseException:
-            self._loop.close()
-            raise
-        self.port = int(self._server.sockets[0].getsockname()[1])
-        return self
+        return super().start()
 
     def stop(self, grace: float | None = None) -> None:
         """Finish or abort running turns, close connections with 1001, end the thread.
 
         Idempotent. ``grace`` overrides the constructor's.
         """
-        if self._loop is None or self._loop.loop.is_closed():
-            return
-        if self._server is not None:
-            self._loop.run(
-                self._core.shutdown(self._server, self.grace if grace is None else grace)
-            )
-            self._server = None
-        self._loop.close()
+        self._stop(grace=grace)
 
     def __enter__(self) -> LabServer:
         return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         state = self.url if self.running else "stopped"
