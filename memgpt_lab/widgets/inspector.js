@@ -124,8 +124,13 @@ function render({ model, el }) {
   model.on("change:selected_seq", markSelected);
   model.on("change:follow", onFollow);
   draw();
+  // render() runs before the view is in the page (and it may sit in a hidden
+  // tab), when there is no height to scroll: follow once the table has one.
+  const resizes = new ResizeObserver(onFollow);
+  resizes.observe(scroller);
 
   return () => {
+    resizes.disconnect();
     model.off("change:rows", draw);
     model.off("change:total_count", onTotal);
     model.off("change:selected_seq", markSelected);
