@@ -8,9 +8,11 @@ Fixtures:
         [source, ...])`` writes a notebook (one code cell per source) into the
         root; ``jupyter_lab.copy_notebook(path)`` copies one, e.g. from
         ``notebooks/``. Stopped (kernels too) at the end of the session.
-    chromium (session): a Playwright ``Browser`` running Debian's
+    chromium (module; see the fixture for why): a Playwright ``Browser`` running Debian's
         ``/usr/bin/chromium`` (never a downloaded one). A missing browser is a
         failure that says how to install it, not a skip.
+    chromium_launch_options: ``(*extra_args) -> dict`` of ``launch()`` options, for a
+        test that launches a browser of its own (extra flags, say).
     screenshot_dir: ``test-output/browser/<test name>/``, created empty.
     lab (function): a :class:`LabPage` on a fresh browser context:
         ``lab.open(name)`` opens a notebook and waits for an idle kernel,
@@ -222,6 +224,26 @@ def jupyter_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab
             process.wait(timeout=10)
 
 
+def chromium_launch_options(*extra_args: str) -> dict[str, Any]:
+    """Playwright ``launch()`` options for Debian's Chromium; fails the test if it is missing."""
+    if not (CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)):
+        pytest.fail(
+            f"{CHROMIUM} is missing: the browser tests need Debian's chromium package."
+            " Run `make system-deps` (apt-get install chromium); do not `playwright install`."
+        )
+    return {
+        "executable_path": str(CHROMIUM),
+        "args": [*CHROMIUM_ARGS, *extra_args],
+        "headless": True,
+    }
+
+
+@pytest.fixture(name="chromium_launch_options")
+def _chromium_launch_options_fixture() -> Any:
+    """:func:`chromium_launch_options`, for tests that launch a browser of their own."""
+    return chromium_launch_options
+
+
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
     """A headless Chromium from Debian's package, driven by Playwright.
@@ -230,17 +252,11 @@ def chromium() -> Iterator[Any]:
     on the main thread while it is open, and every later ``asyncio.run`` in the
     session would fail ("cannot be called from a running event loop").
     """
-    if not (CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)):
-        pytest.fail(
-            f"{CHROMIUM} is missing: the browser tests need Debian's chromium package."
-            " Run `make system-deps` (apt-get install chromium); do not `playwright install`."
-        )
+    options = chromium_launch_options()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
+        browser = playwright.chromium.launch(**options)
         try:
             yield browser
         finally:
