@@ -19,10 +19,11 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import Server, ServerConnection, serve
 
 from bench._common import Result
+from memgpt_lab._loop import BackgroundLoop
 from memgpt_lab.interface import AgentInterface
 from memgpt_lab.ws import protocol
 from memgpt_lab.ws.proxy import RecordingProxy
-from memgpt_lab.ws.server import BackgroundLoop, LabServer
+from memgpt_lab.ws.server import LabServer
 
 BURST = 20_000  # agent frames per turn in the fan-out runs
 KINDS = ("internal_monologue", "function_message", "assistant_message", "function_message")
