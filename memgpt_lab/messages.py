@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["call_arguments", "function_call_of", "sent_text", "user_packet"]
+__all__ = ["call_arguments", "function_call_of", "packet_of", "sent_text", "user_packet"]
 
 Message = dict[str, Any]
 
@@ -50,13 +50,19 @@ def sent_text(message: Message) -> str | None:
     return said if isinstance(said, str) else None
 
 
-def user_packet(message: Message) -> dict[str, Any] | None:
-    """The JSON packet of a "user" message (user text, heartbeat, alert...), or None."""
-    content = message.get("content")
-    if message.get("role") != "user" or not isinstance(content, str):
+def packet_of(content: Any) -> dict[str, Any] | None:
+    """A message content's JSON object (a packaged message, a function result), or None."""
+    if not isinstance(content, str):
         return None
     try:
         packet = json.loads(content)
     except ValueError:
         return None
     return packet if isinstance(packet, dict) else None
+
+
+def user_packet(message: Message) -> dict[str, Any] | None:
+    """The JSON packet of a "user" message (user text, heartbeat, alert...), or None."""
+    if message.get("role") != "user":
+        return None
+    return packet_of(message.get("content"))

@@ -49,3 +49,13 @@ def test_user_packet() -> None:
     assert user_packet({"role": "user", "content": "plain words"}) is None
     assert user_packet({"role": "user", "content": "[1]"}) is None
     assert user_packet({"role": "assistant", "content": json.dumps(packet)}) is None
+
+
+def test_packet_of_reads_json_objects_only() -> None:
+    from memgpt_lab.messages import packet_of
+
+    assert packet_of('{"status": "OK"}') == {"status": "OK"}
+    assert packet_of("{}") == {}
+    assert packet_of("[1]") is None
+    assert packet_of("not json") is None
+    assert packet_of(None) is None

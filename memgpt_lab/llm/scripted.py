@@ -35,7 +35,7 @@ from memgpt_lab.llm.base import (
     chat_completion,
     estimate_tokens,
 )
-from memgpt_lab.messages import sent_text
+from memgpt_lab.messages import call_arguments, packet_of, sent_text
 
 __all__ = ["SUMMARY_REQUEST_MARKER", "Context", "ReplayModel", "Rule", "ScriptedModel", "Turn"]
 
@@ -139,13 +139,10 @@ def _name_of(block: str) -> str | None:
 
 
 def _parse(content: Any) -> dict[str, Any]:
-    if isinstance(content, str):
-        try:
-            value = json.loads(content)
-        except ValueError:
-            return {"type": "user_message", "message": content}
-        if isinstance(value, dict):
-            return value
+    """The content's packet; plain text reads as a user's message."""
+    packet = packet_of(content)
+    if packet is not None:
+        return packet
     return {"type": "user_message", "message": "" if content is None else str(content)}
 
 
@@ -239,12 +236,7 @@ _FALLBACK = Rule(r"", _chat)
 def _follow_up(call: dict[str, Any], packet: dict[str, Any], ctx: Context) -> Turn:
     """The step after a function call: tell the user how it went."""
     name = call.get("name", "")
-    try:
-        args = json.loads(call.get("arguments") or "{}")
-    except ValueError:
-        args = {}
-    if not isinstance(args, dict):
-        args = {}
+    args = call_arguments(call) or {}
     result = str(packet.get("message", ""))
     if packet.get("status") != "OK":
         return Turn.say(

@@ -31,7 +31,6 @@ memory).
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -40,6 +39,7 @@ import ipywidgets as widgets
 
 from memgpt_lab import system
 from memgpt_lab.interface import AgentInterface, MultiInterface
+from memgpt_lab.messages import packet_of
 from memgpt_lab.recorder import MockWebSocket, Recording
 from memgpt_lab.widgets._style import status_html, style_tag
 from memgpt_lab.widgets._util import esc
@@ -79,11 +79,8 @@ _LABELS = {
 
 def _user_entry(text: str) -> tuple[str, str]:
     """The transcript entry for a packaged "user" message (user text, heartbeat, alert)."""
-    try:
-        packet = json.loads(text)
-    except ValueError:
-        return "user", text
-    if not isinstance(packet, dict):
+    packet = packet_of(text)
+    if packet is None:
         return "user", text
     kind = packet.get("type")
     if kind == "heartbeat":
