@@ -29,6 +29,7 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     # agent core
     "Agent": "memgpt_lab.agent",
+    "ModelCall": "memgpt_lab.agent",
     "AgentConfig": "memgpt_lab.agent",
     "StepResult": "memgpt_lab.agent",
     "TurnResult": "memgpt_lab.agent",
@@ -60,6 +61,11 @@ _EXPORTS: dict[str, str] = {
     "ScriptedModel": "memgpt_lab.llm",
     "Turn": "memgpt_lab.llm",
     "get_model": "memgpt_lab.llm",
+    "OpenAIChatModel": "memgpt_lab.llm",
+    "Cassette": "memgpt_lab.llm",
+    "CassetteMismatchError": "memgpt_lab.llm",
+    "ContextTruncationWarning": "memgpt_lab.llm",
+    "LLMServer": "memgpt_lab.llm",
     "list_models": "memgpt_lab.llm",
     # interfaces and recording
     "AgentEvent": "memgpt_lab.interface",
@@ -109,7 +115,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from memgpt_lab import system
-    from memgpt_lab.agent import Agent, AgentConfig, StepResult, TurnResult
+    from memgpt_lab.agent import Agent, AgentConfig, ModelCall, StepResult, TurnResult
     from memgpt_lab.errors import (
         FrameTimeoutError,
         InterfaceClosedError,
@@ -134,8 +140,13 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         PrintingInterface,
     )
     from memgpt_lab.llm import (
+        Cassette,
+        CassetteMismatchError,
         ChatModel,
+        ContextTruncationWarning,
         ContextWindowExceededError,
+        LLMServer,
+        OpenAIChatModel,
         ReplayModel,
         Rule,
         ScriptedModel,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -44,7 +45,7 @@ from memgpt_lab.memory import CoreMemory
 from memgpt_lab.messages import function_call_of, sent_text
 from memgpt_lab.persistence import InMemoryStateManager
 
-__all__ = ["Agent", "AgentConfig", "StepResult", "TurnResult"]
+__all__ = ["Agent", "AgentConfig", "ModelCall", "StepResult", "TurnResult"]
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +162,24 @@ class TurnResult:
         return [text for m in self.messages if (text := sent_text(m)) is not None]
 
 
+@dataclass(frozen=True)
+class ModelCall:
+    """What the last model call of a step was: who answered, how long it took, its prompt size.
+
+    Attributes:
+        model: the model name the answer carries (the server's), else the backend's name.
+        latency: seconds from request to answer, retries and summarising included.
+        estimated_prompt_tokens: this package's estimate of the prompt.
+        reported_prompt_tokens: the server's count (``usage.prompt_tokens``), or None
+            when the answer came from an offline model, whose counts are estimates.
+    """
+
+    model: str
+    latency: float
+    estimated_prompt_tokens: int
+    reported_prompt_tokens: int | None
+
+
 def _heartbeat_flag(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() == "true"
@@ -215,6 +234,7 @@ class Agent:
         self.alerted_about_memory_pressure = False
         self.summaries = 0
         self.last_usage: dict[str, int] = {}
+        self.last_call: ModelCall | None = None
         self._message_tokens = TokenEstimator()
         self._schema_cache: tuple[tuple[str, ...], list[dict[str, Any]], int] = ((), [], 0)
         self._lock = threading.RLock()
@@ -300,7 +320,18 @@ class Agent:
             "archival_count": len(self.archival_memory),
             "in_context_messages": len(self.messages),
             "context": self.context_breakdown(),
+            "usage": self._usage_view(),
             "config": asdict(self.config),
+        }
+
+    def _usage_view(self) -> dict[str, Any]:
+        call = self.last_call
+        if call is None:
+            return {"model": None, "prompt_tokens_estimated": None, "prompt_tokens_reported": None}
+        return {
+            "model": call.model,
+            "prompt_tokens_estimated": call.estimated_prompt_tokens,
+            "prompt_tokens_reported": call.reported_prompt_tokens,
         }
 
     # --- stepping -------------------------------------------------------------
@@ -323,6 +354,11 @@ class Agent:
 
         Returns:
             ``(new_messages, heartbeat_request, function_failed, token_warning)``.
+
+        Raises:
+            LLMError: the model failed (cannot connect, refused, overflowed even
+                after summarising...). The agent is then as it was before the step:
+                its messages, memory and counters are untouched.
         """
         with self._lock:
             new: list[Message] = []
@@ -330,7 +366,12 @@ class Agent:
                 message = self._as_message(user_message)
                 self.interface.user_message(str(message.get("content")), message)
                 new.append(message)
-            response = self._complete(new, verify=first_message and not skip_verify)
+            saved = self._save_context()
+            try:
+                response = self._complete(new, verify=first_message and not skip_verify)
+            except BaseException:
+                self._restore_context(saved)
+                raise
             produced, heartbeat_request, function_failed = self._handle_response(response)
             new.extend(produced)
             self.persistence_manager.append_to_messages(new, self.now())
@@ -416,6 +457,22 @@ class Agent:
         """One step on the memory-pressure alert, as if the context were nearly full."""
         return self.step(system.get_token_limit_warning(self.now()))
 
+    def _save_context(self) -> tuple[Any, ...]:
+        """What a model call may change before it fails (summarising edits the context)."""
+        return (
+            list(self.messages),
+            self.summaries,
+            self.alerted_about_memory_pressure,
+            self.last_usage,
+            self.last_call,
+        )
+
+    def _restore_context(self, saved: tuple[Any, ...]) -> None:
+        messages, self.summaries, self.alerted_about_memory_pressure, *rest = saved
+        self.last_usage, self.last_call = rest
+        if messages != self.messages:
+            self.persistence_manager.replace_messages(messages)
+
     def _as_message(self, user_message: str | Message) -> Message:
         if isinstance(user_message, dict):
             if "role" not in user_message:
@@ -438,6 +495,7 @@ class Agent:
         window = self.config.context_window
         schemas, schema_tokens = self._schemas_and_tokens()
         attempts = self.config.first_message_attempts if verify else 1
+        started = time.perf_counter()
         for attempt in range(1, attempts + 1):
             needed = self._message_tokens([*self.messages, *new]) + schema_tokens
             while needed > window:
@@ -451,8 +509,10 @@ class Agent:
                     )
             try:
                 response = self.model.chat([*self.messages, *new], schemas)
-            except ContextWindowExceededError:
+            except ContextWindowExceededError as exc:
+                log.warning("%s; summarising and trying once more", exc)
                 self.summarize_messages_inplace()
+                needed = self._message_tokens([*self.messages, *new]) + schema_tokens
                 response = self.model.chat([*self.messages, *new], schemas)
             message = self._response_message(response)
             if not verify or self._valid_first_reply(message):
@@ -461,7 +521,18 @@ class Agent:
                 "first reply did not speak to the user (attempt %d of %d)", attempt, attempts
             )
         usage = response.get("usage") or {}
-        self.last_usage = {k: int(v) for k, v in usage.items() if isinstance(v, (int, float))}
+        self.last_usage = {
+            k: int(v)
+            for k, v in usage.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
+        reported = self.last_usage.get("prompt_tokens")
+        self.last_call = ModelCall(
+            model=str(response.get("model") or self.model.name),
+            latency=time.perf_counter() - started,
+            estimated_prompt_tokens=needed,
+            reported_prompt_tokens=None if response.get("usage_estimated") else reported,
+        )
         return response
 
     @staticmethod
@@ -486,8 +557,36 @@ class Agent:
         """Act on the model's message: (new messages, heartbeat requested, function failed)."""
         message = self._response_message(response)
         content = message.get("content")
-        call = function_call_of(message)
+        if content is not None and not isinstance(content, str):
+            content = json.dumps(content, ensure_ascii=False, default=repr)
         assistant: Message = {"role": "assistant", "content": content}
+        call = message.get("function_call")
+        tool_calls = message.get("tool_calls")
+        if (
+            call is not None
+            and not isinstance(call, Mapping)
+            or (
+                tool_calls is not None
+                and not (
+                    isinstance(tool_calls, list)
+                    and all(
+                        isinstance(t, Mapping) and isinstance(t.get("function"), Mapping)
+                        for t in tool_calls
+                    )
+                )
+            )
+        ):
+            # a model's malformed answer (a name where an object belongs...) is its mistake
+            shape = call if call is not None else tool_calls
+            assistant["function_call"] = {
+                "name": None,
+                "arguments": json.dumps(shape, default=repr),
+            }
+            if content:
+                self.interface.internal_monologue(content, assistant)
+            error = f"The function call must be an object with 'name' and 'arguments', not {shape!r:.200}"
+            return self._function_result(assistant, "None", False, error), True, True
+        call = function_call_of(message)
         if call is None:
             if content:
                 self.interface.internal_monologue(content, assistant)
@@ -524,6 +623,13 @@ class Agent:
         limit = self.config.function_result_char_limit
         if len(text) > limit:
             text = f"{text[:limit]}... [cut at {limit} characters]"
+        ignored = message.get("ignored_tool_calls") or []
+        if ignored:
+            text = (
+                f"{text} [Note: you asked for {len(ignored) + 1} function calls in one reply; only "
+                f"the first ({name}) ran, not {', '.join(map(str, ignored))}. Call one function "
+                "per reply.]"
+            )
         return self._function_result(assistant, name, True, text), heartbeat_request, False
 
     def _function_result(self, assistant: Message, name: str, ok: bool, text: str) -> list[Message]:

@@ -761,3 +761,110 @@ def test_turns_from_two_threads_never_interleave() -> None:
     users = [json.loads(m["content"]).get("type") for m in agent.messages if m["role"] == "user"]
     # the first turn's heartbeat comes before the second turn's message
     assert users == ["user_message", "heartbeat", "user_message"]
+
+
+# --- real models: failures leave the agent as it was, odd answers never crash it ----------
+
+
+def agent_state(agent: Agent) -> tuple[Any, ...]:
+    return (
+        json.dumps(agent.messages),
+        dict(agent.memory.blocks),
+        len(agent.recall_memory),
+        len(agent.archival_memory),
+        agent.summaries,
+        agent.alerted_about_memory_pressure,
+    )
+
+
+def test_a_failed_model_call_leaves_the_agent_as_before_the_step() -> None:
+    agent = make_agent(ReplayModel(["a"] * 4))
+    for text in ("one", "two", "three", "four"):
+        agent.step(text)
+    before = agent_state(agent)
+    agent.model = AlwaysOverflow()  # summarises (editing the context), then overflows again
+    with pytest.raises(ContextWindowExceededError):
+        agent.step("five")
+    assert agent_state(agent) == before
+    agent.model = ReplayModel(["back again"])
+    assert [m["role"] for m in agent.step("six").messages] == ["user", "assistant", "function"]
+
+
+class Unreachable:
+    name = "unreachable"
+
+    def chat(
+        self, messages: Sequence[dict[str, Any]], functions: Sequence[dict[str, Any]]
+    ) -> dict[str, Any]:
+        raise LLMError("cannot connect to http://127.0.0.1:9/v1")
+
+
+def test_a_model_that_cannot_be_reached_changes_nothing() -> None:
+    agent = make_agent("scripted")
+    agent.turn("my name is Ada")
+    before = agent_state(agent)
+    agent.model = Unreachable()
+    with pytest.raises(LLMError, match="cannot connect"):
+        agent.turn("hello again")
+    assert agent_state(agent) == before
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"role": "assistant", "content": "Hm.", "function_call": "send_message"},
+        {"role": "assistant", "content": "Hm.", "function_call": ["send_message"]},
+        {"role": "assistant", "content": "Hm.", "tool_calls": "send_message"},
+        {"role": "assistant", "content": "Hm.", "tool_calls": [{"function": "send_message"}]},
+    ],
+)
+def test_a_call_of_the_wrong_shape_is_a_failed_function(message: dict[str, Any]) -> None:
+    interface = CollectingInterface()
+    response = {"choices": [{"message": message}], "usage": {"prompt_tokens": 1}}
+    agent = make_agent(ReplayModel([response]), interface)
+    result = agent.step("go")
+    assert result.function_failed and result.heartbeat_request
+    assert (
+        "must be an object with 'name' and 'arguments'"
+        in content_of(result.messages[-1])["message"]
+    )
+    assert interface.kinds() == ["user_message", "internal_monologue", "function_message"]
+
+
+def test_several_tool_calls_run_the_first_and_say_so() -> None:
+    response = chat_completion("Two at once.", None, 5, "m")
+    message = response["choices"][0]["message"]
+    message["function_call"] = {"name": "send_message", "arguments": '{"message": "hi"}'}
+    message["ignored_tool_calls"] = ["archival_memory_search", "pause_heartbeats"]
+    agent = make_agent(ReplayModel([response]))
+    result = agent.step("go")
+    text = content_of(result.messages[-1])["message"]
+    assert not result.function_failed
+    assert "you asked for 3 function calls in one reply; only the first (send_message) ran" in text
+    assert "archival_memory_search, pause_heartbeats" in text
+    assert agent.messages[-1] is result.messages[-1]  # the note is in the history the model reads
+
+
+def test_last_call_tells_estimates_from_server_reports() -> None:
+    agent = make_agent("scripted")
+    assert agent.memory_snapshot()["usage"] == {
+        "model": None,
+        "prompt_tokens_estimated": None,
+        "prompt_tokens_reported": None,
+    }
+    agent.step("hello")
+    call = agent.last_call
+    assert call is not None and call.model == "scripted" and call.latency >= 0
+    assert call.reported_prompt_tokens is None  # the offline model only estimates
+    assert (
+        call.estimated_prompt_tokens == agent.memory_snapshot()["usage"]["prompt_tokens_estimated"]
+    )
+    served = Turn.say("hi").completion(0, "gpt-4o-mini-2024-07-18")
+    del served["usage_estimated"]
+    served["usage"]["prompt_tokens"] = 1234
+    agent.model = ReplayModel([served])
+    agent.step("again")
+    usage = agent.memory_snapshot()["usage"]
+    assert usage["model"] == "gpt-4o-mini-2024-07-18"
+    assert usage["prompt_tokens_reported"] == 1234
+    assert usage["prompt_tokens_estimated"] > 100

@@ -10,6 +10,7 @@ from memgpt_lab.errors import LLMError, UnknownNameError
 
 __all__ = [
     "ChatModel",
+    "ContextTruncationWarning",
     "TokenEstimator",
     "ContextWindowExceededError",
     "chat_completion",
@@ -23,6 +24,10 @@ Message = dict[str, Any]
 
 class ContextWindowExceededError(LLMError):
     """The prompt did not fit the model's context window; the agent summarises and retries."""
+
+
+class ContextTruncationWarning(UserWarning):
+    """A server reported far fewer prompt tokens than were sent: it cut the prompt silently."""
 
 
 @runtime_checkable
@@ -83,7 +88,11 @@ def chat_completion(
     prompt_tokens: int,
     model: str,
 ) -> dict[str, Any]:
-    """Build a response in the OpenAI chat-completion shape."""
+    """Build a response in the OpenAI chat-completion shape, as an offline model answers.
+
+    ``usage_estimated`` marks the token counts as this package's estimate, not a
+    server's report (the wire format leaves the key out).
+    """
     message: Message = {"role": "assistant", "content": content}
     if function_call is not None:
         message["function_call"] = function_call
@@ -103,30 +112,70 @@ def chat_completion(
             "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
         },
+        "usage_estimated": True,
     }
 
 
-_MODEL_NAMES = ("scripted",)
+_MODEL_FORMS = (
+    "scripted",
+    "replay:<file>",
+    "cassette:<file>",
+    "openai:<model>",
+    "ollama:<model>",
+    "vllm:<model>",
+    "llamacpp:<model>",
+    "lmstudio:<model>",
+    "openai-compatible:<model>@<base_url>",
+)
 
 
 def list_models() -> list[str]:
-    """Names :func:`get_model` accepts."""
-    return list(_MODEL_NAMES)
+    """The forms of model string :func:`get_model` accepts.
+
+    Any provider form takes ``@<base_url>`` too (``ollama:llama3.1@http://gpu:11434/v1``).
+    """
+    return list(_MODEL_FORMS)
 
 
 def get_model(model: str | ChatModel | None = None, **options: Any) -> ChatModel:
-    """A model by name (``"scripted"``, the default), or ``model`` itself if it is one.
+    """A model from a model string (see :func:`list_models`), or ``model`` itself if it is one.
+
+    ``"scripted"`` (the default) is the offline model; ``"replay:FILE"`` plays
+    back the responses in a JSON list or JSON-lines file; ``"cassette:FILE"``
+    replays a cassette without a model; ``"provider:model[@base_url]"`` is an
+    :class:`~memgpt_lab.llm.openai_chat.OpenAIChatModel`. ``options`` go to the
+    model's constructor.
 
     Raises:
-        UnknownNameError: no model of that name.
-        TypeError: ``model`` is neither a name nor a :class:`ChatModel`.
+        UnknownNameError: no model or provider of that name.
+        ValueError: a model string that does not parse.
+        TypeError: ``model`` is neither a string nor a :class:`ChatModel`.
     """
     if model is None or model == "scripted":
         from memgpt_lab.llm.scripted import ScriptedModel
 
         return ScriptedModel(**options)
     if isinstance(model, str):
-        raise UnknownNameError("model", model, _MODEL_NAMES)
+        kind, sep, rest = model.partition(":")
+        if not sep:
+            raise UnknownNameError("model", model, _MODEL_FORMS)
+        if kind == "replay":
+            from memgpt_lab.llm.scripted import ReplayModel
+
+            return ReplayModel.from_file(rest, **options)
+        if kind == "cassette":
+            from memgpt_lab.llm.cassette import Cassette
+
+            return Cassette(rest, **{"mode": "none", **options})
+        from memgpt_lab.llm.openai_chat import OpenAIChatModel
+        from memgpt_lab.llm.providers import parse_model_string
+
+        spec = parse_model_string(model)
+        return OpenAIChatModel(
+            spec.model, provider=spec.provider, **{"base_url": spec.base_url, **options}
+        )
     if isinstance(model, ChatModel):
         return model
-    raise TypeError(f"model must be a name or an object with a chat() method, not {model!r}")
+    raise TypeError(
+        f"model must be a model string or an object with a chat() method, not {model!r}"
+    )

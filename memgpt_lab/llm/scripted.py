@@ -23,9 +23,11 @@ they are tried before the built-in ones.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from memgpt_lab.errors import LLMError
@@ -424,6 +426,35 @@ class ReplayModel:
 
     def __repr__(self) -> str:
         return f"ReplayModel(played={self.position}/{len(self.responses)})"
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], name: str = "replay") -> ReplayModel:
+        """Responses from a file: a JSON list, or JSON lines, of strings or completion dicts.
+
+        Raises:
+            LLMError: the file is missing, is not JSON, or holds something else.
+        """
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise LLMError(f"cannot read replay file {path}: {exc.strerror or exc}") from None
+        try:
+            loaded = json.loads(text)
+            items = loaded if isinstance(loaded, list) else [loaded]
+        except ValueError:
+            try:
+                items = [json.loads(line) for line in text.splitlines() if line.strip()]
+            except ValueError as exc:
+                raise LLMError(
+                    f"replay file {path} is neither JSON nor JSON lines: {exc}"
+                ) from None
+        for number, item in enumerate(items, 1):
+            if not isinstance(item, (str, dict)):
+                raise LLMError(
+                    f"replay file {path}: response {number} must be a string or a completion "
+                    f"object, not {type(item).__name__}"
+                )
+        return cls(items, name=name)
 
     def chat(
         self, messages: Sequence[Message], functions: Sequence[dict[str, Any]]
