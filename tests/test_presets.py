@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from memgpt_lab.agent import Agent, AgentConfig
 from memgpt_lab.errors import LabError, MemoryLimitError, PresetError, UnknownNameError
@@ -164,7 +165,7 @@ VALID = {
         ),
         ({"name": None}, "missing field 'name'"),
         ({"functions": None}, "missing field 'functions'"),
-        ({"colour": "red"}, "unknown field.s. colour; known: description, functions, name"),
+        ({"colour": "red"}, "unknown field.s. colour; known: description, functions, model, name"),
         ({"name": 3}, "'name' must be a non-empty string"),
         ({"name": "  "}, "'name' must be a non-empty string"),
         ({"functions": "send_message"}, "'functions' must be a list of function names"),
@@ -464,3 +465,64 @@ def test_load_preset_finds_its_prompt_in_the_given_directories(tmp_path: Path) -
     )
     preset = load_preset("pirates", directories=[tmp_path])
     assert preset.system_prompt == "Talk like a pirate."
+
+
+# --- a preset's model: provider, model, URL and the key's variable, never the key -------
+
+
+def test_a_preset_saves_and_loads_its_model(tmp_path: Path) -> None:
+    from memgpt_lab.llm import OpenAIChatModel
+    from memgpt_lab.llm.providers import ModelSpec
+
+    preset = load_preset("memgpt_chat")
+    preset.model = ModelSpec.parse(
+        {
+            "provider": "vllm",
+            "model": "qwen",
+            "base_url": "http://127.0.0.1:9/v1",
+            "api_key_env": "MY_VLLM_KEY",
+        }
+    )
+    path = save_preset(preset, tmp_path)
+    assert yaml.safe_load(path.read_text())["model"] == {
+        "provider": "vllm",
+        "model": "qwen",
+        "base_url": "http://127.0.0.1:9/v1",
+        "api_key_env": "MY_VLLM_KEY",
+    }
+    loaded = load_preset(str(path))
+    assert loaded.model == preset.model and str(loaded.model) == "vllm:qwen@http://127.0.0.1:9/v1"
+    agent = create_agent_from_preset(loaded)
+    assert isinstance(agent.model, OpenAIChatModel)
+    assert (agent.model.base_url, agent.model.api_key_env) == (
+        "http://127.0.0.1:9/v1",
+        "MY_VLLM_KEY",
+    )
+    assert (
+        create_agent_from_preset(loaded, None, "scripted").model.name == "scripted"
+    )  # an explicit model wins
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ({"provider": "openai", "model": "gpt-4o-mini", "api_key": "sk-x"}, "never hold the key"),
+        ({"provider": "nope", "model": "m"}, "unknown provider 'nope'"),
+        ({"provider": "ollama"}, "names no model"),
+        ({"provider": "openai-compatible", "model": "m"}, "needs a base URL"),
+        ({"provider": "ollama", "model": "m", "temperature": 0}, "unknown model field"),
+        (42, "model string or a mapping"),
+        ("gpt-4o", "needs a provider"),
+    ],
+)
+def test_bad_preset_models_are_named(model: Any, message: str) -> None:
+    data = {**load_preset("memgpt_chat").to_mapping(), "model": model}
+    with pytest.raises(PresetError, match=message):
+        Preset.from_mapping(data)
+
+
+def test_a_scripted_model_round_trips() -> None:
+    data = {**load_preset("memgpt_chat").to_mapping(), "model": "scripted"}
+    preset = Preset.from_mapping(data)
+    assert preset.to_mapping()["model"] == {"provider": "scripted"}
+    assert create_agent_from_preset(preset).model.name == "scripted"

@@ -18,7 +18,7 @@ one chat completion in the OpenAI shape::
 - :class:`LLMServer` (``memgpt-lab serve-llm``) serves any model over an
   OpenAI-compatible HTTP endpoint, with faults to inject.
 
-The cassette and the server are imported on first use.
+The SDK-backed model, the cassette and the server are imported on first use.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from memgpt_lab.llm.base import (
     get_model,
     list_models,
 )
-from memgpt_lab.llm.openai_chat import OpenAIChatModel
 from memgpt_lab.llm.providers import PROVIDERS, Provider, parse_model_string
 from memgpt_lab.llm.scripted import ReplayModel, Rule, ScriptedModel, Turn
 
@@ -44,6 +43,7 @@ _LAZY = {
     "CassetteMismatchError": "memgpt_lab.llm.cassette",
     "Faults": "memgpt_lab.llm.server",
     "LLMServer": "memgpt_lab.llm.server",
+    "OpenAIChatModel": "memgpt_lab.llm.openai_chat",
     "create_app": "memgpt_lab.llm.server",
 }
 
@@ -82,4 +82,5 @@ def __getattr__(name: str) -> Any:
 
 if TYPE_CHECKING:  # pragma: no cover
     from memgpt_lab.llm.cassette import Cassette, CassetteMismatchError
+    from memgpt_lab.llm.openai_chat import OpenAIChatModel
     from memgpt_lab.llm.server import Faults, LLMServer, create_app

@@ -167,13 +167,9 @@ def get_model(model: str | ChatModel | None = None, **options: Any) -> ChatModel
             from memgpt_lab.llm.cassette import Cassette
 
             return Cassette(rest, **{"mode": "none", **options})
-        from memgpt_lab.llm.openai_chat import OpenAIChatModel
         from memgpt_lab.llm.providers import parse_model_string
 
-        spec = parse_model_string(model)
-        return OpenAIChatModel(
-            spec.model, provider=spec.provider, **{"base_url": spec.base_url, **options}
-        )
+        return parse_model_string(model).build(**options)
     if isinstance(model, ChatModel):
         return model
     raise TypeError(

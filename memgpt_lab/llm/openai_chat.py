@@ -15,7 +15,6 @@ replaying around one never touches it).
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import os
 import random
@@ -399,6 +398,8 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
             pass
     value = headers.get("retry-after")
     if value:
+        import email.utils
+
         try:
             moment = email.utils.parsedate_to_datetime(value)
         except (TypeError, ValueError):

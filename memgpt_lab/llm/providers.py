@@ -135,17 +135,87 @@ PROVIDERS: dict[str, Provider] = {
 }
 
 
+_SPEC_KEYS = ("provider", "model", "base_url", "api_key_env")
+
+
 @dataclass(frozen=True)
 class ModelSpec:
-    """A parsed model string: provider, model name, and base URL (None: the provider's)."""
+    """Which model an agent uses, as a preset saves it: never the key, only where it is.
+
+    ``provider`` is ``"scripted"`` or a key of :data:`PROVIDERS`; ``base_url``
+    None means the provider's; ``api_key_env`` None means the provider's variable.
+    """
 
     provider: str
-    model: str
+    model: str = ""
     base_url: str | None = None
+    api_key_env: str | None = None
 
     def __str__(self) -> str:
+        if self.provider == "scripted":
+            return "scripted"
         at = f"@{self.base_url}" if self.base_url else ""
         return f"{self.provider}:{self.model}{at}"
+
+    @classmethod
+    def parse(cls, value: Any) -> ModelSpec:
+        """A spec from a model string or a mapping of ``provider``, ``model``, ``base_url``,
+        ``api_key_env``.
+
+        Raises:
+            ValueError: a key where none belongs, unknown fields, wrong types.
+            UnknownNameError: an unknown provider.
+        """
+        if isinstance(value, str):
+            return cls("scripted") if value == "scripted" else parse_model_string(value)
+        if not isinstance(value, Mapping):
+            raise ValueError(f"a model is a model string or a mapping, not {type(value).__name__}")
+        if "api_key" in value:
+            raise ValueError(
+                "a model's settings never hold the key itself: give api_key_env, the name of "
+                "the environment variable that holds it"
+            )
+        unknown = sorted(set(value) - set(_SPEC_KEYS))
+        if unknown:
+            raise ValueError(
+                f"unknown model field(s) {', '.join(unknown)}; known: {', '.join(_SPEC_KEYS)}"
+            )
+        for key in _SPEC_KEYS:
+            if value.get(key) is not None and not isinstance(value[key], str):
+                raise ValueError(f"model field {key!r} must be text")
+        provider = value.get("provider") or "scripted"
+        if provider == "scripted":
+            return cls("scripted")
+        spec = parse_model_string(
+            f"{provider}:{value.get('model') or ''}"
+            + (f"@{value['base_url']}" if value.get("base_url") else "")
+        )
+        return cls(spec.provider, spec.model, spec.base_url, value.get("api_key_env") or None)
+
+    def to_mapping(self) -> dict[str, str]:
+        """The fields worth saving (a preset's ``model:``)."""
+        data = {"provider": self.provider}
+        if self.provider != "scripted":
+            data["model"] = self.model
+            if self.base_url:
+                data["base_url"] = self.base_url
+            if self.api_key_env:
+                data["api_key_env"] = self.api_key_env
+        return data
+
+    def build(self, **options: Any) -> Any:
+        """The model these settings name (an offline one for ``scripted``)."""
+        from memgpt_lab.llm.base import get_model
+
+        if self.provider == "scripted":
+            return get_model("scripted", **options)
+        from memgpt_lab.llm.openai_chat import OpenAIChatModel
+
+        if self.api_key_env:
+            options = {"api_key_env": self.api_key_env, **options}
+        return OpenAIChatModel(
+            self.model, provider=self.provider, **{"base_url": self.base_url, **options}
+        )
 
 
 def parse_model_string(text: str) -> ModelSpec:

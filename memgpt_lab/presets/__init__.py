@@ -7,6 +7,11 @@ A preset file (``<name>.yaml``)::
     system_prompt: memgpt_chat          # a named prompt (prompts/<name>.txt) ...
     # system_prompt_text: |             # ... or the prompt's text inline
     functions: [send_message, core_memory_append, ...]
+    model:                              # optional; "scripted" (offline) when absent
+      provider: ollama                  # or openai, vllm, llamacpp, lmstudio, openai-compatible
+      model: llama3.1
+      base_url: http://localhost:11434/v1   # optional: the provider's default
+      api_key_env: MY_KEY               # optional: the variable holding the key, never the key
 
 Files are validated on load: a missing field, an unknown function or prompt
 raises :class:`~memgpt_lab.errors.PresetError` naming the file and the fix.
@@ -32,6 +37,7 @@ from memgpt_lab.functions import DEFAULT_FUNCTIONS
 from memgpt_lab.humans import DEFAULT_HUMAN, get_human_text
 from memgpt_lab.interface import AgentInterface
 from memgpt_lab.llm.base import ChatModel
+from memgpt_lab.llm.providers import ModelSpec
 from memgpt_lab.persistence import InMemoryStateManager
 from memgpt_lab.personas import DEFAULT_PERSONA, get_persona_text
 
@@ -50,7 +56,7 @@ __all__ = [
 
 DEFAULT_PRESET = "memgpt_chat"
 
-_FIELDS = {"name", "description", "system_prompt", "system_prompt_text", "functions"}
+_FIELDS = {"name", "description", "system_prompt", "system_prompt_text", "functions", "model"}
 
 
 @dataclass
@@ -63,6 +69,7 @@ class Preset:
     description: str = ""
     system_prompt_name: str | None = None
     source: str | None = field(default=None, compare=False)
+    model: ModelSpec | None = None
 
     @classmethod
     def from_mapping(
@@ -127,7 +134,13 @@ class Preset:
         description = data.get("description", "")
         if not isinstance(description, str):
             raise fail("'description' must be text")
-        return cls(name, prompt.strip(), list(functions), description, prompt_name, source)
+        model = None
+        if data.get("model") is not None:
+            try:
+                model = ModelSpec.parse(data["model"])
+            except (ValueError, UnknownNameError) as exc:
+                raise fail(f"'model': {exc}") from None
+        return cls(name, prompt.strip(), list(functions), description, prompt_name, source, model)
 
     def to_mapping(self) -> dict[str, Any]:
         """The fields as saved: the prompt by name when it has one, inline otherwise."""
@@ -137,6 +150,8 @@ class Preset:
         else:
             data["system_prompt_text"] = self.system_prompt
         data["functions"] = list(self.functions)
+        if self.model is not None:
+            data["model"] = self.model.to_mapping()
         return data
 
 
@@ -206,7 +221,7 @@ def create_agent_from_preset(
     Args:
         preset_name: a preset name, a ``.yaml`` path, or a :class:`Preset`.
         agent_config: an :class:`AgentConfig`, a mapping of its fields, or None.
-        model: a model or model name; ``"scripted"`` (offline) by default.
+        model: a model or model string; the preset's model when None, else ``"scripted"``.
         persona: the persona block's *text* (see :func:`get_persona_text`);
             the ``sam_pov`` persona by default.
         human: the human block's *text*; the ``basic`` human by default.
@@ -221,6 +236,8 @@ def create_agent_from_preset(
         MemoryLimitError: a persona or human text over its block's limit.
     """
     preset = preset_name if isinstance(preset_name, Preset) else load_preset(preset_name)
+    if model is None and preset.model is not None:
+        model = preset.model.build()
     persona = get_persona_text(DEFAULT_PERSONA) if persona is None else persona
     human = get_human_text(DEFAULT_HUMAN) if human is None else human
     if not isinstance(persona, str) or not persona.strip():
