@@ -8,6 +8,12 @@
 ``memgpt-lab serve [--host 127.0.0.1] [--port 8282] [--token TOKEN]``
     The WebSocket server, hosting agents on loopback (a token is required to
     bind any other address).
+``memgpt-lab serve-llm [--host 127.0.0.1] [--port 8484] [--model scripted] [--api-key KEY] ...``
+    An OpenAI-compatible chat-completions endpoint (``/v1``) answering with an
+    offline model (``scripted``, ``replay:FILE`` or ``cassette:FILE``), with
+    faults to inject (``--rate-limit N``, ``--overflow-after N``...; see
+    ``memgpt-lab serve-llm --help``). Any OpenAI client pointed at it works
+    offline. An API key is required to bind beyond loopback.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
 __all__ = ["DEMO_MESSAGES", "main", "run_demo"]
 
@@ -71,7 +77,137 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8282, help="port (default 8282)")
     serve.add_argument("--token", default=None, help="require this token from clients")
+    _add_serve_llm(commands)
     return parser
+
+
+def _add_serve_llm(commands: Any) -> None:
+    serve_llm = commands.add_parser(
+        "serve-llm",
+        help="an OpenAI-compatible endpoint on loopback, answering with an offline model",
+        description="An OpenAI-compatible chat-completions endpoint (/v1) answering with an "
+        "offline model, with faults to inject for tests. Runs until Ctrl-C or SIGTERM.",
+    )
+    add = serve_llm.add_argument
+    add("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    add("--port", type=int, default=8484, help="port (default 8484; 0 picks a free one)")
+    add(
+        "--model",
+        default="scripted",
+        help="the model answering: scripted (default), replay:FILE (a JSON list or JSON lines "
+        "of responses) or cassette:FILE",
+    )
+    add(
+        "--served-model-name",
+        default=None,
+        metavar="NAME",
+        help="the model name clients must ask for (default: the model's own name)",
+    )
+    add("--api-key", default=None, metavar="KEY", help="require 'Authorization: Bearer KEY'")
+    faults = serve_llm.add_argument_group("faults (for tests; none by default)")
+    add = faults.add_argument
+    add(
+        "--overflow-after",
+        type=int,
+        default=None,
+        metavar="N",
+        help="prompts estimated above N tokens get the context-overflow error",
+    )
+    add(
+        "--error-style",
+        default="openai",
+        choices=["openai", "vllm", "llamacpp", "lmstudio"],
+        help="whose context-overflow error body to send (default openai)",
+    )
+    add(
+        "--rate-limit",
+        type=int,
+        default=0,
+        metavar="N",
+        help="the first N requests get 429 rate_limit_exceeded with Retry-After",
+    )
+    add(
+        "--retry-after",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="seconds the 429 answers ask clients to wait (default 1)",
+    )
+    add(
+        "--fail",
+        type=int,
+        default=0,
+        metavar="N",
+        help="the next N requests get a server error (status --fail-status)",
+    )
+    add(
+        "--fail-status",
+        type=int,
+        default=500,
+        metavar="CODE",
+        help="the status of --fail errors (default 500)",
+    )
+    add(
+        "--delay",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="wait S seconds before answering each request",
+    )
+    add(
+        "--malformed",
+        type=int,
+        default=0,
+        metavar="N",
+        help="the first N answers are a JSON body cut short",
+    )
+    add(
+        "--drop-stream",
+        type=int,
+        default=0,
+        metavar="N",
+        help="the first N streamed answers stop half-way (connection cut)",
+    )
+    add(
+        "--truncate-context",
+        type=int,
+        default=None,
+        metavar="N",
+        help="silently drop the oldest messages until the prompt fits N tokens, as Ollama does",
+    )
+
+
+def _serve_llm(args: argparse.Namespace) -> int:
+    from memgpt_lab.errors import LabError
+    from memgpt_lab.llm.server import Faults, serve_forever
+
+    try:
+        faults = Faults(
+            overflow_after=args.overflow_after,
+            error_style=args.error_style,
+            rate_limit=args.rate_limit,
+            retry_after=args.retry_after,
+            fail=args.fail,
+            fail_status=args.fail_status,
+            delay=args.delay,
+            malformed=args.malformed,
+            drop_stream=args.drop_stream,
+            truncate_context=args.truncate_context,
+        )
+        serve_forever(
+            args.model,
+            host=args.host,
+            port=args.port,
+            faults=faults,
+            served_model_name=args.served_model_name,
+            api_key=args.api_key,
+        )
+    except (LabError, ValueError, OSError) as exc:  # bad settings, unreadable file, port in use
+        print(f"memgpt-lab serve-llm: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -79,6 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         run_demo(sys.stdout, args.width)
         return 0
+    if args.command == "serve-llm":
+        return _serve_llm(args)
     from memgpt_lab.errors import LabError
     from memgpt_lab.ws.server import serve_forever
 
