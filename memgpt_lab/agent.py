@@ -180,6 +180,32 @@ class ModelCall:
     reported_prompt_tokens: int | None
 
 
+#: The name a malformed call is kept under in the history.
+MALFORMED_CALL = "malformed_call"
+
+
+def _malformed_call(message: Mapping[str, Any]) -> Any:
+    """The offending value when the message's call is not an object with a name, else None."""
+    call = message.get("function_call")
+    tool_calls = message.get("tool_calls")
+    if call is None and tool_calls is not None:
+        if not isinstance(tool_calls, list):
+            return tool_calls
+        if not tool_calls:
+            return None
+        call = (
+            tool_calls[0].get("function") if isinstance(tool_calls[0], Mapping) else tool_calls[0]
+        )
+        if call is None:
+            return tool_calls[0]
+    if call is None:
+        return None
+    if not isinstance(call, Mapping):
+        return call
+    name = call.get("name")
+    return None if isinstance(name, str) and name else dict(call)
+
+
 def _heartbeat_flag(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() == "true"
@@ -560,32 +586,21 @@ class Agent:
         if content is not None and not isinstance(content, str):
             content = json.dumps(content, ensure_ascii=False, default=repr)
         assistant: Message = {"role": "assistant", "content": content}
-        call = message.get("function_call")
-        tool_calls = message.get("tool_calls")
-        if (
-            call is not None
-            and not isinstance(call, Mapping)
-            or (
-                tool_calls is not None
-                and not (
-                    isinstance(tool_calls, list)
-                    and all(
-                        isinstance(t, Mapping) and isinstance(t.get("function"), Mapping)
-                        for t in tool_calls
-                    )
-                )
-            )
-        ):
-            # a model's malformed answer (a name where an object belongs...) is its mistake
-            shape = call if call is not None else tool_calls
+        shape = _malformed_call(message)
+        if shape is not None:
+            # a model's malformed call (a name where an object belongs...) is its mistake; the
+            # history keeps a call every server accepts, so later requests stay valid
             assistant["function_call"] = {
-                "name": None,
-                "arguments": json.dumps(shape, default=repr),
+                "name": MALFORMED_CALL,
+                "arguments": json.dumps(shape, ensure_ascii=False, default=repr),
             }
             if content:
                 self.interface.internal_monologue(content, assistant)
-            error = f"The function call must be an object with 'name' and 'arguments', not {shape!r:.200}"
-            return self._function_result(assistant, "None", False, error), True, True
+            error = (
+                "The function call must be an object with a 'name' and JSON 'arguments', "
+                f"not {shape!r:.200}"
+            )
+            return self._function_result(assistant, MALFORMED_CALL, False, error), True, True
         call = function_call_of(message)
         if call is None:
             if content:

@@ -816,6 +816,9 @@ def test_a_model_that_cannot_be_reached_changes_nothing() -> None:
         {"role": "assistant", "content": "Hm.", "function_call": ["send_message"]},
         {"role": "assistant", "content": "Hm.", "tool_calls": "send_message"},
         {"role": "assistant", "content": "Hm.", "tool_calls": [{"function": "send_message"}]},
+        {"role": "assistant", "content": "Hm.", "tool_calls": [{"id": "x"}]},
+        {"role": "assistant", "content": "Hm.", "function_call": {"name": None, "arguments": "{}"}},
+        {"role": "assistant", "content": "Hm.", "function_call": {"arguments": "{}"}},
     ],
 )
 def test_a_call_of_the_wrong_shape_is_a_failed_function(message: dict[str, Any]) -> None:
@@ -824,11 +827,10 @@ def test_a_call_of_the_wrong_shape_is_a_failed_function(message: dict[str, Any])
     agent = make_agent(ReplayModel([response]), interface)
     result = agent.step("go")
     assert result.function_failed and result.heartbeat_request
-    assert (
-        "must be an object with 'name' and 'arguments'"
-        in content_of(result.messages[-1])["message"]
-    )
+    assert "must be an object with a 'name'" in content_of(result.messages[-1])["message"]
     assert interface.kinds() == ["user_message", "internal_monologue", "function_message"]
+    call = result.messages[1]["function_call"]
+    assert call["name"] == "malformed_call" and isinstance(call["arguments"], str)
 
 
 def test_several_tool_calls_run_the_first_and_say_so() -> None:

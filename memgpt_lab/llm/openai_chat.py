@@ -21,6 +21,7 @@ import random
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -134,6 +135,7 @@ class OpenAIChatModel:
         # A copy (pickled for another process) keeps its settings and rebuilds its client.
         state = dict(self.__dict__)
         state["_client"] = None
+        state.pop("_finalizer", None)
         state["_client_lock"] = None
         state["_estimate"] = None
         return state
@@ -270,7 +272,22 @@ class OpenAIChatModel:
                     timeout=self.timeout,
                     max_retries=0,  # retries are ours: counted, logged, Retry-After honoured
                 )
+                # a model dropped without close() still releases its connections
+                self._finalizer = weakref.finalize(self, self._client.close)
             return self._client
+
+    def close(self) -> None:
+        """Close the HTTP connections (a later call opens new ones). Idempotent."""
+        with self._client_lock:
+            if self._client is not None:
+                self._finalizer()
+                self._client = None
+
+    def __enter__(self) -> OpenAIChatModel:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def _send_once(self, body: Mapping[str, Any]) -> dict[str, Any]:
         client = self._sdk_client()
