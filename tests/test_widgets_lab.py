@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
+import threading
 from collections.abc import Iterator
+from pathlib import Path
 
+import ipywidgets as widgets
 import pytest
 import yaml
 
@@ -21,9 +25,12 @@ from memgpt_lab import (
     system,
 )
 from memgpt_lab.agent import Agent
-from memgpt_lab.errors import PresetError
+from memgpt_lab.errors import LLMError, PresetError
 from memgpt_lab.interface import CollectingInterface
+from memgpt_lab.llm.providers import PROVIDERS, ModelSpec
+from memgpt_lab.llm.server import LLMServer
 from memgpt_lab.widgets import AgentConsole, Lab, MemoryView, PresetBuilder
+from memgpt_lab.widgets.memory_view import context_bar_html
 
 SEND_KINDS = ["user", "monologue", "function_call", "assistant", "function_ok"]
 
@@ -100,7 +107,7 @@ def test_builder_creates_an_agent_and_calls_hooks(builder: PresetBuilder) -> Non
         ),
         (
             lambda b: (
-                setattr(b.human_text, "value", "y" * 60) or setattr(b.human_limit, "value", 50)
+                b.human_text.set_trait("value", "y" * 60) or b.human_limit.set_trait("value", 50)
             ),
             "the human text is 60 characters, over its limit of 50",
         ),
@@ -127,7 +134,7 @@ def test_builder_invalid_input_is_shown_not_raised_by_the_button(
     assert builder.agent is None
 
 
-def test_builder_save_and_load_round_trip(builder: PresetBuilder, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_builder_save_and_load_round_trip(builder: PresetBuilder, tmp_path: Path) -> None:
     builder.preset_name.value = "tea_bot"
     builder.description_text.value = "Talks about tea."
     builder.functions = ["send_message", "archival_memory_insert", "archival_memory_search"]
@@ -149,15 +156,14 @@ def test_builder_save_and_load_round_trip(builder: PresetBuilder, tmp_path) -> N
 
 
 def test_builder_saves_a_named_prompt_by_name_and_to_a_directory(
-    builder: PresetBuilder,
-    tmp_path,  # type: ignore[no-untyped-def]
+    builder: PresetBuilder, tmp_path: Path
 ) -> None:
     path = builder.save(tmp_path)
     assert path.name == "memgpt_chat.yaml"
     assert yaml.safe_load(path.read_text(encoding="utf-8"))["system_prompt"] == "memgpt_chat"
 
 
-def test_builder_load_errors_are_shown(builder: PresetBuilder, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_builder_load_errors_are_shown(builder: PresetBuilder, tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: bad\nsystem_prompt: memgpt_chat\nfunctions: [fly]\n", encoding="utf-8")
     builder.path.value = str(bad)
@@ -564,3 +570,317 @@ def test_builder_button_shows_any_other_error_from_a_create_hook(builder: Preset
     builder.on_create(hook)
     builder._create.click()
     assert "RuntimeError: hook broke" in builder.status
+
+
+# --------------------------------------------------------------------------- real models
+# A served model (LLMServer on loopback, "scripted" behind it) stands in for a real one.
+
+SENTINEL = "sk-SENTINEL-widgets-5c81e0d2a4"
+KEY_VARIABLE = "MEMGPT_LAB_WIDGETS_TEST_KEY"
+LATENCY = re.compile(r"\d+(\.\d+)? m?s\b")
+
+
+@pytest.fixture(scope="module")
+def llm_server() -> Iterator[LLMServer]:
+    with LLMServer() as server:
+        yield server
+
+
+def served_agent(server: LLMServer, **options: object) -> Agent:
+    model = ModelSpec("openai-compatible", "scripted", server.base_url).build(**options)
+    return make_agent(model)
+
+
+def widget_texts(view: widgets.Widget) -> str:
+    """Every synced value of ``view`` and the widgets in it, as one text."""
+    found, stack = [], [view]
+    while stack:
+        widget = stack.pop()
+        found.append(json.dumps(widget.get_state(), default=str))
+        stack.extend(getattr(widget, "children", ()))
+    return "\n".join(found)
+
+
+def fill_model(builder: PresetBuilder, base_url: str, variable: str = "") -> None:
+    builder.provider.value = "openai-compatible"
+    builder.model_name.value = "scripted"
+    builder.base_url.value = base_url
+    builder.api_key_env.value = variable
+
+
+class BlockingModel:
+    """A given model whose list_models() waits until the test lets it answer."""
+
+    name = "blocking"
+
+    def __init__(self, answer: list[str] | Exception) -> None:
+        self.answer = answer
+        self.release = threading.Event()
+
+    def chat(self, messages: object, functions: object) -> dict[str, object]:
+        raise AssertionError("not used")
+
+    def list_models(self) -> list[str]:
+        assert self.release.wait(10)
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+def test_builder_model_fields_follow_the_provider(builder: PresetBuilder) -> None:
+    labels = dict(builder.provider.options)
+    assert labels["scripted (offline)"] == "scripted"
+    for name, profile in PROVIDERS.items():
+        assert labels[profile.label] == name
+    assert builder.provider.value == "scripted" and builder.model_spec() is None
+    assert builder.model_name.disabled and builder.base_url.disabled
+    assert builder.api_key_env.disabled
+
+    builder.provider.value = "vllm"
+    assert not (builder.model_name.disabled or builder.base_url.disabled)
+    assert builder.base_url.placeholder == "http://localhost:8000/v1"
+    assert builder.api_key_env.placeholder == "VLLM_API_KEY"
+    builder.provider.value = "ollama"
+    assert builder.api_key_env.placeholder == "none needed"
+    builder.model_name.value = "llama3.1"
+    assert builder.model_spec() == ModelSpec("ollama", "llama3.1")
+    # Only the variable's name: no widget takes the key itself.
+    assert not [w for w in builder._all_children() if isinstance(w, widgets.Password)]
+
+
+def test_builder_saves_the_model_but_never_the_key(
+    builder: PresetBuilder,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(KEY_VARIABLE, SENTINEL)
+    with LLMServer(api_key=SENTINEL) as server:  # refuses any other key
+        fill_model(builder, server.base_url, KEY_VARIABLE)
+        assert builder.test_connection(wait=True).result() == ["scripted"]
+        path = builder.save(tmp_path / "served.yaml")
+        text = path.read_text(encoding="utf-8")
+        assert yaml.safe_load(text)["model"] == {
+            "provider": "openai-compatible",
+            "model": "scripted",
+            "base_url": server.base_url,
+            "api_key_env": KEY_VARIABLE,
+        }
+
+        other = PresetBuilder(clock=FixedClock())
+        try:
+            loaded = other.load(path)
+            assert loaded == builder.build_preset()
+            assert loaded.model == ModelSpec(
+                "openai-compatible", "scripted", server.base_url, KEY_VARIABLE
+            )
+            assert (other.provider.value, other.model_name.value) == (
+                "openai-compatible",
+                "scripted",
+            )
+            assert (other.base_url.value, other.api_key_env.value) == (
+                server.base_url,
+                KEY_VARIABLE,
+            )
+            agent = other.create_agent()  # the key from the variable: the server accepts it
+            console, view = AgentConsole(agent), MemoryView(agent)
+            try:
+                assert console.send("hello") is not None and console.last_error is None
+                view.refresh()
+                shown = "\n".join(
+                    [widget_texts(v) for v in (builder, other, console, view)]
+                    + [repr(v) for v in (builder, other, agent, agent.model)]
+                )
+            finally:
+                console.close()
+                view.close()
+        finally:
+            other.close()
+    assert "openai-compatible:scripted" in other.status  # the model is named...
+    assert KEY_VARIABLE in shown and SENTINEL not in shown  # ...the key never is
+    assert SENTINEL not in text
+    assert [p.name for p in tmp_path.iterdir()] == ["served.yaml"]
+
+
+def test_builder_without_a_model_saves_none_and_loading_one_resets_to_offline(
+    builder: PresetBuilder,
+    tmp_path: Path,
+) -> None:
+    assert "model" not in yaml.safe_load(builder.save(tmp_path / "plain.yaml").read_text())
+    fill_model(builder, "http://127.0.0.1:9/v1")
+    builder._start.value = "memgpt_minimal"  # a start preset with no model keeps the fields
+    assert builder.provider.value == "openai-compatible" and builder.model_spec() is not None
+    builder.load(tmp_path / "plain.yaml")  # a file without one is the offline model
+    assert builder.provider.value == "scripted" and builder.model_spec() is None
+    assert builder.build_preset().model is None
+
+
+def test_builder_starts_from_a_model_string() -> None:
+    view = PresetBuilder(model="ollama:llama3.1@http://gpu:11434/v1")
+    try:
+        assert view.model_spec() == ModelSpec("ollama", "llama3.1", "http://gpu:11434/v1")
+        assert view.base_url.value == "http://gpu:11434/v1" and not view.base_url.disabled
+    finally:
+        view.close()
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        (("openai-compatible", "m", "", ""), "needs its base URL"),
+        (("vllm", " ", "", ""), "give the model&#x27;s name"),
+        (("ollama", "m", "localhost:11434", ""), "must start with http:// or https://"),
+        (("openai", "m", "", "sk-pasted-a-key-9"), "the NAME of an environment variable"),
+    ],
+)
+def test_builder_model_problems_are_shown_not_raised(
+    builder: PresetBuilder,
+    tmp_path: Path,
+    fields: tuple[str, str, str, str],
+    expected: str,
+) -> None:
+    provider, model, url, variable = fields
+    builder.provider.value = provider
+    builder.model_name.value, builder.base_url.value, builder.api_key_env.value = (
+        model,
+        url,
+        variable,
+    )
+    with pytest.raises(PresetError):
+        builder.create_agent()
+    builder.path.value = str(tmp_path / "bad.yaml")
+    for button in (builder._create, builder._save, builder._test):
+        builder._set_status("", ok=True)
+        button.click()  # no exception from any button
+        shown = builder.connection_status if button is builder._test else builder.status
+        assert "mlab-status-error" in shown and expected in shown
+        if variable:
+            assert variable not in shown  # never echoed: it may be a key
+    assert builder.agent is None and not list(tmp_path.iterdir())
+
+
+def test_builder_test_connection_lists_the_served_models(
+    builder: PresetBuilder, llm_server: LLMServer
+) -> None:
+    fill_model(builder, llm_server.base_url)
+    builder._test.click()
+    future = builder.test_connection(wait=True)  # the click's test, or a new one: both shown
+    assert future.result() == ["scripted"]
+    assert "mlab-status-ok" in builder.connection_status
+    assert f"Connected to {llm_server.base_url}: 1 model (scripted)." in builder.connection_status
+    assert not builder._test.disabled and builder._test.description == "Test connection"
+    builder.model_name.value = "other"  # an edit clears the result; a test names the miss
+    assert builder.connection_status == ""
+    builder.test_connection(wait=True)
+    assert "&#x27;other&#x27; is not among them" in builder.connection_status
+
+
+def test_builder_test_connection_says_why_it_cannot_connect(builder: PresetBuilder) -> None:
+    fill_model(builder, "http://127.0.0.1:9/v1")
+    future = builder.test_connection(wait=True)
+    assert isinstance(future.exception(), LLMError)
+    assert "mlab-status-error" in builder.connection_status
+    assert "cannot connect to http://127.0.0.1:9/v1" in builder.connection_status
+    assert not builder._test.disabled
+
+
+def test_builder_test_connection_names_the_variable_of_a_refused_key(
+    builder: PresetBuilder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(KEY_VARIABLE, "sk-the-wrong-key")
+    with LLMServer(api_key=SENTINEL) as server:
+        fill_model(builder, server.base_url, KEY_VARIABLE)
+        future = builder.test_connection(wait=True)
+    assert isinstance(future.exception(), LLMError)
+    status = builder.connection_status
+    assert "mlab-status-error" in status and "(401)" in status and f"${KEY_VARIABLE}" in status
+    assert "sk-the-wrong-key" not in status
+
+
+def test_builder_test_connection_runs_in_the_background_with_the_button_off() -> None:
+    model = BlockingModel(LLMError("refused: <b>no</b>"))
+    view = PresetBuilder(model=model)
+    try:
+        future = view.test_connection()
+        assert view._test.disabled and "Connecting" in view.connection_status
+        assert view.test_connection() is future  # one test at a time
+        view.model_name.value = "x"  # an edit while testing does not hide the coming result
+        model.release.set()
+        assert isinstance(future.exception(timeout=10), LLMError)
+        assert not view._test.disabled
+        assert "refused: &lt;b&gt;no&lt;/b&gt;" in view.connection_status  # escaped
+    finally:
+        view.close()
+
+
+def test_builder_test_connection_of_the_offline_model(builder: PresetBuilder) -> None:
+    assert builder.test_connection(wait=True).result() == []
+    assert "needs no connection" in builder.connection_status
+
+
+def test_console_shows_which_model_answered_and_each_steps_latency(
+    llm_server: LLMServer,
+) -> None:
+    served, offline = AgentConsole(served_agent(llm_server)), AgentConsole(make_agent())
+    try:
+        for text in ("hello", "remember that my cat is called Tom"):
+            result = served.send(text)
+            assert result is not None and served.last_error is None
+            assert offline.send(text) is not None
+            line = served._calls_line.value
+            assert served.calls[-1] is served.agent.last_call
+            assert [c.model for c in served.calls] == ["scripted"] * len(result.steps)
+            assert f'data-steps="{len(result.steps)}"' in line
+            assert "answered by scripted · " in line
+            assert len(LATENCY.findall(line)) == len(result.steps)
+        assert len(served.calls) > 1  # the second turn chained a heartbeat
+        # Latencies live outside the transcript, which is the same as the offline model's.
+        assert served._transcript.value == offline._transcript.value
+        assert not LATENCY.search(served._transcript.value)
+        assert "answered by scripted" in offline._calls_line.value
+        served.reset()
+        assert served.calls == [] and served._calls_line.value == ""
+    finally:
+        served.close()
+        offline.close()
+
+
+def test_console_shows_no_answer_when_the_model_cannot_be_reached() -> None:
+    console = AgentConsole(
+        make_agent(
+            ModelSpec("openai-compatible", "m", "http://127.0.0.1:9/v1").build(max_retries=0)
+        )
+    )
+    try:
+        assert console.send("hello") is None
+        assert "cannot connect to http://127.0.0.1:9/v1" in console.status
+        assert console.calls == [] and console._calls_line.value == ""
+    finally:
+        console.close()
+
+
+def test_memory_view_shows_reported_prompt_tokens_only_for_a_served_model(
+    llm_server: LLMServer,
+) -> None:
+    served, offline = served_agent(llm_server), make_agent()
+    views = [MemoryView(served), MemoryView(offline)]
+    try:
+        for agent, view in zip((served, offline), views, strict=True):
+            agent.turn("hello")
+            view.refresh()
+        call = served.last_call
+        assert call is not None and call.reported_prompt_tokens is not None
+        html = views[0]._context.value
+        assert "mlab-ctx-reported" in html
+        assert f'data-reported="{call.reported_prompt_tokens}"' in html
+        assert f'data-estimated="{call.estimated_prompt_tokens}"' in html
+        assert (
+            f"~{call.estimated_prompt_tokens:,} estimated · "
+            f"{call.reported_prompt_tokens:,} reported by scripted" in html
+        )
+        # The offline model reports nothing of its own: the bar is as it always was.
+        assert offline.last_call is not None and offline.last_call.reported_prompt_tokens is None
+        assert views[1]._context.value == context_bar_html(offline.context_breakdown())
+        assert "reported" not in views[1]._context.value
+    finally:
+        for view in views:
+            view.close()

@@ -4,7 +4,9 @@ The widget's parts, top to bottom: a preset to start from; the preset's name
 and description; the system prompt (a named one, editable); the functions
 (one checkbox each, from :data:`~memgpt_lab.functions.DEFAULT_FUNCTIONS`);
 the persona and human texts (named ones, editable, with character counts);
-the model and the context window; a Create button; a path with Save and Load
+the model (provider, model name, base URL, and the *name* of the environment
+variable holding the key, never the key) with a Test connection button; the
+context window and block limits; a Create button; a path with Save and Load
 buttons for the preset's YAML file.
 
 Problems (an empty persona, a block over its limit, an unknown function, no
@@ -12,16 +14,22 @@ Problems (an empty persona, a block over its limit, an unknown function, no
 traceback from a button. The Python methods raise
 :class:`~memgpt_lab.errors.PresetError` with the same message, after showing it.
 
-A preset holds the prompt and the functions; the persona, human and model
-belong to the agent, so :meth:`PresetBuilder.save` does not write them.
+A preset holds the prompt, the functions and (unless it is the offline
+``scripted`` one) the model's settings; the persona and human belong to the
+agent, so :meth:`PresetBuilder.save` does not write them. The key is never in
+the form, the preset or its file: only the variable's name is.
 Named texts are read once, when the builder is made, so choosing one in a
-dropdown does no file I/O.
+dropdown does no file I/O; the only network I/O is Test connection, which runs
+in a background thread and shows its result by setting the widgets' values.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,10 +37,11 @@ import ipywidgets as widgets
 
 from memgpt_lab import system
 from memgpt_lab.agent import AgentConfig
-from memgpt_lab.errors import LabError, PresetError
+from memgpt_lab.errors import LabError, LLMError, PresetError
 from memgpt_lab.functions import DEFAULT_FUNCTIONS
 from memgpt_lab.humans import DEFAULT_HUMAN, get_human_text, list_humans
-from memgpt_lab.llm.base import ChatModel, list_models
+from memgpt_lab.llm.base import ChatModel, get_model
+from memgpt_lab.llm.providers import PROVIDERS, ModelSpec
 from memgpt_lab.personas import DEFAULT_PERSONA, get_persona_text, list_personas
 from memgpt_lab.presets import (
     DEFAULT_PRESET,
@@ -55,7 +64,13 @@ __all__ = ["CUSTOM", "PresetBuilder"]
 #: The dropdown value meaning "my own text" (the Textarea's, not a named one).
 CUSTOM = ""
 _GIVEN = "\x00given"  # the model passed to the constructor
+_SCRIPTED = "scripted"
 _DEFAULTS = AgentConfig()
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: Seconds Test connection waits for the server.
+CONNECT_TIMEOUT = 10.0
+#: Model ids named in the Test connection result; the rest are counted.
+_SHOWN_MODELS = 8
 
 
 def _texts(names: Iterable[str], read: Callable[[str], str]) -> dict[str, str]:
@@ -78,13 +93,23 @@ class PresetBuilder(widgets.VBox):
     Args:
         preset: the preset to start from (a name, a path or a :class:`Preset`).
         persona / human: names of the texts to start from.
-        model: a model name (``"scripted"``, offline, the default) or a
-            :class:`~memgpt_lab.llm.ChatModel` used for every agent created.
+        model: the model to start with: a model string (``"ollama:llama3.1"``,
+            ``"openai-compatible:m@http://host:8000/v1"``), a
+            :class:`~memgpt_lab.llm.providers.ModelSpec`, or a
+            :class:`~memgpt_lab.llm.ChatModel` object used as it is (listed as
+            "(given)"; it is not saved in the preset). ``"scripted"`` (the
+            default) means the preset's own model if it names one, else the
+            offline model.
         clock: timestamps of the agents created (a FixedClock for determinism).
         interface_factory: makes the interface of each agent created (none by default).
 
     Attributes:
         agent: the last agent created, or None.
+        provider: the provider dropdown (``"scripted"`` or a key of
+            :data:`~memgpt_lab.llm.providers.PROVIDERS`).
+        model_name / base_url / api_key_env: the model's text fields; empty
+            ``base_url`` and ``api_key_env`` mean the provider's defaults (shown
+            as placeholders).
     """
 
     def __init__(
@@ -93,7 +118,7 @@ class PresetBuilder(widgets.VBox):
         persona: str = DEFAULT_PERSONA,
         human: str = DEFAULT_HUMAN,
         *,
-        model: str | ChatModel = "scripted",
+        model: str | ModelSpec | ChatModel = _SCRIPTED,
         clock: system.Clock = system.system_clock,
         interface_factory: Callable[[], Any] | None = None,
     ) -> None:
@@ -102,6 +127,7 @@ class PresetBuilder(widgets.VBox):
         self._interface_factory = interface_factory
         self._callbacks: list[Callable[[Agent], object]] = []
         self._shown_error: LabError | None = None
+        self._testing: Future[list[str]] | None = None
         self._unknown_functions: list[str] = []
         self._presets: dict[str, Preset] = {}
         for name in list_presets():
@@ -156,18 +182,47 @@ class PresetBuilder(widgets.VBox):
         self.human_text.add_class("mlab-builder-human")
         self._human_count = widgets.HTML()
 
-        # Room for endpoints later: list_models() grows, the dropdown follows.
-        self._given_model = None if isinstance(model, str) else model
-        model_options = [(name, name) for name in list_models()]
+        self._given_model: ChatModel | None = None
+        if isinstance(model, str) and model.partition(":")[0] in ("replay", "cassette"):
+            self._given_model = get_model(model)  # a file of answers: usable, not saveable
+        elif not isinstance(model, (str, ModelSpec)):
+            self._given_model = model
+        provider_options = [("scripted (offline)", _SCRIPTED)] + [
+            (p.label, name) for name, p in PROVIDERS.items()
+        ]
         if self._given_model is not None:
-            model_options.insert(0, (f"{self._given_model.name} (given)", _GIVEN))
-        self.model = widgets.Dropdown(
-            options=model_options,
-            value=_GIVEN if self._given_model is not None else model,
-            description="Model",
+            provider_options.insert(0, (f"{self._given_model.name} (given)", _GIVEN))
+        self.provider = widgets.Dropdown(
+            options=provider_options, value=_SCRIPTED, description="Provider", style=style
+        )
+        self.provider.add_class("mlab-builder-provider")
+        self.model_name = widgets.Text(
+            description="Model name",
+            placeholder="as the server lists it",
+            tooltip="the model's name on the server (Test connection lists them)",
             style=style,
         )
-        self.model.add_class("mlab-builder-model")
+        self.model_name.add_class("mlab-builder-model-name")
+        self.base_url = widgets.Text(description="Base URL", style=style)
+        self.base_url.add_class("mlab-builder-base-url")
+        self.api_key_env = widgets.Text(
+            description="Key variable",
+            tooltip="the NAME of the environment variable that holds the key, never the key",
+            style=style,
+        )
+        self.api_key_env.add_class("mlab-builder-key-env")
+        self._key_note = widgets.HTML(
+            '<span class="mlab-count">The key stays in the environment: give the name of the '
+            "variable that holds it. Presets save the name, never the key.</span>"
+        )
+        self._test = widgets.Button(
+            description="Test connection",
+            tooltip="List the server's models (GET /v1/models)",
+            layout=widgets.Layout(width="auto"),
+        )
+        self._test.add_class("mlab-builder-test")
+        self._connection = widgets.HTML()
+        self._connection.add_class("mlab-builder-connection")
         self.context_window = widgets.IntText(
             value=_DEFAULTS.context_window, description="Context window", style=style
         )
@@ -190,6 +245,10 @@ class PresetBuilder(widgets.VBox):
         self._status.add_class("mlab-builder-status")
 
         self._start.observe(self._on_start, "value")
+        self.provider.observe(lambda _change: self._update_model_fields(), "value")
+        for watched in (self.model_name, self.base_url, self.api_key_env):
+            watched.observe(lambda _change: self._clear_connection(), "value")
+        self._test.on_click(lambda _b: self.test_connection())
         self._prompt_choice.observe(self._on_prompt_choice, "value")
         self._persona_choice.observe(self._on_persona_choice, "value")
         self._human_choice.observe(self._on_human_choice, "value")
@@ -223,8 +282,13 @@ class PresetBuilder(widgets.VBox):
                 self._human_choice,
                 self.human_text,
                 self._human_count,
-                title("Model and limits"),
-                widgets.HBox([self.model, self.context_window]),
+                title("Model"),
+                widgets.HBox([self.provider, self.model_name]),
+                widgets.HBox([self.base_url, self.api_key_env]),
+                self._key_note,
+                widgets.HBox([self._test, self._connection]),
+                title("Limits"),
+                widgets.HBox([self.context_window]),
                 widgets.HBox([self.persona_limit, self.human_limit]),
                 widgets.HBox([self._create]),
                 widgets.HBox([self.path, self._save, self._load]),
@@ -239,6 +303,14 @@ class PresetBuilder(widgets.VBox):
             self._start.value = preset
         else:
             self._show_preset(load_preset(preset))
+        # The preset's model (shown above, if it names one) unless another was asked for.
+        if self._given_model is not None:
+            self.provider.value = _GIVEN
+        elif isinstance(model, ModelSpec):
+            self._show_model(model)
+        elif model != _SCRIPTED:
+            self._show_model(ModelSpec.parse(model))
+        self._update_model_fields()
         self._persona_choice.value = persona if persona in self._personas else CUSTOM
         self._human_choice.value = human if human in self._humans else CUSTOM
         self._update_counts()
@@ -268,6 +340,92 @@ class PresetBuilder(widgets.VBox):
         """The status line's markup: the last problem or success."""
         return str(self._status.value)
 
+    @property
+    def connection_status(self) -> str:
+        """The markup of the Test connection result (empty until a test, or after an edit)."""
+        return str(self._connection.value)
+
+    def model_spec(self) -> ModelSpec | None:
+        """The model the form names, as a preset saves it; None for the offline or a given model.
+
+        Raises:
+            PresetError: the model fields have problems (all of them are listed).
+        """
+        problems = self._model_problems()
+        if problems:
+            raise self._fail("The model is not valid", problems)
+        provider = str(self.provider.value)
+        if provider in (_SCRIPTED, _GIVEN):
+            return None
+        return ModelSpec(
+            provider,
+            self.model_name.value.strip(),
+            self.base_url.value.strip() or None,
+            self.api_key_env.value.strip() or None,
+        )
+
+    def test_connection(self, *, wait: bool = False) -> Future[list[str]]:
+        """Ask the form's server for its models (``GET /v1/models``), in a background thread.
+
+        The result shows next to the button: "Connected to URL: 3 models (a, b,
+        c)", or what went wrong in plain words (cannot connect, a refused key
+        naming its variable...). The button is disabled until the answer
+        comes. While a test runs, calling again returns the same future.
+
+        Args:
+            wait: return only once the result is shown.
+
+        Returns:
+            A future of the model ids; it holds the error instead when the test
+            failed. The result is shown before the future completes.
+        """
+        running = self._testing
+        if running is not None and not running.done():
+            if wait:
+                running.exception()
+            return running
+        future: Future[list[str]] = Future()
+        provider = str(self.provider.value)
+        if provider == _SCRIPTED:
+            self._show_connection("The offline model needs no connection.", ok=True)
+            future.set_result([])
+            return future
+        try:
+            if provider == _GIVEN:
+                model: Any = self._given_model
+                if not callable(getattr(model, "list_models", None)):
+                    self._show_connection(
+                        "The given model is not behind a server: nothing to test.", ok=True
+                    )
+                    future.set_result([])
+                    return future
+            else:
+                problems = self._model_problems()
+                if problems:
+                    raise PresetError(f"Cannot test the connection: {'; '.join(problems)}.")
+                spec = self.model_spec()
+                assert spec is not None
+                model = spec.build(timeout=CONNECT_TIMEOUT)
+        except (LabError, ValueError) as exc:
+            self._show_connection(str(exc), ok=False)
+            future.set_exception(exc)
+            return future
+        where = str(getattr(model, "base_url", "the server"))
+        self._testing = future
+        self._test.disabled = True
+        self._test.description = "Testing…"
+        self._show_connection(f"Connecting to {where}…", ok=True)
+        thread = threading.Thread(
+            target=self._run_test,
+            args=(model, where, future),
+            name="memgpt_lab PresetBuilder test connection",
+            daemon=True,
+        )
+        thread.start()
+        if wait:
+            future.exception()
+        return future
+
     def on_create(self, callback: Callable[[Agent], object]) -> None:
         """Call ``callback(agent)`` whenever an agent is created."""
         self._callbacks.append(callback)
@@ -281,6 +439,7 @@ class PresetBuilder(widgets.VBox):
         problems = self._preset_problems()
         if problems:
             raise self._fail("The preset is not valid", problems)
+        spec = self.model_spec()
         prompt = self.prompt_text.value.strip()
         chosen = self._prompt_choice.value
         data: dict[str, Any] = {
@@ -293,6 +452,8 @@ class PresetBuilder(widgets.VBox):
             data["system_prompt"] = chosen
         else:
             data["system_prompt_text"] = prompt
+        if spec is not None:
+            data["model"] = spec.to_mapping()
         try:
             return Preset.from_mapping(data, "from the builder")
         except PresetError as exc:
@@ -325,11 +486,13 @@ class PresetBuilder(widgets.VBox):
             raise self._fail("Cannot create the agent", problems)
         preset = self.build_preset()
         config = self.agent_config()
-        model: str | ChatModel | None = str(self.model.value)
-        if self.model.value == _GIVEN:
-            model = self._given_model
         interface = self._interface_factory() if self._interface_factory is not None else None
         try:
+            model: str | ChatModel | None = _SCRIPTED
+            if self.provider.value == _GIVEN:
+                model = self._given_model
+            elif preset.model is not None:
+                model = preset.model.build()  # no I/O: the client connects on the first call
             agent = create_agent_from_preset(
                 preset,
                 config,
@@ -342,9 +505,10 @@ class PresetBuilder(widgets.VBox):
         except (LabError, ValueError) as exc:
             raise self._fail("Cannot create the agent", [str(exc)]) from None
         self.agent = agent
+        on_model = f" on {esc(preset.model)}" if preset.model is not None else ""
         self._set_status(
             f"Created agent {esc(agent.name)} from preset {esc(preset.name)} "
-            f"({len(preset.functions)} functions).",
+            f"({len(preset.functions)} functions){on_model}.",
             ok=True,
         )
         for callback in list(self._callbacks):
@@ -369,7 +533,9 @@ class PresetBuilder(widgets.VBox):
         return target
 
     def load(self, path: str | os.PathLike[str]) -> Preset:
-        """Fill the form from a preset file (or a preset name).
+        """Fill the form from a preset file (or a preset name), its model included.
+
+        A preset without a model sets the offline one (a given model stays chosen).
 
         Raises:
             PresetError: no path, or the file does not load or validate.
@@ -382,6 +548,8 @@ class PresetBuilder(widgets.VBox):
             raise self._fail("Cannot load", [str(exc)]) from None
         with self.hold_sync():
             self._show_preset(preset)
+            if preset.model is None and self.provider.value != _GIVEN:
+                self._show_model(None)
         self._set_status(f"Loaded preset {esc(preset.name)}.", ok=True)
         return preset
 
@@ -415,6 +583,31 @@ class PresetBuilder(widgets.VBox):
             )
         if "send_message" not in self.functions:
             problems.append("tick send_message: without it the agent cannot speak to the user")
+        return problems + self._model_problems()
+
+    def _model_problems(self) -> list[str]:
+        provider = str(self.provider.value)
+        if provider in (_SCRIPTED, _GIVEN):
+            return []
+        problems = []
+        url = self.base_url.value.strip()
+        variable = self.api_key_env.value.strip()
+        if not self.model_name.value.strip():
+            problems.append(
+                "give the model's name as the server knows it (Test connection lists them)"
+            )
+        if url and not url.startswith(("http://", "https://")):
+            problems.append("the base URL must start with http:// or https://")
+        elif not url and provider == "openai-compatible":
+            problems.append(
+                "an OpenAI-compatible server needs its base URL, e.g. http://127.0.0.1:8484/v1"
+            )
+        if variable and not _ENV_NAME.fullmatch(variable):
+            # Never echo the text: it may be a key pasted in the wrong field.
+            problems.append(
+                "the key variable must be the NAME of an environment variable "
+                "(letters, digits, _; e.g. OPENAI_API_KEY), never the key itself"
+            )
         return problems
 
     def _agent_problems(self) -> list[str]:
@@ -451,7 +644,73 @@ class PresetBuilder(widgets.VBox):
     def _set_status(self, markup: str, ok: bool) -> None:
         self._status.value = status_html(markup, ok)
 
+    def _show_connection(self, message: str, ok: bool) -> None:
+        self._connection.value = status_html(esc(message), ok)
+
+    def _clear_connection(self) -> None:
+        running = self._testing
+        if running is None or running.done():  # a test under way reports when it ends
+            self._connection.value = ""
+
+    def _run_test(self, model: Any, where: str, future: Future[list[str]]) -> None:
+        # The background thread: only trait updates here, never `with out:`.
+        ids: list[str] = []
+        error: Exception | None = None
+        try:
+            ids = [str(i) for i in model.list_models()]
+        except Exception as exc:  # LLMError in plain words; anything else, named
+            error = exc
+        try:
+            if error is None:
+                self._show_connection(_connected(where, ids, getattr(model, "model", None)), True)
+            elif isinstance(error, LLMError):
+                self._show_connection(str(error), ok=False)
+            else:
+                self._show_connection(f"{type(error).__name__}: {error}", ok=False)
+            self._end_test()
+        finally:  # whatever happened to the widgets, the future completes
+            if error is None:
+                future.set_result(ids)
+            else:
+                future.set_exception(error)
+
+    def _end_test(self) -> None:
+        self._test.description = "Test connection"
+        self._test.disabled = False
+
+    def _show_model(self, spec: ModelSpec | None) -> None:
+        if spec is None or spec.provider == _SCRIPTED:
+            self.provider.value = _SCRIPTED
+            self.model_name.value = self.base_url.value = self.api_key_env.value = ""
+            return
+        self.provider.value = spec.provider
+        self.model_name.value = spec.model
+        self.base_url.value = spec.base_url or ""
+        self.api_key_env.value = spec.api_key_env or ""
+
+    def _update_model_fields(self) -> None:
+        provider = str(self.provider.value)
+        profile = PROVIDERS.get(provider)
+        off = profile is None  # scripted, or a given model: nothing to set
+        for field in (self.model_name, self.base_url, self.api_key_env):
+            field.disabled = off
+        if profile is None:
+            self.base_url.placeholder = self.api_key_env.placeholder = ""
+        else:
+            if profile.base_url:
+                url_hint = profile.base_url
+            elif provider == "openai-compatible":
+                url_hint = "required, e.g. http://127.0.0.1:8484/v1"
+            else:
+                url_hint = "https://api.openai.com/v1"
+            self.base_url.placeholder = url_hint
+            self.api_key_env.placeholder = profile.api_key_env or "none needed"
+        self._clear_connection()
+
     def _show_preset(self, preset: Preset) -> None:
+        # A preset without a model leaves the model fields as they are (see load()).
+        if preset.model is not None:
+            self._show_model(preset.model)
         self.preset_name.value = preset.name
         self.description_text.value = preset.description
         self.functions = preset.functions
@@ -488,3 +747,15 @@ class PresetBuilder(widgets.VBox):
     def _on_human_choice(self, change: dict[str, Any]) -> None:
         if change["new"] != CUSTOM:
             self.human_text.value = self._humans[change["new"]]
+
+
+def _connected(where: str, ids: list[str], wanted: str | None) -> str:
+    """The Test connection success line: the server, its models, whether ``wanted`` is one."""
+    shown = ", ".join(ids[:_SHOWN_MODELS])
+    if len(ids) > _SHOWN_MODELS:
+        shown += f", … {len(ids) - _SHOWN_MODELS} more"
+    count = f"{len(ids)} model{'' if len(ids) == 1 else 's'}"
+    line = f"Connected to {where}: {count} ({shown})" if ids else f"Connected to {where}: no models"
+    if wanted and ids and wanted not in ids:
+        line += f"; {wanted!r} is not among them"
+    return line + "."

@@ -23,6 +23,13 @@ after a requested heartbeat or a failed function, the memory-pressure warning
 after a token warning), exactly as :meth:`Agent.run_chain` decides it; the Step
 button sends it. So a heartbeat chain can be walked one step at a time.
 
+Which model answered: under the transcript a muted line names the model each
+step's answer carried (the server's name for it) and how long each step's model
+call took ("gpt-4o-mini · 812 ms, 640 ms" for a two-step turn). The line is a
+widget of its own, not part of the transcript, so the transcript stays the same
+on every run while the latencies vary; :attr:`AgentConsole.calls` holds the
+:class:`~memgpt_lab.agent.ModelCall` objects.
+
 Reset: with a ``factory`` (the :class:`~memgpt_lab.widgets.Lab` passes one),
 :meth:`AgentConsole.reset` builds a fresh agent and switches to it; without
 one it only clears the transcript and the pending step (the agent keeps its
@@ -47,9 +54,12 @@ from memgpt_lab.ws import protocol
 from memgpt_lab.ws.interface import SyncWebSocketInterface
 
 if TYPE_CHECKING:
-    from memgpt_lab.agent import Agent, StepResult, TurnResult
+    from memgpt_lab.agent import Agent, ModelCall, StepResult, TurnResult
 
 __all__ = ["ENTRY_KINDS", "AgentConsole", "ConsoleInterface"]
+
+#: Model calls kept for the "answered by" line (a long chain shows its last ones).
+_MAX_CALLS = 20
 
 #: Kinds of transcript entries; each is styled by the class ``mlab-<kind with - for _>``.
 ENTRY_KINDS = (
@@ -90,6 +100,33 @@ def _user_entry(text: str) -> tuple[str, str]:
     if kind == "login":
         return "alert", f"The user logged in (last login: {packet.get('last_login', '?')})."
     return "user", str(packet.get("message", text))
+
+
+def _format_latency(seconds: float) -> str:
+    """A step's latency for people: ``"0.4 ms"``, ``"812 ms"``, ``"2.4 s"``."""
+    ms = 1000.0 * seconds
+    if ms < 10:
+        return f"{ms:.1f} ms"
+    if ms < 1000:
+        return f"{ms:.0f} ms"
+    return f"{seconds:.1f} s"
+
+
+def _calls_html(calls: list[ModelCall]) -> str:
+    """The "answered by" line: the model(s) and each step's latency, in order."""
+    if not calls:
+        return ""
+    models = list(dict.fromkeys(call.model for call in calls))
+    if len(models) == 1:
+        text = f"answered by {models[0]} · " + ", ".join(_format_latency(c.latency) for c in calls)
+    else:
+        text = "answered by " + ", ".join(
+            f"{c.model} · {_format_latency(c.latency)}" for c in calls
+        )
+    return (
+        f'<div class="mlab-count mlab-calls" data-model="{esc(calls[-1].model)}"'
+        f' data-steps="{len(calls)}">{esc(text)}</div>'
+    )
 
 
 def _describe_pending(pending: str | None) -> str:
@@ -168,6 +205,8 @@ class AgentConsole(widgets.VBox):
         self._lock = threading.RLock()
         self._entries: list[tuple[str, str]] = []
         self._pending: str | None = None
+        self._calls: list[ModelCall] = []
+        self._call_before: ModelCall | None = None  # the agent's last call before the action
         self._callbacks: list[Callable[[AgentConsole], object]] = []
         self._interface = ConsoleInterface(self._add_entry)
         self._socket: SyncWebSocketInterface | None = None
@@ -178,6 +217,8 @@ class AgentConsole(widgets.VBox):
         self._header = widgets.HTML()
         self._transcript = widgets.HTML()
         self._transcript.add_class("mlab-console-transcript")
+        self._calls_line = widgets.HTML()
+        self._calls_line.add_class("mlab-console-calls")
         self._input = widgets.Text(
             placeholder="Message the agent", layout=widgets.Layout(flex="1 1 auto", width="auto")
         )
@@ -211,6 +252,7 @@ class AgentConsole(widgets.VBox):
                 style_tag(),
                 self._header,
                 self._transcript,
+                self._calls_line,
                 widgets.HBox([self._input, self._buttons["send"], self._buttons["step"]]),
                 widgets.HBox(
                     [self._buttons["heartbeat"], self._buttons["warning"], self._buttons["reset"]]
@@ -243,6 +285,12 @@ class AgentConsole(widgets.VBox):
         """The transcript as ``(kind, text)`` pairs, in order (kinds: :data:`ENTRY_KINDS`)."""
         with self._lock:
             return list(self._entries)
+
+    @property
+    def calls(self) -> list[ModelCall]:
+        """The model calls of the last action (one per step), in order; see ``Agent.last_call``."""
+        with self._lock:
+            return list(self._calls)
 
     @property
     def pending(self) -> str | None:
@@ -318,6 +366,7 @@ class AgentConsole(widgets.VBox):
         with self._lock:
             self._entries.clear()
         self._set_pending(None)
+        self._start_calls()
         self.last_error = None
         if self._factory is not None:
             self.set_agent(self._factory())
@@ -354,6 +403,7 @@ class AgentConsole(widgets.VBox):
         yield self._input
 
     def _attach(self, agent: Agent) -> None:
+        self._start_calls()
         existing = agent.interface
         if isinstance(existing, MultiInterface):
             existing.interfaces.append(self._interface)
@@ -395,7 +445,28 @@ class AgentConsole(widgets.VBox):
         # Called by the agent, possibly from another thread: trait updates only.
         with self._lock:
             self._entries.append((kind, text))
+        self._note_call()
         self._render()
+
+    def _start_calls(self) -> None:
+        """Forget the shown calls: what answers from now on is the next action's."""
+        with self._lock:
+            self._calls = []
+            self._call_before = self._agent.last_call
+        self._calls_line.value = ""
+
+    def _note_call(self) -> None:
+        # A step's events come after its model call, so a new agent.last_call seen
+        # at an event (or at the action's end) is the answer of the step under way.
+        # Identity, not equality: a failed step restores the previous object.
+        call = self._agent.last_call
+        with self._lock:
+            if call is None or call is self._call_before or any(c is call for c in self._calls):
+                return
+            self._calls.append(call)
+            del self._calls[:-_MAX_CALLS]
+            calls = list(self._calls)
+        self._calls_line.value = _calls_html(calls)
 
     def _render(self) -> None:
         with self._lock:
@@ -475,6 +546,7 @@ class _Action:
         console = self.console
         console.last_error = None
         console._set_status("", ok=True)
+        console._start_calls()
         try:
             if self.user_text is not None:
                 console._server_frame(
@@ -501,5 +573,6 @@ class _Action:
         except Exception as frame_exc:  # a closed interface: say so, keep the view usable
             console.last_error = console.last_error or frame_exc
             console._set_status(f"Could not record the traffic: {frame_exc}", ok=False)
+        console._note_call()  # a step whose answer emitted no event
         console._notify()
         return exc is not None and isinstance(exc, Exception)

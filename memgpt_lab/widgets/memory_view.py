@@ -6,7 +6,9 @@
 - Recall and archival memory: counts, and a search of both.
 - The context window: estimated tokens by section (system prompt, core memory,
   messages, function schemas) as a stacked bar against the window, from
-  :meth:`Agent.context_breakdown`.
+  :meth:`Agent.context_breakdown`. When a server answered the last step, its
+  count of the prompt (``usage.prompt_tokens``) shows next to the estimate;
+  offline models report no count of their own, so nothing is added for them.
 
 The view reads the agent only in :meth:`MemoryView.refresh` (the
 :class:`~memgpt_lab.widgets.Lab` calls it after every console action) and on
@@ -25,7 +27,7 @@ from memgpt_lab.widgets._style import status_html, style_tag
 from memgpt_lab.widgets._util import esc
 
 if TYPE_CHECKING:
-    from memgpt_lab.agent import Agent
+    from memgpt_lab.agent import Agent, ModelCall
 
 __all__ = ["CONTEXT_SECTIONS", "MemoryView"]
 
@@ -44,8 +46,12 @@ _COLOURS = {
 }
 
 
-def context_bar_html(breakdown: dict[str, int]) -> str:
-    """A stacked bar of ``breakdown`` (from ``context_breakdown()``) against its window."""
+def context_bar_html(breakdown: dict[str, int], last_call: ModelCall | None = None) -> str:
+    """A stacked bar of ``breakdown`` (from ``context_breakdown()``) against its window.
+
+    With ``last_call`` (``agent.last_call``) from a server that reported its
+    prompt tokens, a line compares that count with the estimate of the same prompt.
+    """
     window = max(int(breakdown.get("window", 1)), 1)
     total = int(breakdown.get("total", 0))
     scale = max(window, total)  # an over-full context still fits the bar
@@ -69,7 +75,19 @@ def context_bar_html(breakdown: dict[str, int]) -> str:
         f'<div class="mlab-ctx{" mlab-ctx-over" if over else ""}" data-total="{total}"'
         f' data-window="{window}"><div class="mlab-section-title">Context window: {summary}</div>'
         f'<div class="mlab-ctx-bar">{segments}</div>'
-        f'<div class="mlab-ctx-legend">{legend}</div></div>'
+        f'<div class="mlab-ctx-legend">{legend}</div>{_reported_html(last_call)}</div>'
+    )
+
+
+def _reported_html(call: ModelCall | None) -> str:
+    if call is None or call.reported_prompt_tokens is None:
+        return ""  # no call yet, or an offline model: its counts are the estimate
+    return (
+        f'<div class="mlab-ctx-legend mlab-ctx-reported"'
+        f' data-estimated="{call.estimated_prompt_tokens}"'
+        f' data-reported="{call.reported_prompt_tokens}">'
+        f"Last prompt: ~{call.estimated_prompt_tokens:,} estimated · "
+        f"{call.reported_prompt_tokens:,} reported by {esc(call.model)}</div>"
     )
 
 
@@ -276,7 +294,7 @@ class MemoryView(widgets.VBox):
                 editor.loaded = current
                 self._update_count(editor)
             self._shown_context = breakdown
-            self._context.value = context_bar_html(breakdown)
+            self._context.value = context_bar_html(breakdown, agent.last_call)
             self._counts.value = (
                 f'<div class="mlab-section-title">Recall memory: {self._recall_count} messages'
                 f" · Archival memory: {self._archival_count} passages"
