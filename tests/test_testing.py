@@ -8,6 +8,7 @@ import pytest
 
 import memgpt_lab.testing as lab_testing
 from memgpt_lab.errors import RecordingAssertionError
+from memgpt_lab.llm.cassette import CASSETTE_MODE_ENV
 from memgpt_lab.recorder import ANY, Recording, matches
 
 pytest_plugins = ["pytester"]
@@ -102,3 +103,148 @@ def test_a_failing_assertion_shows_the_frames_table(pytester: pytest.Pytester) -
     error_lines = [line for line in result.outlines if line.startswith("E ")]
     assert error_lines and not any("user_message" in line for line in error_lines)
     assert "def assert_sent" not in result.stdout.str()
+
+
+# --- the cassette fixture --------------------------------------------------------------
+
+CASSETTE_TESTS = """
+from datetime import datetime, timezone
+
+import pytest
+
+from memgpt_lab.llm.scripted import ScriptedModel
+from memgpt_lab.presets import DEFAULT_PRESET, create_agent_from_preset
+from memgpt_lab.system import FixedClock
+
+
+class Exploding:
+    name = "exploding"
+
+    def chat(self, messages, functions):
+        raise AssertionError("the model was called")
+
+
+def talk(cassette, text, year):
+    model = cassette.wrap(Exploding() if cassette.mode == "none" else ScriptedModel())
+    clock = FixedClock(datetime(year, 1, 1, tzinfo=timezone.utc))
+    agent = create_agent_from_preset(
+        DEFAULT_PRESET, None, model, "Name: Sam", "Name: unknown", clock=clock
+    )
+    replies = agent.turn(text).replies
+    assert replies
+    if cassette.mode == "none":
+        assert cassette.played > 0 and cassette.recorded == 0
+    else:
+        assert cassette.recorded > 0 and cassette.played == 0
+    return replies
+
+
+def test_greeting(cassette):
+    talk(cassette, "MESSAGE", YEAR)
+
+
+@pytest.mark.parametrize("who", ["Ana Lee", "Bo/Z"])
+def test_names(cassette, who):
+    talk(cassette, f"my name is {who}", YEAR)
+
+
+class TestGrouped:
+    def test_in_a_class(self, cassette):
+        talk(cassette, "How are you?", YEAR)
+"""
+
+
+def cassette_tests(message: str = "Hello?", year: int = 2026) -> str:
+    return CASSETTE_TESTS.replace("MESSAGE", message).replace("YEAR", str(year))
+
+
+@pytest.fixture
+def no_cassette_mode_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(CASSETTE_MODE_ENV, raising=False)
+
+
+@pytest.mark.usefixtures("no_cassette_mode_env")
+def test_the_cassette_fixture_records_then_replays(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_llm_calls=cassette_tests())
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=4)
+    folder = pytester.path / "cassettes" / "test_llm_calls"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "TestGrouped.test_in_a_class.jsonl",
+        "test_greeting.jsonl",
+        "test_names[Ana_Lee].jsonl",
+        "test_names[Bo_Z].jsonl",
+    ]
+    recorded = (folder / "test_greeting.jsonl").read_bytes()
+
+    # replay only, on another clock: the model is never called and nothing is written
+    pytester.makepyfile(test_llm_calls=cassette_tests(year=2031))
+    result = pytester.runpytest("-p", "no:cacheprovider", "--cassette-mode", "none")
+    result.assert_outcomes(passed=4)
+    assert (folder / "test_greeting.jsonl").read_bytes() == recorded
+
+
+@pytest.mark.usefixtures("no_cassette_mode_env")
+def test_a_changed_request_fails_with_a_diff(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_llm_calls=cassette_tests())
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=4)
+
+    pytester.makepyfile(test_llm_calls=cassette_tests("Goodbye?"))
+    result = pytester.runpytest("-p", "no:cacheprovider", "--cassette-mode", "none")
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*CassetteMismatchError: cassette *test_greeting.jsonl (mode 'none') has no recording*",
+            "*Closest recorded request: line 2, whose first 1 of 2 messages are the same*",
+            '*-    "message": "Hello?",',
+            '*+    "message": "Goodbye?",',
+            '*mode="new_episodes"*',
+        ]
+    )
+
+    # new_episodes records the new request beside the old one; then both replay
+    pytester.runpytest("-p", "no:cacheprovider", "--cassette-mode", "new_episodes")
+    result = pytester.runpytest("-p", "no:cacheprovider", "--cassette-mode", "none")
+    result.assert_outcomes(passed=4)
+
+
+def test_the_cassette_mode_comes_from_the_environment(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(test_llm_calls=cassette_tests())
+    monkeypatch.setenv(CASSETTE_MODE_ENV, "none")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=4)
+    result.stdout.fnmatch_lines(["*the file does not exist*"])
+    # the option wins over the environment
+    pytester.runpytest("-p", "no:cacheprovider", "--cassette-mode", "once").assert_outcomes(
+        passed=4
+    )
+
+
+def test_the_cassette_mode_option(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("-p", "no:cacheprovider", "--help")
+    result.stdout.fnmatch_lines(["memgpt_lab*", "*--cassette-mode={once,none,new_episodes,all}*"])
+    result = pytester.runpytest("-p", "no:cacheprovider", "--cassette-mode", "sometimes")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*invalid choice: 'sometimes'*"])
+
+
+@pytest.mark.parametrize(
+    ("test_name", "file_name"),
+    [
+        ("test_x", "test_x"),
+        ("test_x[a b]", "test_x[a_b]"),
+        ("test_x[../etc/passwd]", "test_x[.._etc_passwd]"),
+        ("TestA::test_y[1-2]", "TestA.test_y[1-2]"),
+        ("test_ü[é]", "test_ü[é]"),
+    ],
+)
+def test_cassette_file_names(test_name: str, file_name: str) -> None:
+    assert lab_testing.cassette_file_name(test_name) == file_name
+
+
+def test_long_cassette_file_names_stay_distinct() -> None:
+    first = lab_testing.cassette_file_name("test_x[" + "a" * 300 + "]")
+    second = lab_testing.cassette_file_name("test_x[" + "a" * 299 + "b]")
+    assert len(first) <= 120 and len(second) <= 120 and first != second

@@ -41,6 +41,7 @@ from memgpt_lab.llm.scripted import ReplayModel, Rule, ScriptedModel, Turn
 _LAZY = {
     "Cassette": "memgpt_lab.llm.cassette",
     "CassetteMismatchError": "memgpt_lab.llm.cassette",
+    "normalise_request": "memgpt_lab.llm.cassette",
     "Faults": "memgpt_lab.llm.server",
     "LLMServer": "memgpt_lab.llm.server",
     "OpenAIChatModel": "memgpt_lab.llm.openai_chat",
@@ -67,6 +68,7 @@ __all__ = [
     "estimate_tokens",
     "get_model",
     "list_models",
+    "normalise_request",
     "parse_model_string",
 ]
 
@@ -81,6 +83,6 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from memgpt_lab.llm.cassette import Cassette, CassetteMismatchError
+    from memgpt_lab.llm.cassette import Cassette, CassetteMismatchError, normalise_request
     from memgpt_lab.llm.openai_chat import OpenAIChatModel
     from memgpt_lab.llm.server import Faults, LLMServer, create_app
