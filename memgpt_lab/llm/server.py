@@ -1055,10 +1055,20 @@ def _listen(host: str, port: int) -> socket.socket:
     Binding here makes a taken port an ``OSError`` for the caller, and the port
     known at once.
     """
-    family, _, _, _, address = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)[
-        0
-    ]
-    return socket.create_server(address[:2], family=family)
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host.strip("[]"), port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+    )[0]
+    # The protocol must be IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on such
+    # sockets, and without it every response waits ~40 ms for a delayed ACK (Nagle).
+    listener = socket.socket(family, kind, proto)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(address)
+        listener.listen(128)
+    except BaseException:
+        listener.close()
+        raise
+    return listener
 
 
 class LLMServer:
