@@ -24,6 +24,7 @@ model and on the model itself rests on that.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
@@ -105,16 +106,24 @@ def strip_inner_thoughts(schema: Mapping[str, Any]) -> dict[str, Any]:
 def _with_thoughts(arguments: Any, thoughts: str | None) -> Any:
     """JSON arguments with ``inner_thoughts`` first; arguments that are not an object stay."""
     if isinstance(arguments, str):
-        try:
-            parsed = json.loads(arguments)
-        except ValueError:
-            return arguments
-    else:
-        parsed = arguments
-    if not isinstance(parsed, dict):
+        moved = _thoughts_into_text(arguments, thoughts)
+        return arguments if moved is None else moved
+    if not isinstance(arguments, dict):
         return arguments
-    merged = {INNER_THOUGHTS: thoughts or "", **{k: v for k, v in parsed.items()}}
+    merged = {INNER_THOUGHTS: thoughts or "", **arguments}
     return json.dumps(merged, ensure_ascii=False)
+
+
+@functools.lru_cache(maxsize=4096)
+def _thoughts_into_text(arguments: str, thoughts: str | None) -> str | None:
+    # cached: a history's calls are converted again on every request
+    try:
+        parsed = json.loads(arguments)
+    except ValueError:
+        return None
+    if not isinstance(parsed, dict):
+        return None
+    return json.dumps({INNER_THOUGHTS: thoughts or "", **parsed}, ensure_ascii=False)
 
 
 def _without_thoughts(arguments: Any) -> tuple[Any, str | None]:
