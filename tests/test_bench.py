@@ -19,6 +19,7 @@ def test_there_are_benchmarks() -> None:
         "bench_ws_interface",
         "bench_inspector",
         "bench_server",
+        "bench_llm",
     } <= set(MODULES)
 
 
