@@ -35,14 +35,11 @@ answers as it always would.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import hmac
-import ipaddress
 import json
 import logging
 import re
-import signal
 import socket
 import threading
 import time
@@ -59,6 +56,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from memgpt_lab._hosting import is_loopback, run_until_interrupted
 from memgpt_lab.errors import LabError, LLMError, UnknownNameError
 from memgpt_lab.llm.base import ChatModel, ContextWindowExceededError, estimate_tokens, get_model
 from memgpt_lab.llm.wire import (
@@ -1040,15 +1038,6 @@ def resolve_model(model: str | ChatModel) -> ChatModel:
 # --- the server in a thread ---------------------------------------------------------------
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def _listen(host: str, port: int) -> socket.socket:
     """A listening socket on ``host:port`` (0: a free port), bound before uvicorn starts.
 
@@ -1108,7 +1097,7 @@ class LLMServer:
         api_key: str | None = None,
         record: bool = True,
     ) -> None:
-        if not _is_loopback(host) and not api_key:
+        if not is_loopback(host) and not api_key:
             raise ValueError(
                 f"refusing to serve on {host!r} without an API key: anyone who can reach it "
                 "could use the model; pass api_key=... (or bind 127.0.0.1)"
@@ -1245,23 +1234,7 @@ def serve_forever(
         api_key=api_key,
         record=False,
     )
-    stop = threading.Event()
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        with server:
-            print(
-                f"memgpt-lab serve-llm on {server.base_url} (model {server.served_model_name})",
-                flush=True,
-            )
-            with contextlib.suppress(KeyboardInterrupt):
-                stop.wait()  # only Ctrl-C or SIGTERM end it
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    # SIGTERM ends the server like Ctrl-C does: through the same clean path.
-    raise KeyboardInterrupt
+    run_until_interrupted(
+        server,
+        lambda: f"memgpt-lab serve-llm on {server.base_url} (model {server.served_model_name})",
+    )

@@ -50,10 +50,8 @@ import collections
 import concurrent.futures
 import contextlib
 import hmac
-import ipaddress
 import logging
 import re
-import signal
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from http import HTTPStatus
@@ -64,6 +62,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from memgpt_lab._hosting import is_loopback, run_until_interrupted
 from memgpt_lab.errors import LabError
 from memgpt_lab.interface import AgentInterface
 from memgpt_lab.recorder import Recording
@@ -137,15 +136,6 @@ def origin_allowed(
         elif item == "*" or item == origin:
             return True
     return False
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 # --------------------------------------------------------------------------- connections
@@ -718,7 +708,7 @@ class LabServer(BackgroundServer):
         max_workers: int = 8,
         grace: float = 10.0,
     ) -> None:
-        if not _is_loopback(host) and not token:
+        if not is_loopback(host) and not token:
             raise ValueError(
                 f"refusing to serve on {host!r} without a token: anyone who can reach it could "
                 "drive the agents; pass token=... (or bind 127.0.0.1)"
@@ -812,20 +802,4 @@ def serve_forever(
         record=False,
         grace=grace,
     )
-    stop = threading.Event()
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        with server:
-            print(f"memgpt-lab serving on {server.url} (Ctrl-C to stop)", flush=True)
-            with contextlib.suppress(KeyboardInterrupt):
-                stop.wait()  # only Ctrl-C or SIGTERM end it
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    # SIGTERM ends the server like Ctrl-C does: through the same graceful path.
-    raise KeyboardInterrupt
+    run_until_interrupted(server, lambda: f"memgpt-lab serving on {server.url} (Ctrl-C to stop)")
