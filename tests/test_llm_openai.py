@@ -96,6 +96,9 @@ def test_profiles_decide_the_request() -> None:
     )
     assert "tool_choice" not in ollama and "parallel_tool_calls" not in ollama
     assert ollama["tools"][0]["function"] == schema
+    legacy = OpenAIChatModel("m", function_format="functions").request(messages, [schema])
+    assert legacy["functions"][0]["name"] == "send_message" and legacy["function_call"] == "auto"
+    assert "tools" not in legacy and "tool_choice" not in legacy
     streamed = OpenAIChatModel("m", provider="llamacpp", stream=True).request(messages, [])
     assert streamed["stream"] is True and streamed["stream_options"] == {"include_usage": True}
     assert "tools" not in streamed  # the summary request offers no functions
@@ -325,8 +328,9 @@ def frames_of(model: Any) -> tuple[list[tuple[Any, ...]], Agent]:
         {"inner_thoughts": "content"},
         {"inner_thoughts": "kwarg"},
         {"inner_thoughts": "kwarg", "stream": True},
+        {"inner_thoughts": "content", "function_format": "functions", "stream": True},
     ],
-    ids=["content", "kwarg", "kwarg-streamed"],
+    ids=["content", "kwarg", "kwarg-streamed", "legacy-functions-streamed"],
 )
 def test_served_scripted_model_gives_the_same_frames(options: dict[str, Any]) -> None:
     expected, direct = frames_of(ScriptedModel(rules=RULES))

@@ -67,6 +67,9 @@ class OpenAIChatModel:
         max_retries: further tries after a 429, a 5xx, a refused connection or a
             dropped stream, waiting as ``Retry-After`` says or backing off.
         stream: ask for server-sent events and assemble them.
+        function_format: ``"tools"`` (``tools`` / ``tool_calls``) or ``"functions"``
+            (the legacy ``functions`` / ``function_call``, for older servers); the
+            profile's when None.
         api_key_env: the environment variable to read the key from.
         sleep: how to wait between tries (tests pass a recorder).
         request_options: more fields for every request (``temperature=0``...).
@@ -85,6 +88,7 @@ class OpenAIChatModel:
         timeout: float = 60.0,
         max_retries: int = 2,
         stream: bool = False,
+        function_format: str | None = None,
         api_key_env: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
         **request_options: Any,
@@ -98,6 +102,10 @@ class OpenAIChatModel:
         if inner_thoughts not in _INNER_THOUGHTS_MODES:
             raise ValueError(
                 f"inner_thoughts must be one of {', '.join(_INNER_THOUGHTS_MODES)}, not {inner_thoughts!r}"
+            )
+        if function_format not in (None, "tools", "functions"):
+            raise ValueError(
+                f"function_format must be 'tools' or 'functions', not {function_format!r}"
             )
         if max_retries < 0:
             raise ValueError(f"max_retries must be 0 or more, not {max_retries}")
@@ -115,6 +123,7 @@ class OpenAIChatModel:
         self.timeout = timeout
         self.max_retries = max_retries
         self.stream = stream
+        self.function_format = function_format or self.profile.function_format
         self.request_options = dict(request_options)
         self.api_key_env = api_key_env or self.profile.api_key_env
         self._api_key = api_key
@@ -189,10 +198,10 @@ class OpenAIChatModel:
         schemas = self._schemas(functions)
         body: dict[str, Any] = {
             "model": self.model,
-            "messages": to_wire_messages(messages, profile.function_format, self.inner_thoughts),  # type: ignore[arg-type]
+            "messages": to_wire_messages(messages, self.function_format, self.inner_thoughts),  # type: ignore[arg-type]
         }
         if schemas:
-            if profile.function_format == "tools":
+            if self.function_format == "tools":
                 body["tools"] = [{"type": "function", "function": s} for s in schemas]
                 if profile.tool_choice is not None:
                     body["tool_choice"] = profile.tool_choice
