@@ -75,6 +75,9 @@ _EXPORTS: dict[str, str] = {
     "PrintingInterface": "memgpt_lab.interface",
     "AsyncWebSocketInterface": "memgpt_lab.ws.interface",
     "SyncWebSocketInterface": "memgpt_lab.ws.interface",
+    "ClientTooSlowError": "memgpt_lab.ws.interface",
+    "Outbox": "memgpt_lab.turns",
+    "TurnEngine": "memgpt_lab.turns",
     "Frame": "memgpt_lab.recorder",
     "MockWebSocket": "memgpt_lab.recorder",
     "Recording": "memgpt_lab.recorder",
@@ -171,4 +174,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from memgpt_lab.recorder import Frame, MockWebSocket, Recording, TickClock
     from memgpt_lab.system import FixedClock
-    from memgpt_lab.ws.interface import AsyncWebSocketInterface, SyncWebSocketInterface
+    from memgpt_lab.turns import Outbox, TurnEngine
+    from memgpt_lab.ws.interface import (
+        AsyncWebSocketInterface,
+        ClientTooSlowError,
+        SyncWebSocketInterface,
+    )

@@ -387,23 +387,26 @@ class Agent:
                 its messages, memory and counters are untouched.
         """
         with self._lock:
-            new: list[Message] = []
-            if user_message is not None:
-                message = self._as_message(user_message)
-                self.interface.user_message(str(message.get("content")), message)
-                new.append(message)
-            saved = self._save_context()
+            saved = self._save_state()
             try:
+                new: list[Message] = []
+                if user_message is not None:
+                    message = self._as_message(user_message)
+                    self.interface.user_message(str(message.get("content")), message)
+                    new.append(message)
                 response = self._complete(new, verify=first_message and not skip_verify)
+                produced, heartbeat_request, function_failed = self._handle_response(response)
+                new.extend(produced)
+                self.persistence_manager.append_to_messages(new, self.now())
+                self.rebuild_memory()
             except BaseException:
-                self._restore_context(saved)
+                # all or nothing: a model that failed, or an observer that raised, leaves
+                # the agent as it was before the step
+                self._restore_state(saved)
                 raise
-            produced, heartbeat_request, function_failed = self._handle_response(response)
-            new.extend(produced)
-            self.persistence_manager.append_to_messages(new, self.now())
-            self.rebuild_memory()
             total = int(self.last_usage.get("total_tokens", 0))
             token_warning = total > self.config.warning_fraction * self.config.context_window
+            self.interface.step_done()  # the step is stored: hand its events over
             return StepResult(new, heartbeat_request, function_failed, token_warning)
 
     def turn(
@@ -483,19 +486,32 @@ class Agent:
         """One step on the memory-pressure alert, as if the context were nearly full."""
         return self.step(system.get_token_limit_warning(self.now()))
 
-    def _save_context(self) -> tuple[Any, ...]:
-        """What a model call may change before it fails (summarising edits the context)."""
+    def _save_state(self) -> tuple[Any, ...]:
+        """What a step may change: the context, core memory, the memories' sizes, counters."""
         return (
             list(self.messages),
+            dict(self.memory.blocks),
+            len(self.recall_memory),
+            len(self.archival_memory),
             self.summaries,
             self.alerted_about_memory_pressure,
+            self.heartbeats_paused_minutes,
             self.last_usage,
             self.last_call,
         )
 
-    def _restore_context(self, saved: tuple[Any, ...]) -> None:
-        messages, self.summaries, self.alerted_about_memory_pressure, *rest = saved
-        self.last_usage, self.last_call = rest
+    def _restore_state(self, saved: tuple[Any, ...]) -> None:
+        messages, blocks, recall, archival, *counters = saved
+        (
+            self.summaries,
+            self.alerted_about_memory_pressure,
+            self.heartbeats_paused_minutes,
+            self.last_usage,
+            self.last_call,
+        ) = counters
+        self.memory.blocks.update(blocks)
+        self.recall_memory.truncate(recall)
+        self.archival_memory.truncate(archival)
         if messages != self.messages:
             self.persistence_manager.replace_messages(messages)
 

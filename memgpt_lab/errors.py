@@ -78,7 +78,17 @@ class MemoryLimitError(LabError, ValueError):
 
 
 class ProtocolError(LabError, ValueError):
-    """A frame that is not valid for the memgpt WebSocket protocol."""
+    """A frame that is not valid for the memgpt WebSocket protocol.
+
+    Attributes:
+        code: a stable name for what was wrong (``"invalid_unicode"``,
+            ``"bad_json"``...), sent to clients as ``error_code``; ``"bad_frame"``
+            when nothing more specific applies.
+    """
+
+    def __init__(self, message: str, code: str = "bad_frame") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class InterfaceClosedError(LabError):

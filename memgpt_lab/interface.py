@@ -36,8 +36,8 @@ class AgentInterface:
     """Observer of an agent. Every method does nothing; override what you need.
 
     ``msg_obj`` is the message dict the event belongs to (role, content...),
-    or ``None``. Methods must not raise: an agent does not expect its
-    observers to fail.
+    or ``None``. Methods should not raise; if one does, the agent undoes the
+    step (memory and messages as before it) and the error propagates.
     """
 
     def user_message(self, msg: str, msg_obj: dict[str, Any] | None = None) -> None:
@@ -51,6 +51,14 @@ class AgentInterface:
 
     def function_message(self, msg: str, msg_obj: dict[str, Any] | None = None) -> None:
         """A function call (``Running ...``) or its result (``Success: ...`` / ``Error: ...``)."""
+
+    def step_done(self) -> None:
+        """A step finished and was stored; its events are all out.
+
+        Called once at the end of every :meth:`~memgpt_lab.agent.Agent.step`.
+        An interface that delivers events elsewhere (a socket) hands the step's
+        events over here, so that they are delivered when ``step()`` returns.
+        """
 
     def emit(self, kind: str, msg: str, msg_obj: dict[str, Any] | None = None) -> None:
         """Dispatch one event by kind name (one of :data:`EVENT_KINDS`)."""
@@ -103,6 +111,10 @@ class MultiInterface(AgentInterface):
     def emit(self, kind: str, msg: str, msg_obj: dict[str, Any] | None = None) -> None:
         for interface in self.interfaces:
             interface.emit(kind, msg, msg_obj)
+
+    def step_done(self) -> None:
+        for interface in self.interfaces:
+            interface.step_done()
 
     def user_message(self, msg: str, msg_obj: dict[str, Any] | None = None) -> None:
         self.emit("user_message", msg, msg_obj)

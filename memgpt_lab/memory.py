@@ -193,6 +193,10 @@ class RecallMemory:
     def insert(self, message: dict[str, Any], timestamp: datetime) -> None:
         self.entries.append(RecallEntry(timestamp, message))
 
+    def truncate(self, length: int) -> None:
+        """Forget every entry after the first ``length`` (undoing a step that failed)."""
+        del self.entries[length:]
+
     def text_search(
         self, query: str, page: int = 0, page_size: int | None = None, said_only: bool = False
     ) -> Page:
@@ -270,6 +274,10 @@ class ArchivalMemory:
             passage.embedding = list(self.embed(text))
         self.passages.append(passage)
         return passage.id
+
+    def truncate(self, length: int) -> None:
+        """Forget every passage after the first ``length`` (undoing a step that failed)."""
+        del self.passages[length:]
 
     def search(self, query: str, page: int = 0, page_size: int | None = None) -> Page:
         """Passages relevant to ``query``, best first (ties: oldest first)."""

@@ -1089,6 +1089,12 @@ class MockWebSocket:
             successful sends. With only ``fail_with``, the first send fails.
         fail_with: the exception ``send`` raises then (an instance or class);
             ``ConnectionClosedError`` without close frames by default.
+        max_size: the largest message, in bytes, the client accepts (``websockets``'
+            default, 1 MiB); a bigger one is sent, then the client closes with
+            1009 as a real one does, and later sends raise. None: no limit.
+
+    Text is encoded as UTF-8 as a real socket does: a string holding a lone
+    surrogate cannot be sent (``UnicodeEncodeError``) and is not recorded.
     """
 
     #: Some servers log the peer's address; a mock has none to speak of.
@@ -1101,8 +1107,10 @@ class MockWebSocket:
         connection_id: str | None = None,
         fail_after: int | None = None,
         fail_with: BaseException | type[BaseException] | None = None,
+        max_size: int | None = 1 << 20,
     ) -> None:
         self.recording = recording if recording is not None else Recording()
+        self.max_size = max_size
         self.id = connection_id if connection_id is not None else self.recording.new_connection_id()
         if fail_with is not None and fail_after is None:
             fail_after = 0
@@ -1181,8 +1189,19 @@ class MockWebSocket:
                 self._failed = self._closed = True
                 self._wake_locked()
                 raise self._failure()
+            # What a real socket puts on the wire: UTF-8 (a lone surrogate raises here,
+            # before anything is sent or recorded).
+            size = len(message.encode("utf-8")) if isinstance(message, str) else len(message)
             self.recording.record("out", message, connection_id=self.id)
             self.sends += 1
+            if self.max_size is not None and size > self.max_size:
+                # The client refuses it and closes, as websockets does: 1009.
+                self._closed = True
+                reason = f"frame with {size} bytes exceeds limit of {self.max_size} bytes"
+                self._close_rcvd = self._close_sent = (1009, reason)
+                self._rcvd_then_sent = True
+                self.recording.record_close("in", 1009, reason, connection_id=self.id)
+                self._wake_locked()
 
     def _failure(self) -> BaseException:
         if self.fail_with is None:

@@ -242,15 +242,18 @@ class TestEventEncoder:
         self, kind: str, message: Any, seq: int, extra: dict[str, Any]
     ) -> None:
         encoder = protocol.event_encoder(**extra)
-        assert encoder(kind, message, seq) == protocol.encode(
-            protocol.event_frame(kind, message, seq=seq, **extra)
+        # the body has no seq: each consumer's Outbox adds its own, last
+        body = encoder(kind, message)
+        assert body == protocol.encode(protocol.event_frame(kind, message, **extra))
+        assert f'{body[:-1]},"seq":{seq}}}' == protocol.encode(
+            protocol.event_frame(kind, message, **extra, seq=seq)
         )
 
     def test_without_extra_fields(self) -> None:
         encoder = protocol.event_encoder()
-        assert encoder("assistant_message", 'say "hi"\n', 7) == (
+        assert encoder("assistant_message", 'say "hi"\n') == (
             '{"type":"agent_response","message_type":"assistant_message",'
-            '"message":"say \\"hi\\"\\n","seq":7}'
+            '"message":"say \\"hi\\"\\n"}'
         )
 
     def test_extra_may_not_set_frame_fields(self) -> None:
@@ -260,6 +263,6 @@ class TestEventEncoder:
     def test_kind_without_frame(self) -> None:
         encoder = protocol.event_encoder()
         with pytest.raises(ProtocolError, match="no server-to-client frame"):
-            encoder("user_message", "hi", 1)
+            encoder("user_message", "hi")
         with pytest.raises(ProtocolError, match="'shout'"):
-            encoder("shout", "hi", 1)
+            encoder("shout", "hi")

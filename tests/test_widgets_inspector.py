@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 
 import pytest
 
@@ -267,15 +268,42 @@ def test_close_unsubscribes(rec):
     assert rec._subscribers == ()
 
 
+class ManualTimer:
+    """A timer the test fires itself: no clock, no thread."""
+
+    made: list[ManualTimer] = []
+
+    def __init__(self, interval: float, function: Callable[[], None]) -> None:
+        self.interval, self.function = interval, function
+        self.daemon = False
+        self.started = self.cancelled = False
+        ManualTimer.made.append(self)
+
+    def start(self) -> None:
+        self.started = True
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    def fire(self) -> None:
+        assert self.started and not self.cancelled
+        self.function()
+
+
 def test_coalescer_bursts_make_one_call():
+    ManualTimer.made = []
     calls: list[int] = []
-    done = threading.Event()
-    coalescer = Coalescer(lambda: (calls.append(1), done.set()), interval=0.05)
+    coalescer = Coalescer(lambda: calls.append(1), interval=0.05, timer=ManualTimer)
     for _ in range(1000):
         coalescer.poke()
-    assert done.wait(timeout=5)
+    assert len(ManualTimer.made) == 1 and ManualTimer.made[0].interval == 0.05
+    assert calls == [] and coalescer.pending
+    ManualTimer.made[0].fire()
+    assert calls == [1] and not coalescer.pending
+    coalescer.poke()  # a poke after the call schedules the next one
+    assert len(ManualTimer.made) == 2
     coalescer.close()
-    assert calls == [1]
+    assert ManualTimer.made[1].cancelled and calls == [1]
 
 
 def test_page_holds_only_page_size_rows_of_100k():

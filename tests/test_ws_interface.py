@@ -43,7 +43,7 @@ def expected_frames(
     events: list[tuple[str, str]] = SEND_MESSAGE_STEP, first_seq: int = 1, **extra: Any
 ) -> list[dict[str, Any]]:
     return [
-        {"type": "agent_response", "message_type": kind, "message": message, "seq": seq, **extra}
+        {"type": "agent_response", "message_type": kind, "message": message, **extra, "seq": seq}
         for seq, (kind, message) in enumerate(events, start=first_seq)
     ]
 
@@ -185,7 +185,8 @@ def test_client_gets_frames_emitted_after_it_registered() -> None:
         interface.flush()
         assert interface.clients == (early, late)
     assert [f["seq"] for f in early.frames] == [1, 2]
-    assert late.frames == expected_frames([("internal_monologue", "two")], first_seq=2)
+    # each client numbers the frames it gets from 1 (seq is per connection, as on the server)
+    assert late.frames == expected_frames([("internal_monologue", "two")], first_seq=1)
 
 
 def test_async_mock_send_is_awaited_once_per_frame_with_the_json_text() -> None:

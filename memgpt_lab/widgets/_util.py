@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from memgpt_lab.recorder import Recording
@@ -28,13 +28,24 @@ class Coalescer:
     waits for the refresh.
 
     Call ``close()`` when done; a pending call is cancelled.
+
+    ``timer`` makes the timer (``threading.Timer`` by default: ``timer(interval,
+    function)`` with ``daemon``, ``start()`` and ``cancel()``); tests pass one they
+    fire themselves instead of waiting on the clock.
     """
 
-    def __init__(self, callback: Callable[[], object], interval: float = 0.1) -> None:
+    def __init__(
+        self,
+        callback: Callable[[], object],
+        interval: float = 0.1,
+        *,
+        timer: Callable[[float, Callable[[], None]], Any] = threading.Timer,
+    ) -> None:
         self._callback = callback
         self._interval = interval
+        self._make_timer = timer
         self._lock = threading.Lock()
-        self._timer: threading.Timer | None = None
+        self._timer: Any = None
         self._closed = False
 
     @property
@@ -47,7 +58,7 @@ class Coalescer:
         with self._lock:
             if self._closed or self._timer is not None:
                 return
-            self._timer = threading.Timer(self._interval, self._fire)
+            self._timer = self._make_timer(self._interval, self._fire)
             self._timer.daemon = True
             self._timer.start()
 

@@ -506,19 +506,30 @@ class AgentConsole(widgets.VBox):
     def _action(self, user_text: str | None) -> _Action:
         return _Action(self, user_text)
 
-    def _server_frame(self, frame: dict[str, Any], incoming: bool = False) -> None:
-        """Record a frame a server (or its client) would add; after the agent's, in order."""
+    def _client_frame(self, frame: dict[str, Any]) -> None:
+        """Record the frame a client would have sent (the user's message), as incoming."""
         socket = self._socket
         if socket is None or not self._server_frames:
             return
-        socket.flush()  # the agent's frames so far go first
         text = protocol.encode(frame)
         for client in socket.clients:
-            if incoming:
-                if isinstance(client, MockWebSocket):
-                    client.feed(text)
-            else:
-                socket.run(client.send(text))
+            if isinstance(client, MockWebSocket):
+                client.feed(text)
+
+    def _begin_turn(self) -> None:
+        """Open a turn on the interface's turn engine: the same frames a server sends."""
+        if self._socket is not None and self._server_frames:
+            self._socket.begin_turn()
+
+    def _end_turn(self, error: BaseException | None) -> None:
+        socket = self._socket
+        if socket is None or not self._server_frames:
+            return
+        if error is None:
+            socket.end_turn()
+        else:
+            socket.end_turn(str(error), error_code="turn_failed")
+        socket.flush()
 
     def _notify(self) -> None:
         for callback in list(self._callbacks):
@@ -549,10 +560,8 @@ class _Action:
         console._start_calls()
         try:
             if self.user_text is not None:
-                console._server_frame(
-                    protocol.user_message(self.user_text, console.agent.id), incoming=True
-                )
-            console._server_frame(protocol.agent_response_start())
+                console._client_frame(protocol.user_message(self.user_text, console.agent.id))
+            console._begin_turn()
         except Exception as exc:  # a closed interface: the agent can still run
             console._set_status(f"Could not record the traffic: {exc}", ok=False)
 
@@ -567,9 +576,7 @@ class _Action:
             console._set_status(message, ok=False)
             console._set_pending(None)
         try:
-            if exc is not None and console._socket is not None and console._server_frames:
-                console._server_frame(protocol.agent_response_error(str(exc)))
-            console._server_frame(protocol.agent_response_end())
+            console._end_turn(exc)
         except Exception as frame_exc:  # a closed interface: say so, keep the view usable
             console.last_error = console.last_error or frame_exc
             console._set_status(f"Could not record the traffic: {frame_exc}", ok=False)

@@ -47,10 +47,12 @@ from typing import Any, Protocol, TypeVar
 from memgpt_lab._loop import BackgroundLoop
 from memgpt_lab.errors import InterfaceClosedError
 from memgpt_lab.interface import AgentInterface
+from memgpt_lab.turns import Outbox, TurnEngine
 from memgpt_lab.ws import protocol
 
 __all__ = [
     "AsyncWebSocketInterface",
+    "ClientTooSlowError",
     "SyncWebSocketInterface",
     "WebSocketClient",
 ]
@@ -62,7 +64,7 @@ _T = TypeVar("_T")
 _CLOSED_MESSAGE = "interface is closed; create a new one"
 
 #: Fields the interface sets itself; ``extra_fields`` may not override them.
-_RESERVED_FIELDS = frozenset({*protocol.EVENT_FRAME_FIELDS, "agent_id"})
+_RESERVED_FIELDS = frozenset({*protocol.EVENT_FRAME_FIELDS, "agent_id", "turn_id"})
 
 
 class WebSocketClient(Protocol):
@@ -75,23 +77,22 @@ class WebSocketClient(Protocol):
 DropCallback = Callable[[WebSocketClient, BaseException], None]
 
 
-class _Channel:
-    """One client's queue of encoded frames and the state of its sender task.
+class ClientTooSlowError(InterfaceClosedError):
+    """A client fell more than its queue's bound behind and was dropped (see ``on_drop``)."""
 
-    ``queue``, ``queued`` and ``scheduled`` are guarded by the core's lock;
+
+class _Channel:
+    """One client: its :class:`~memgpt_lab.turns.Outbox` and its sender task on the loop.
+
     ``sent``, ``waiters`` and ``task`` are only touched on the loop.
     """
 
-    __slots__ = ("ws", "queue", "queued", "sent", "scheduled", "stopped", "wake", "task", "waiters")
+    __slots__ = ("ws", "outbox", "sent", "stopped", "wake", "task", "waiters")
 
-    def __init__(self, ws: WebSocketClient) -> None:
+    def __init__(self, ws: WebSocketClient, outbox: Outbox) -> None:
         self.ws = ws
-        self.queue: list[str] = []
-        self.queued = 0
+        self.outbox = outbox
         self.sent = 0
-        # True until the sender task first looks at the queue, so frames queued
-        # before the task exists do not schedule wake-ups of their own.
-        self.scheduled = True
         self.stopped = False
         self.wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
@@ -99,17 +100,17 @@ class _Channel:
 
 
 class _SenderCore:
-    """Numbering, encoding and ordered delivery, shared by both interfaces.
+    """Delivery for both interfaces: the turn engine frames, one sender task per client sends.
 
-    Thread-safe entry points: :meth:`emit`, :meth:`emit_many`,
-    :meth:`register`, :meth:`unregister`. Loop-only: :meth:`flush`,
-    :meth:`close`.
+    Thread-safe entry points: :meth:`emit`, :meth:`emit_many`, :meth:`register`,
+    :meth:`unregister`, the turn methods. Loop-only: :meth:`flush`, :meth:`close`.
 
-    Each client has its own queue and sender task, so a slow client delays
-    only itself: the others' frames do not wait for it, and every client still
-    sees frames in emission order. Emitters wake a sender only when its queue
-    goes from empty to non-empty; the sender then takes everything queued in
-    one batch, so a burst of events costs one thread hop, not one per frame.
+    The :class:`~memgpt_lab.turns.TurnEngine` numbers and queues each frame on
+    the emitting thread; a client's sender is woken only when its queue goes
+    from empty to non-empty and then takes everything queued in one batch, so a
+    step's frames cost one thread hop, not one per frame. Each client has its own
+    queue and task: a slow client delays only itself, and one that falls more
+    than ``max_queued_bytes`` behind is dropped.
     """
 
     def __init__(
@@ -119,21 +120,19 @@ class _SenderCore:
         agent_id: str | None,
         extra_fields: Mapping[str, Any] | None,
         on_drop: DropCallback | None,
+        max_queued_bytes: int | None,
     ) -> None:
         self.loop = loop
         self.on_drop = on_drop
-        self.fields: dict[str, Any] = {}
-        if agent_id is not None:
-            self.fields["agent_id"] = agent_id
         reserved = _RESERVED_FIELDS.intersection(extra_fields or {})
         if reserved:
             raise ValueError(f"extra_fields may not set {', '.join(sorted(reserved))}")
-        self.fields.update(extra_fields or {})
-        self.encode_event = protocol.event_encoder(**self.fields)
+        self.engine = TurnEngine(agent_id, fields=extra_fields)
+        self.max_queued_bytes = max_queued_bytes
         self.lock = threading.Lock()
-        self.seq = 0
         self.closed = False
         self.channels: dict[int, _Channel] = {}
+        self._count = 0
         self._closing: asyncio.Future[None] | None = None
 
     # -- any thread -------------------------------------------------------------------------
@@ -143,29 +142,14 @@ class _SenderCore:
             raise InterfaceClosedError(_CLOSED_MESSAGE)
 
     def emit(self, kind: str, message: str) -> None:
-        """Number, encode and queue one event for every client."""
-        self.emit_many(((kind, message),))
+        """Frame one event for every client."""
+        self.check_open()
+        self.engine.emit(kind, message)
 
     def emit_many(self, events: Iterable[tuple[str, str]]) -> None:
-        """Queue several events as consecutive frames: no other thread's frame lands between."""
-        woken: list[_Channel] = []
-        with self.lock:
-            self.check_open()
-            for kind, message in events:
-                if kind == "user_message":
-                    continue
-                seq = self.seq + 1
-                # Encoding under the lock keeps seq order and queue order the same.
-                text = self.encode_event(kind, message, seq)
-                self.seq = seq
-                for channel in self.channels.values():
-                    channel.queue.append(text)
-                    channel.queued += 1
-                    if not channel.scheduled:
-                        channel.scheduled = True
-                        woken.append(channel)
-        if woken:
-            self._call_on_loop(_set_wakes, woken)
+        """Frame several events as consecutive frames: no other thread's frame lands between."""
+        self.check_open()
+        self.engine.emit_many(events)
 
     def register(self, ws: WebSocketClient) -> None:
         """Start sending to ``ws``: it gets every frame emitted after this returns."""
@@ -174,7 +158,12 @@ class _SenderCore:
             self.check_open()
             if id(ws) in self.channels:
                 return
-            channel = self.channels[id(ws)] = _Channel(ws)
+            self._count += 1
+            outbox = Outbox(f"client{self._count}", max_queued_bytes=self.max_queued_bytes)
+            channel = self.channels[id(ws)] = _Channel(ws, outbox)
+            outbox.on_ready = lambda: self._call_on_loop(_set_wakes, (channel,))
+            outbox.on_overflow = lambda: self._call_on_loop(self._overflowed, channel)
+            self.engine.subscribe(outbox)
         self._call_on_loop(self._start, channel)
 
     def unregister(self, ws: WebSocketClient) -> bool:
@@ -183,16 +172,21 @@ class _SenderCore:
             channel = self.channels.pop(id(ws), None)
         if channel is None:
             return False
-        channel.stopped = True
+        self._retire(channel)
         if self.loop is not None and not self.loop.is_closed():
             self._call_on_loop(_set_wakes, (channel,))
         return True
+
+    def _retire(self, channel: _Channel) -> None:
+        channel.stopped = True
+        self.engine.unsubscribe(channel.outbox)
+        channel.outbox.close()
 
     def clients(self) -> tuple[WebSocketClient, ...]:
         with self.lock:
             return tuple(channel.ws for channel in self.channels.values())
 
-    def _on_loop(self) -> bool:
+    def on_loop(self) -> bool:
         try:
             return asyncio.get_running_loop() is self.loop
         except RuntimeError:
@@ -200,7 +194,7 @@ class _SenderCore:
 
     def _call_on_loop(self, fn: Callable[[_T], None], arg: _T) -> None:
         assert self.loop is not None
-        if self._on_loop():
+        if self.on_loop():
             fn(arg)
             return
         try:
@@ -223,15 +217,10 @@ class _SenderCore:
     async def _send_loop(self, channel: _Channel) -> None:
         try:
             while not channel.stopped:
-                with self.lock:
-                    batch = channel.queue
-                    if batch:
-                        channel.queue = []
-                    else:
-                        channel.scheduled = False
+                channel.wake.clear()  # before take(): a frame queued after it wakes us
+                batch = channel.outbox.take()
                 if not batch:
                     await channel.wake.wait()
-                    channel.wake.clear()
                     continue
                 for text in batch:
                     if channel.stopped:
@@ -248,12 +237,19 @@ class _SenderCore:
             channel.stopped = True
             _release(channel, everything=True)
 
+    def _overflowed(self, channel: _Channel) -> None:
+        limit = self.max_queued_bytes
+        self._drop(channel, ClientTooSlowError(f"the client fell more than {limit} bytes behind"))
+        channel.wake.set()
+
     def _drop(self, channel: _Channel, exc: Exception) -> None:
-        channel.stopped = True
         with self.lock:
             if self.channels.get(id(channel.ws)) is channel:
                 del self.channels[id(channel.ws)]
-        logger.warning("dropped WebSocket client %r: send failed: %r", channel.ws, exc)
+            elif channel.stopped:
+                return
+        self._retire(channel)
+        logger.warning("dropped WebSocket client %r: %r", channel.ws, exc)
         if self.on_drop is not None:
             try:
                 self.on_drop(channel.ws, exc)
@@ -268,7 +264,7 @@ class _SenderCore:
     async def _flush(self) -> None:
         assert self.loop is not None
         with self.lock:
-            targets = [(channel, channel.queued) for channel in self.channels.values()]
+            targets = [(channel, channel.outbox.seq) for channel in self.channels.values()]
         pending: list[asyncio.Future[None]] = []
         for channel, target in targets:
             # A registration whose start callback has not run yet gets its task now.
@@ -299,7 +295,7 @@ class _SenderCore:
                 self.channels.clear()
             tasks = []
             for channel in channels:
-                channel.stopped = True
+                self._retire(channel)
                 channel.wake.set()
                 if channel.task is not None:
                     tasks.append(channel.task)
@@ -341,8 +337,28 @@ class _WebSocketInterfaceBase(AgentInterface):
 
     @property
     def seq(self) -> int:
-        """The ``seq`` of the last frame emitted, 0 before the first."""
-        return self._core.seq
+        """Frames emitted so far (the ``seq`` of the last one, for a client registered
+        from the start; each client numbers the frames it gets from 1)."""
+        return self._core.engine.frames
+
+    @property
+    def engine(self) -> TurnEngine:
+        """The turn engine that frames this interface's events (see :mod:`memgpt_lab.turns`)."""
+        return self._core.engine
+
+    def begin_turn(self, **echo: Any) -> int:
+        """Open a turn: ``agent_response_start`` (with ``agent_id``, ``turn_id`` and ``echo``)
+        to every client; the events that follow carry the ``turn_id``. Returns it."""
+        self._core.check_open()
+        return self._core.engine.begin_turn(**echo)
+
+    def end_turn(
+        self, error: str | None = None, *, error_code: str | None = None, **echo: Any
+    ) -> None:
+        """Close the open turn: ``agent_response_error`` first if ``error`` is given, then
+        ``agent_response_end``, queued after every event of the turn."""
+        self._core.check_open()
+        self._core.engine.end_turn(error, error_code=error_code, **echo)
 
     def unregister_client(self, ws: WebSocketClient) -> None:
         """Stop sending to ``ws``, from any thread; frames not yet sent to it are dropped.
@@ -398,6 +414,8 @@ class AsyncWebSocketInterface(_WebSocketInterfaceBase):
         extra_fields: more additive fields for every frame.
         on_drop: called on the loop with ``(client, exception)`` when a client's
             ``send`` raises and the client is dropped (a warning is logged too).
+        max_queued_bytes: a client more than this far behind is dropped
+            (:class:`ClientTooSlowError`); None (the default) for no bound.
     """
 
     def __init__(
@@ -407,9 +425,14 @@ class AsyncWebSocketInterface(_WebSocketInterfaceBase):
         agent_id: str | None = None,
         extra_fields: Mapping[str, Any] | None = None,
         on_drop: DropCallback | None = None,
+        max_queued_bytes: int | None = None,
     ) -> None:
         self._core = _SenderCore(
-            loop, agent_id=agent_id, extra_fields=extra_fields, on_drop=on_drop
+            loop,
+            agent_id=agent_id,
+            extra_fields=extra_fields,
+            on_drop=on_drop,
+            max_queued_bytes=max_queued_bytes,
         )
 
     @property
@@ -506,6 +529,8 @@ class SyncWebSocketInterface(_WebSocketInterfaceBase):
         on_drop: called on the interface's thread with ``(client, exception)``
             when a client's ``send`` raises and the client is dropped.
         thread_name: the background thread's name.
+        max_queued_bytes: a client more than this far behind is dropped
+            (:class:`ClientTooSlowError`); None (the default) for no bound.
     """
 
     def __init__(
@@ -515,11 +540,16 @@ class SyncWebSocketInterface(_WebSocketInterfaceBase):
         extra_fields: Mapping[str, Any] | None = None,
         on_drop: DropCallback | None = None,
         thread_name: str = "memgpt_lab-ws-interface",
+        max_queued_bytes: int | None = None,
     ) -> None:
         self._bg = BackgroundLoop(thread_name, lambda: InterfaceClosedError(_CLOSED_MESSAGE))
         self._close_lock = threading.Lock()
         self._core = _SenderCore(
-            self._bg.loop, agent_id=agent_id, extra_fields=extra_fields, on_drop=on_drop
+            self._bg.loop,
+            agent_id=agent_id,
+            extra_fields=extra_fields,
+            on_drop=on_drop,
+            max_queued_bytes=max_queued_bytes,
         )
         self._bg.start()
 
@@ -559,6 +589,19 @@ class SyncWebSocketInterface(_WebSocketInterfaceBase):
             InterfaceClosedError: the interface is closed.
         """
         self._core.register(ws)
+
+    def step_done(self) -> None:
+        """Deliver the step's frames before ``Agent.step()`` returns (see
+        :meth:`AgentInterface.step_done`): a test may read the mock socket right after.
+
+        On the interface's own thread (an agent stepped inside a coroutine on
+        :attr:`loop`) it cannot wait; there the frames go out at the next await.
+        """
+        if self._core.closed or self._core.on_loop() or self._bg.closed:
+            return
+        if self._bg.thread is threading.current_thread():
+            return
+        self.flush()
 
     def flush(self) -> None:
         """Block until every frame emitted before this call is sent to every client.
