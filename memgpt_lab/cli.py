@@ -5,9 +5,13 @@
     searched) through :class:`SyncWebSocketInterface` into a
     :class:`MockWebSocket`; prints the captured frames as a table. The same
     output on every run.
-``memgpt-lab serve [--host 127.0.0.1] [--port 8282] [--token TOKEN]``
+``memgpt-lab serve [--host 127.0.0.1] [--port 8282] [--token TOKEN] [--model POLICY] ...``
     The WebSocket server, hosting agents on loopback (a token is required to
-    bind any other address).
+    bind any other address), speaking MemGPT 0.2's WebSocket protocol. The
+    model policy is ``scripted`` (the default: every agent offline), a model
+    string (every agent on it) or ``as-requested``; ``--agent NAME[=PRESET]``
+    creates named agents at start; the limits (``--max-queued-bytes``...) are
+    listed by ``memgpt-lab serve --help``.
 ``memgpt-lab serve-llm [--host 127.0.0.1] [--port 8484] [--model scripted] [--api-key KEY] ...``
     An OpenAI-compatible chat-completions endpoint (``/v1``) answering with an
     offline model (``scripted``, ``replay:FILE`` or ``cassette:FILE``), with
@@ -73,12 +77,129 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
     demo = commands.add_parser("demo", help="a short offline conversation, its frames printed")
     demo.add_argument("--width", type=int, default=110, help="table width (default 110)")
-    serve = commands.add_parser("serve", help="the WebSocket server on loopback")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8282, help="port (default 8282)")
-    serve.add_argument("--token", default=None, help="require this token from clients")
+    _add_serve(commands)
     _add_serve_llm(commands)
     return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
+def _not_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
+def _add_serve(commands: Any) -> None:
+    from memgpt_lab.ws import server as defaults
+
+    serve = commands.add_parser(
+        "serve",
+        help="the WebSocket server on loopback, speaking MemGPT 0.2's WebSocket protocol",
+        description="The agent server: MemGPT 0.2's WebSocket protocol, plus additive fields and "
+        "commands. Runs until Ctrl-C or SIGTERM.",
+    )
+    add = serve.add_argument
+    add("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    add("--port", type=int, default=8282, help="port (default 8282; 0 picks a free one)")
+    add("--token", default=None, help="require this token from clients")
+    add(
+        "--model",
+        default="scripted",
+        metavar="POLICY",
+        help="the model agents run on: scripted (default; every agent offline), a model string "
+        "for every agent (e.g. ollama:llama3.1), or as-requested (the model each client asks "
+        "for; a bare OpenAI name like gpt-4-1106-preview means openai:gpt-4-1106-preview)",
+    )
+    add(
+        "--agent",
+        action="append",
+        default=[],
+        metavar="NAME[=PRESET]",
+        help="create an agent of this name at start (repeatable); PRESET is a preset name or "
+        "a .yaml path",
+    )
+    add("--preset-dir", action="append", default=[], metavar="DIR", help="more preset files")
+    add("--persona-dir", action="append", default=[], metavar="DIR", help="more persona texts")
+    add("--human-dir", action="append", default=[], metavar="DIR", help="more human texts")
+    limits = serve.add_argument_group("limits")
+    add = limits.add_argument
+    add(
+        "--max-workers",
+        type=_not_negative,
+        default=None,
+        metavar="N",
+        help="worker threads: agents stepping at once (turns of one agent run one at a time); "
+        "0 steps them on the server's own thread, the fastest for offline agents "
+        f"(default: 0 with --model scripted, else {defaults.DEFAULT_MAX_WORKERS})",
+    )
+    add(
+        "--max-size",
+        type=_positive,
+        default=defaults.DEFAULT_MAX_SIZE,
+        metavar="BYTES",
+        help="largest frame a client may send; bigger ones close with 1009 "
+        f"(default {defaults.DEFAULT_MAX_SIZE})",
+    )
+    add(
+        "--max-queued-bytes",
+        type=_positive,
+        default=defaults.DEFAULT_MAX_QUEUED_BYTES,
+        metavar="BYTES",
+        help="frames queued for one connection before it counts as not reading and is closed "
+        f"with 1008 (default {defaults.DEFAULT_MAX_QUEUED_BYTES})",
+    )
+    add(
+        "--max-turns-in-flight",
+        type=_positive,
+        default=defaults.DEFAULT_MAX_TURNS_IN_FLIGHT,
+        metavar="N",
+        help="requests one connection may have queued or running; more are refused as busy "
+        f"(default {defaults.DEFAULT_MAX_TURNS_IN_FLIGHT})",
+    )
+    add(
+        "--max-agents",
+        type=_positive,
+        default=defaults.DEFAULT_MAX_AGENTS,
+        metavar="N",
+        help=f"agents hosted at most (default {defaults.DEFAULT_MAX_AGENTS})",
+    )
+    add(
+        "--max-rejections",
+        type=_positive,
+        default=defaults.DEFAULT_MAX_REJECTIONS,
+        metavar="N",
+        help=f"refused handshakes remembered (default {defaults.DEFAULT_MAX_REJECTIONS})",
+    )
+    add(
+        "--resume-buffer-bytes",
+        type=_not_negative,
+        default=defaults.DEFAULT_RESUME_BUFFER_BYTES,
+        metavar="BYTES",
+        help="recent turn frames kept per agent for resume and repeated requests "
+        f"(default {defaults.DEFAULT_RESUME_BUFFER_BYTES}; 0 keeps none)",
+    )
+    add(
+        "--max-remembered-requests",
+        type=_positive,
+        default=defaults.DEFAULT_MAX_REMEMBERED_REQUESTS,
+        metavar="N",
+        help="request_ids remembered per agent, so a repeated request is not run twice "
+        f"(default {defaults.DEFAULT_MAX_REMEMBERED_REQUESTS})",
+    )
+
+
+def _agent_option(text: str) -> dict[str, str]:
+    name, sep, preset = text.partition("=")
+    if not name or (sep and not preset):
+        raise ValueError(f"--agent takes NAME or NAME=PRESET, not {text!r}")
+    return {"name": name, "preset": preset} if preset else {"name": name}
 
 
 def _add_serve_llm(commands: Any) -> None:
@@ -217,11 +338,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "serve-llm":
         return _serve_llm(args)
+    return _serve(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
     from memgpt_lab.errors import LabError
     from memgpt_lab.ws.server import serve_forever
 
     try:
-        serve_forever(host=args.host, port=args.port, token=args.token)
+        serve_forever(
+            host=args.host,
+            port=args.port,
+            token=args.token,
+            model=args.model,
+            agents=[_agent_option(text) for text in args.agent],
+            preset_directories=args.preset_dir,
+            persona_directories=args.persona_dir,
+            human_directories=args.human_dir,
+            max_size=args.max_size,
+            max_queued_bytes=args.max_queued_bytes,
+            max_turns_in_flight=args.max_turns_in_flight,
+            max_agents=args.max_agents,
+            max_rejections=args.max_rejections,
+            resume_buffer_bytes=args.resume_buffer_bytes,
+            max_remembered_requests=args.max_remembered_requests,
+            max_workers=args.max_workers,
+        )
     except (LabError, ValueError, OSError) as exc:  # bad settings, port in use
         print(f"memgpt-lab serve: {exc}", file=sys.stderr)
         return 2

@@ -1,8 +1,15 @@
 from __future__ import annotations
 
+import contextlib
 import io
+import json
+import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+
+import pytest
+from websockets.sync.client import connect
 
 from memgpt_lab.cli import DEMO_MESSAGES, main, run_demo
 
@@ -68,14 +75,11 @@ def test_unknown_command_is_a_usage_error(capsys):
     assert "invalid choice" in capsys.readouterr().err
 
 
-def test_serve_listens_on_loopback_and_stops_on_interrupt():
-    import json
-    import signal
-
-    from websockets.sync.client import connect
-
+@contextlib.contextmanager
+def serving(*options: str) -> Iterator[str]:
+    """``memgpt-lab serve --port 0 OPTIONS`` in a process of its own; yields its URL."""
     server = subprocess.Popen(
-        [sys.executable, "-m", "memgpt_lab.cli", "serve", "--port", "0"],
+        [sys.executable, "-m", "memgpt_lab.cli", "serve", "--port", "0", *options],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -83,13 +87,10 @@ def test_serve_listens_on_loopback_and_stops_on_interrupt():
     try:
         assert server.stdout is not None
         line = server.stdout.readline()
-        assert line.startswith("memgpt-lab serving on ws://127.0.0.1:"), line
-        url = line.split()[3]
-        with connect(url) as ws:
-            hello = json.loads(ws.recv(timeout=10))
-            assert hello["type"] == "hello"
-            ws.send(json.dumps({"type": "command", "command": "create_agent", "config": {}}))
-            assert json.loads(ws.recv(timeout=10))["status"] == "OK"
+        assert line.startswith("memgpt-lab serving on ws://127.0.0.1:"), line + (
+            server.stderr.read() if server.stderr else ""
+        )
+        yield line.split()[3]
         server.send_signal(signal.SIGINT)
         assert server.wait(timeout=30) == 0
     finally:
@@ -98,6 +99,57 @@ def test_serve_listens_on_loopback_and_stops_on_interrupt():
         for stream in (server.stdout, server.stderr):
             if stream is not None:
                 stream.close()
+
+
+def test_serve_listens_on_loopback_says_nothing_first_and_stops_on_interrupt():
+    with serving() as url, connect(url) as ws:
+        ws.send(json.dumps({"type": "command", "command": "create_agent", "config": {}}))
+        answer = json.loads(ws.recv(timeout=10))  # the first frame: the answer, no hello
+        assert answer["status"] == "OK: Agent initialized"
+        assert answer["model"] == "scripted"
+        assert answer["seq"] == 1
+
+
+def test_serve_creates_named_agents_and_applies_the_model_policy():
+    options = ("--agent", "agent_26", "--agent", "mini=memgpt_minimal", "--model", "as-requested")
+    with serving(*options) as url, connect(url) as ws:
+        ws.send(json.dumps({"type": "command", "command": "list_agents"}))
+        listed = json.loads(ws.recv(timeout=10))["agents"]
+        config = {"persona": "sam_pov", "human": "basic", "model": "gpt-4-1106-preview"}
+        ws.send(json.dumps({"type": "command", "command": "create_agent", "config": config}))
+        created = json.loads(ws.recv(timeout=10))
+        ws.send(json.dumps({"type": "user_message", "message": "Hi", "agent_id": "agent_26"}))
+        frames = [json.loads(ws.recv(timeout=10))]
+        while frames[-1]["type"] != "agent_response_end":
+            frames.append(json.loads(ws.recv(timeout=10)))
+    assert [(a["name"], a["model"]) for a in listed] == [
+        ("agent_26", "scripted"),
+        ("mini", "scripted"),
+    ]
+    assert created["status"] == "OK: Agent initialized"
+    assert created["model"] == "openai:gpt-4-1106-preview"  # built, not called: no key needed
+    assert frames[0]["type"] == "agent_response_start"
+    assert any(f.get("message_type") == "assistant_message" for f in frames)
+
+
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        (("--model", "gpt-9"), "unknown model 'gpt-9'"),
+        (("--agent", "x=nowhere"), "could not create agent 1 (x): unknown preset 'nowhere'"),
+        (("--agent", "=p"), "--agent takes NAME or NAME=PRESET"),
+    ],
+)
+def test_serve_refuses_bad_settings_with_a_usage_error(capsys, options, says):
+    assert main(["serve", "--port", "0", *options]) == 2
+    assert says in capsys.readouterr().err
+
+
+def test_serve_limits_must_be_positive(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", "--max-queued-bytes", "0"])
+    assert exited.value.code == 2
+    assert "must be 1 or more" in capsys.readouterr().err
 
 
 def test_serve_refuses_to_bind_beyond_loopback_without_a_token(capsys):

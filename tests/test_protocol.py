@@ -49,10 +49,10 @@ class TestConstructors:
         }
 
     def test_command_response(self) -> None:
-        assert protocol.command_response("OK") == {
+        assert protocol.command_response("OK: Agent initialized", agent_id="a1") == {
             "type": "command_response",
-            "status": "OK",
-            "message": "",
+            "status": "OK: Agent initialized",
+            "agent_id": "a1",
         }
 
     def test_user_message(self) -> None:

@@ -35,10 +35,10 @@ def test_nodes_ws_client_creates_an_agent_and_gets_a_whole_turn(server: LabServe
     assert result.stderr == "closed 1000 done\n"
     frames = [json.loads(line) for line in result.stdout.splitlines()]
     assert [f["seq"] for f in frames] == list(range(1, len(frames) + 1))
-    assert [f["type"] for f in frames[:3]] == ["hello", "command_response", "agent_response_start"]
-    assert frames[1]["status"] == "OK"
-    agent_id = frames[1]["agent_id"]
-    turn = frames[2:]
+    assert [f["type"] for f in frames[:2]] == ["command_response", "agent_response_start"]
+    assert frames[0]["status"] == "OK: Agent initialized"
+    agent_id = frames[0]["agent_id"]
+    turn = frames[1:]
     assert turn[-1]["type"] == "agent_response_end"
     assert turn[0]["request_id"] == turn[-1]["request_id"] == "node-1"
     assert {f["type"] for f in turn[1:-1]} == {"agent_response"}

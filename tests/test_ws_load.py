@@ -3,14 +3,14 @@
 Checked per connection: ``seq`` runs 1, 2, 3... with no gap (nothing lost, nothing
 reordered); every turn arrives as one unbroken block start, 4 events, end; no frame of
 another agent arrives; every client sees its own 100 turns, and every turn of its agent
-from the moment it attached, up to the agent's last.
+from the moment it attached, up to the agent's last. How fast is for ``bench/``: nothing
+here measures time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import time
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -64,6 +64,7 @@ class LoadClient:
                 if frame.get("requested_by") == self.connection_id:
                     self.own_ends += 1
             elif frame["type"] == "command_response":
+                assert frame["status"].startswith("OK"), frame
                 self.agent_id = frame["agent_id"]
             self.progress.set()
 
@@ -71,6 +72,14 @@ class LoadClient:
         while not condition():
             self.progress.clear()
             await self.progress.wait()
+
+    async def attach(self) -> None:
+        """Every client attaches (sending alone does not), so it sees all its agent's turns."""
+        await self.ws.send(json.dumps(protocol.command("attach", agent_id=self.agent_id)))
+        await self.until(lambda: self.attached())
+
+    def attached(self) -> bool:
+        return any(f.get("command") == "attach" for f in self.frames)
 
     async def talk(self) -> None:
         for n in range(TURNS):
@@ -120,7 +129,7 @@ def test_fifty_clients_a_hundred_turns_each_five_agents() -> None:
         return QuickAgent({"id": f"agent{next(ids)}"}, interface)
 
     async def main(url: str) -> list[LoadClient]:
-        sockets = [await connect(url, max_queue=None) for _ in range(CLIENTS)]
+        sockets = [await connect(url + "?hello=1", max_queue=None) for _ in range(CLIENTS)]
         clients = [LoadClient(ws, index) for index, ws in enumerate(sockets)]
         readers = [asyncio.create_task(client.read()) for client in clients]
         try:
@@ -129,6 +138,7 @@ def test_fifty_clients_a_hundred_turns_each_five_agents() -> None:
                 await creator.until(lambda c=creator: c.agent_id)
             for client in clients[AGENTS:]:
                 client.agent_id = clients[client.index % AGENTS].agent_id
+            await asyncio.gather(*(c.attach() for c in clients))
             await asyncio.wait_for(asyncio.gather(*(c.talk() for c in clients)), TIMEOUT)
             last = PER_AGENT * TURNS
             await asyncio.wait_for(
@@ -141,7 +151,6 @@ def test_fifty_clients_a_hundred_turns_each_five_agents() -> None:
             await asyncio.gather(*readers, return_exceptions=True)
         return clients
 
-    started = time.perf_counter()
     with LabServer(agent_factory=factory, max_workers=AGENTS) as server:
         clients = asyncio.run(main(server.url))
         assert server.recording is not None
@@ -150,8 +159,6 @@ def test_fifty_clients_a_hundred_turns_each_five_agents() -> None:
         for frame in server.recording.filter(direction="out"):
             if frame.opcode == "text":
                 outgoing[frame.connection_id] = outgoing.get(frame.connection_id, 0) + 1
-    elapsed = time.perf_counter() - started
     for client in clients:
         check(client, outgoing[client.connection_id])
     assert len(sent) == CLIENTS
-    assert elapsed < 45, f"load test took {elapsed:.1f}s"

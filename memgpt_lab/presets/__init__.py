@@ -21,7 +21,10 @@ Add your own in a directory passed as ``directories=[...]`` or in
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +45,9 @@ from memgpt_lab.persistence import InMemoryStateManager
 from memgpt_lab.personas import DEFAULT_PERSONA, get_persona_text
 
 __all__ = [
+    "CONFIG_KEYS",
     "DEFAULT_PRESET",
+    "NAME_PATTERN",
     "Preset",
     "create_agent_from_config",
     "create_agent_from_preset",
@@ -55,6 +60,8 @@ __all__ = [
 ]
 
 DEFAULT_PRESET = "memgpt_chat"
+
+logger = logging.getLogger(__name__)
 
 _FIELDS = {"name", "description", "system_prompt", "system_prompt_text", "functions", "model"}
 
@@ -265,31 +272,85 @@ use_preset = create_agent_from_preset
 # The keys of a config that are not AgentConfig fields; each takes a string.
 _CONFIG_KEYS = ("preset", "persona", "human", "persona_text", "human_text", "model", "id")
 
+#: Every key :func:`create_agent_from_config` reads: its own and the :class:`AgentConfig` fields.
+CONFIG_KEYS: frozenset[str] = frozenset(
+    {*_CONFIG_KEYS, *(spec.name for spec in dataclasses.fields(AgentConfig))}
+)
+
+#: What a preset, persona or human *name* may be when ``names_only`` (no paths, no dots).
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,100}")
+
+_NAMED = {"preset": "preset", "persona": "persona", "human": "human"}
+
 
 def create_agent_from_config(
-    config: Mapping[str, Any] | None = None, interface: AgentInterface | None = None, **options: Any
+    config: Mapping[str, Any] | None = None,
+    interface: AgentInterface | None = None,
+    *,
+    names_only: bool = False,
+    preset_directories: Iterable[PathLike] | None = None,
+    persona_directories: Iterable[PathLike] | None = None,
+    human_directories: Iterable[PathLike] | None = None,
+    **options: Any,
 ) -> Agent:
     """Build an agent from a flat, JSON-friendly mapping (as a server receives it).
 
     Keys, all optional: ``preset``, ``persona`` / ``human`` (names), ``persona_text`` /
-    ``human_text`` (texts, winning over names), ``model`` (a name), ``id``, and any
-    :class:`AgentConfig` field (``name``, ``context_window``...). ``options`` are
-    passed to :func:`create_agent_from_preset` (``clock``...).
+    ``human_text`` (texts, winning over names), ``model`` (a model string), ``id``, and
+    any :class:`AgentConfig` field (``name``, ``context_window``...); see
+    :data:`CONFIG_KEYS`. ``options`` are passed to :func:`create_agent_from_preset`
+    (``clock``...).
+
+    Args:
+        config: the mapping.
+        interface: the agent's observer.
+        names_only: for configs from the network: ``preset``, ``persona`` and
+            ``human`` must be names (:data:`NAME_PATTERN`), looked up in the
+            package, ``$MEMGPT_LAB_HOME`` and the given directories, never paths;
+            and a preset file that fails to load is named, not quoted (its
+            details go to the log). From Python (the default) a preset may be a
+            ``.yaml`` path.
+        preset_directories / persona_directories / human_directories: more
+            directories to look names up in (a preset's prompts too).
+
+    Raises:
+        ValueError: a key of the wrong type, a path where a name must be, an
+            unknown :class:`AgentConfig` key or a value out of range.
+        UnknownNameError: no preset, persona, human or model of that name.
+        PresetError: the preset does not validate.
     """
     config = dict(config or {})
     agent_fields = {k: v for k, v in config.items() if k not in _CONFIG_KEYS}
     for key in _CONFIG_KEYS:
         if key in config and not isinstance(config[key], str):
             raise ValueError(f"config {key!r} must be a string, not {type(config[key]).__name__}")
+    if names_only:
+        for key, kind in _NAMED.items():
+            if key in config and not NAME_PATTERN.fullmatch(config[key]):
+                # Never touch the file system for it, so the answer says nothing about paths.
+                raise ValueError(
+                    f"config {key!r} must be the name of a {kind} (letters, digits, '_' and '-'), "
+                    "not a path: paths are accepted from Python only"
+                )
     # an explicit text wins, even an empty one (then rejected or kept, as a direct text would be)
     persona = config.get("persona_text")
     if persona is None:
-        persona = get_persona_text(config.get("persona", DEFAULT_PERSONA))
+        persona = get_persona_text(config.get("persona", DEFAULT_PERSONA), persona_directories)
     human = config.get("human_text")
     if human is None:
-        human = get_human_text(config.get("human", DEFAULT_HUMAN))
+        human = get_human_text(config.get("human", DEFAULT_HUMAN), human_directories)
+    preset_name = config.get("preset", DEFAULT_PRESET)
+    try:
+        preset = load_preset(preset_name, preset_directories)
+    except PresetError:
+        if not names_only:
+            raise
+        logger.warning("preset %r does not load", preset_name, exc_info=True)
+        raise PresetError(
+            f"preset {preset_name!r} does not load; the server's log says why"
+        ) from None
     return create_agent_from_preset(
-        config.get("preset", DEFAULT_PRESET),
+        preset,
         agent_fields,
         config.get("model"),
         persona,

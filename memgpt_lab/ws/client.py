@@ -10,26 +10,44 @@ the client must not run a loop there::
         agent_id = client.create_agent(persona="sam_pov")
         frames = client.send("Hi, I'm Ann.", agent_id)
 
-Every request carries a ``request_id``, which the server echoes: that is
-how answers are matched to requests, and how a turn (``agent_response_start``
-… ``agent_response_end``) is matched to the ``send`` that caused it, even
-when other clients talk to the same agent.
+Every request carries a ``request_id`` (1, 2, 3... per client), which the
+server echoes: that is how answers are matched to requests. A turn
+(``agent_response_start`` … ``agent_response_end``) is matched to the ``send``
+that caused it by its ``request_id`` and ``requested_by`` (one of this
+client's connections), even when the client also watches other clients'
+turns (:meth:`AsyncLabClient.attach`).
+
+The client connects with ``?hello=1&session=<its session id>``: the server
+greets it with a ``hello`` frame (:attr:`AsyncLabClient.hello`) and knows it
+again after a reconnect. When the connection drops, the client reconnects
+(retrying with backoff for at most ``timeout`` seconds), then:
+
+- re-sends every ``send`` still waiting, with the same ``request_id``: the
+  server answers it with the turn it already ran (or is running), never by
+  running the message twice;
+- re-attaches to the agents it had attached to, and ``resume``-s each after
+  the last turn it saw end, so the turns it missed arrive in
+  :attr:`AsyncLabClient.unsolicited`.
+
+Other requests waiting when the connection drops (commands) fail with
+:class:`~memgpt_lab.errors.LabConnectionError`, since running them twice
+could matter (``create_agent``).
 
 Errors: :class:`~memgpt_lab.errors.ServerResponseError` when the server
 answers with an error frame, :class:`~memgpt_lab.errors.RequestTimeoutError`
 when it does not answer in time, and
 :class:`~memgpt_lab.errors.LabConnectionError` when the connection cannot be
-made, is refused, or drops while a request waits. After a drop the next
-request reconnects, retrying with backoff for at most ``timeout`` seconds.
-Agents live on the server, so they survive a reconnection; attachments
-(which agents' turns this connection sees) do not.
+made, is refused, or drops while a command waits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import itertools
 import logging
+import uuid
 from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import Any, TypeVar
@@ -58,16 +76,20 @@ Frame = dict[str, Any]
 
 _ERROR_TYPES = ("server_error", "agent_response_error")
 
+#: Frames kept in :attr:`AsyncLabClient.unsolicited` by default (the most recent).
+DEFAULT_MAX_UNSOLICITED = 1000
+
 
 class _Request:
     """One request waiting for its answer: a single frame, or a whole turn."""
 
-    __slots__ = ("id", "what", "turn", "frames", "future")
+    __slots__ = ("id", "what", "turn", "frames", "future", "text")
 
-    def __init__(self, request_id: int, what: str, turn: bool) -> None:
+    def __init__(self, request_id: int, what: str, turn: bool, text: str) -> None:
         self.id = request_id
         self.what = what
         self.turn = turn
+        self.text = text  # as sent, to send again after a reconnect
         self.frames: list[Frame] = []
         self.future: asyncio.Future[list[Frame]] = asyncio.get_running_loop().create_future()
 
@@ -91,6 +113,7 @@ class AsyncLabClient:
         recording: record this client's traffic there; ``"in"`` is what it
             sends, ``"out"`` what it receives (the project's convention).
         origin: an ``Origin`` header to send, as a browser would.
+        max_unsolicited: frames kept in :attr:`unsolicited` (the most recent).
     """
 
     def __init__(
@@ -101,25 +124,35 @@ class AsyncLabClient:
         *,
         recording: Recording | None = None,
         origin: str | None = None,
+        max_unsolicited: int = DEFAULT_MAX_UNSOLICITED,
     ) -> None:
         self.url = url
         self.token = token
         self.timeout = timeout
         self.recording = recording
         self.origin = origin
+        #: This client's session id, sent as ``?session=``: the server knows it again after a
+        #: reconnect, so a re-sent message is answered, not run twice.
+        self.session = uuid.uuid4().hex[:16]
         #: The server's ``hello`` frame on the current connection.
         self.hello: Frame | None = None
-        #: Frames no request waited for (turns of attached agents that others asked for).
-        self.unsolicited: list[Frame] = []
+        #: Frames no request waited for (turns of attached agents that others asked for,
+        #: turns replayed by ``resume``); the last ``max_unsolicited``.
+        self.unsolicited: collections.deque[Frame] = collections.deque(maxlen=max_unsolicited)
         self._ws: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._recovery: asyncio.Task[None] | None = None
         self._requests: dict[int, _Request] = {}
         self._turns: dict[tuple[Any, Any], _Request] = {}
         self._ids = itertools.count(1)
         self._connecting: asyncio.Lock | None = None
         self._closed = False
+        self._connected_before = False
         self._connection_id = ""  # in our own recording
-        self._server_connection_id: Any = None  # the server's name for this connection
+        self._server_connection_ids: set[Any] = set()  # the server's names for our connections
+        #: Agents attached to (by id), with the last turn_id seen to end: resumed after that.
+        self._attached: dict[str, int] = {}
+        self._last_turn: dict[str, int] = {}
 
     # -- connecting --------------------------------------------------------------------
 
@@ -129,6 +162,9 @@ class AsyncLabClient:
 
     async def connect(self) -> None:
         """Connect (or reconnect), retrying with backoff for up to ``timeout`` seconds.
+
+        After a reconnect, waiting ``send``s are sent again and attached agents resumed
+        (see the module's docstring).
 
         Raises:
             LabConnectionError: the server refused the handshake (a wrong token,
@@ -141,6 +177,13 @@ class AsyncLabClient:
         async with self._connecting:
             if self._ws is None:
                 await self._connect_with_retries()
+                if self._connected_before:
+                    await self._recover_state()
+                self._connected_before = True
+
+    def _url(self) -> str:
+        joiner = "&" if "?" in self.url else "?"
+        return f"{self.url}{joiner}hello=1&session={self.session}"
 
     async def _connect_with_retries(self) -> None:
         loop = asyncio.get_running_loop()
@@ -153,7 +196,7 @@ class AsyncLabClient:
             try:
                 ws = await asyncio.wait_for(
                     connect(
-                        self.url,
+                        self._url(),
                         additional_headers=headers,
                         origin=Origin(self.origin) if self.origin else None,
                         open_timeout=None,
@@ -189,9 +232,48 @@ class AsyncLabClient:
         self._received(hello)
         self._reader = asyncio.create_task(self._read(ws))
 
+    async def _recover_state(self) -> None:
+        """On a new connection: send waiting turns again, re-attach and resume."""
+        ws = self._ws
+        if ws is None:
+            return
+        try:
+            for request in list(self._requests.values()):
+                if request.turn:
+                    await self._send_text(ws, request.text)
+            for agent_id, after in list(self._attached.items()):
+                after = max(after, self._last_turn.get(agent_id, 0))
+                frame = protocol.command("resume", agent_id=agent_id, after_turn=after)
+                await self._send_text(ws, protocol.encode(frame))
+        except ConnectionClosed:
+            pass  # dropped again: the reader notices, and recovery starts over
+
+    async def _send_text(self, ws: ClientConnection, text: str) -> None:
+        if self.recording is not None:
+            self.recording.record("in", text, connection_id=self._connection_id)
+        await ws.send(text)
+
+    async def _recover(self) -> None:
+        """After a drop with turns waiting: reconnect, or fail them when that is impossible."""
+        try:
+            await self.connect()
+        except LabConnectionError as exc:
+            reason = str(exc)
+            self._fail_all(lambda request: f"{request.what}: {reason}")
+
+    def _start_recovery(self) -> None:
+        if self._closed or (self._recovery is not None and not self._recovery.done()):
+            return
+        self._recovery = asyncio.create_task(self._recover())
+
     async def close(self) -> None:
         """Close the connection (code 1000). Idempotent; pending requests fail."""
         self._closed = True
+        if self._recovery is not None:
+            self._recovery.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._recovery
+            self._recovery = None
         ws, self._ws = self._ws, None
         if ws is not None:
             await ws.close()
@@ -231,13 +313,22 @@ class AsyncLabClient:
                     )
             if not self._closed:
                 code = ws.close_code if ws.close_code is not None else 1006
-                self._fail_all(
-                    lambda request: (
-                        f"the connection to {self.url} dropped (close code {code}) while "
-                        f"{request.what} waited for its answer; it may have run on the server "
-                        "(check with list_agents or get_memory)"
+                self._turns.clear()  # a turn's frames start again on the next connection
+                for request in list(self._requests.values()):
+                    if request.turn:
+                        request.frames.clear()
+                        continue
+                    del self._requests[request.id]
+                    request.finish(
+                        LabConnectionError(
+                            f"the connection to {self.url} dropped (close code {code}) while "
+                            f"{request.what} waited for its answer; it may have run on the server "
+                            "(check with list_agents or get_memory)"
+                        )
                     )
-                )
+                if self._requests or self._attached:
+                    # Turns wait, or attached agents go on: reconnect now, not at the next call.
+                    self._start_recovery()
 
     def _received(self, message: str | bytes) -> None:
         if self.recording is not None:
@@ -247,37 +338,52 @@ class AsyncLabClient:
         except ProtocolError:
             logger.warning("ignored a frame that is not a JSON object: %r", message[:200])
             return
-        if frame["type"] == "hello":
-            self.hello = frame
-            self._server_connection_id = frame.get("connection_id")
-            return
+        kind = frame["type"]
         request_id = frame.get("request_id")
-        if not isinstance(request_id, (str, int)):  # ours are; a server's odd one matches nothing
-            request_id = None
+        if not isinstance(request_id, int) or isinstance(request_id, bool):
+            request_id = None  # ours are integers; a server's odd one matches nothing
+        if kind == "hello" and request_id is None:  # the greeting ?hello=1 asked for
+            self.hello = frame
+            self._server_connection_ids.add(frame.get("connection_id"))
+            return
         turn_id = frame.get("turn_id")
+        agent_id = frame.get("agent_id")
         if turn_id is not None:
-            key = (frame.get("agent_id"), turn_id)
-            request = self._requests.get(request_id)  # type: ignore[arg-type]
+            key = (agent_id, turn_id)
             if (
-                frame["type"] == "agent_response_start"
+                kind == "agent_response_end"
+                and isinstance(turn_id, int)
+                and isinstance(agent_id, str)
+            ):
+                self._last_turn[agent_id] = max(self._last_turn.get(agent_id, 0), turn_id)
+            request = self._requests.get(request_id) if request_id is not None else None
+            if (
+                kind == "agent_response_start"
                 and request is not None
                 and request.turn
-                # Request ids are unique per connection only; others' turns reach us too.
-                and frame.get("requested_by") == self._server_connection_id
+                # Request ids are unique per client only, and others' turns reach us too.
+                and frame.get("requested_by") in self._server_connection_ids
+                and key not in self._turns
             ):
                 self._turns[key] = request
             turn = self._turns.get(key)
             if turn is not None:
                 turn.frames.append(frame)
-                if frame["type"] == "agent_response_end":
+                if kind == "agent_response_end":
                     del self._turns[key]
                     self._finish(turn)
                 return
         else:
-            request = self._requests.get(request_id)  # type: ignore[arg-type]
+            request = self._requests.get(request_id) if request_id is not None else None
             if request is not None:
                 request.frames.append(frame)
-                self._finish(request)
+                # A refused turn is start, error, end (MemGPT's shape), or one error frame.
+                if (
+                    not request.turn
+                    or kind == "agent_response_end"
+                    or request.frames[0]["type"] != "agent_response_start"
+                ):
+                    self._finish(request)
                 return
         self.unsolicited.append(frame)
 
@@ -288,14 +394,18 @@ class AsyncLabClient:
                 f
                 for f in request.frames
                 if f["type"] in _ERROR_TYPES
-                or (f["type"] == "command_response" and f.get("status") != "OK")
+                or (
+                    f["type"] == "command_response"
+                    and not str(f.get("status", "")).startswith("OK")
+                )
             ),
             None,
         )
         if error is None:
             request.finish()
         else:
-            message = f"{request.what} failed: {error.get('message', error)}"
+            said = error.get("message") or error.get("status") or error
+            message = f"{request.what} failed: {said}"
             request.finish(ServerResponseError(message, error, request.frames))
 
     def _fail_all(self, message: Callable[[_Request], str]) -> None:
@@ -323,18 +433,20 @@ class AsyncLabClient:
         ws = self._ws
         if ws is None:  # dropped again between connecting and now
             raise LabConnectionError(f"the connection to {self.url} dropped; try again")
-        request = _Request(next(self._ids), what or frame["type"], turn)
+        request_id = next(self._ids)
+        text = protocol.encode({**frame, "request_id": request_id})
+        request = _Request(request_id, what or frame["type"], turn, text)
         self._requests[request.id] = request
-        text = protocol.encode({**frame, "request_id": request.id})
         try:
-            if self.recording is not None:
-                self.recording.record("in", text, connection_id=self._connection_id)
-            await ws.send(text)
+            await self._send_text(ws, text)
         except ConnectionClosed:
-            self._requests.pop(request.id, None)
-            raise LabConnectionError(
-                f"the connection to {self.url} dropped before {request.what} was sent"
-            ) from None
+            if not turn:
+                self._requests.pop(request.id, None)
+                raise LabConnectionError(
+                    f"the connection to {self.url} dropped before {request.what} was sent"
+                ) from None
+            # A turn waits: it is sent again once the client has reconnected.
+            self._start_recovery()
         try:
             return await asyncio.wait_for(request.future, self.timeout)
         except asyncio.TimeoutError:
@@ -377,12 +489,44 @@ class AsyncLabClient:
         return dict(frames[-1]["memory"])
 
     async def attach(self, agent_id: str) -> None:
-        """Receive the agent's turns (into :attr:`unsolicited`) without sending to it."""
-        await self.request(protocol.command("attach", agent_id=agent_id), what="attach")
+        """Receive the agent's turns (into :attr:`unsolicited`) without sending to it.
+
+        Kept across reconnections: the client re-attaches and resumes on its own."""
+        frames = await self.request(protocol.command("attach", agent_id=agent_id), what="attach")
+        answer = frames[-1]
+        canonical = str(answer.get("agent_id", agent_id))
+        self._attached[canonical] = max(
+            int(answer.get("turns", 0)), self._attached.get(canonical, 0)
+        )
 
     async def detach(self, agent_id: str) -> None:
         """Stop receiving the agent's turns."""
-        await self.request(protocol.command("detach", agent_id=agent_id), what="detach")
+        frames = await self.request(protocol.command("detach", agent_id=agent_id), what="detach")
+        self._attached.pop(str(frames[-1].get("agent_id", agent_id)), None)
+
+    async def delete_agent(self, agent_id: str) -> None:
+        """Delete an agent (by id or name) from the server."""
+        frames = await self.request(
+            protocol.command("delete_agent", agent_id=agent_id), what=f"delete_agent {agent_id}"
+        )
+        self._attached.pop(str(frames[-1].get("agent_id", agent_id)), None)
+
+    async def resume(self, agent_id: str, after_turn: int = 0) -> Frame:
+        """Attach, and have the agent's kept turns after ``after_turn`` replayed into
+        :attr:`unsolicited`; returns the server's answer (``replayed_turns``, ``complete``)."""
+        frames = await self.request(
+            protocol.command("resume", agent_id=agent_id, after_turn=after_turn),
+            what=f"resume {agent_id}",
+        )
+        answer = frames[-1]
+        canonical = str(answer.get("agent_id", agent_id))
+        self._attached[canonical] = max(after_turn, self._attached.get(canonical, 0))
+        return answer
+
+    async def server_hello(self) -> Frame:
+        """Ask for the server's ``hello`` frame (protocol version, commands, features, limits)."""
+        frames = await self.request(protocol.command("hello"), what="hello")
+        return frames[-1]
 
 
 class LabClient:
@@ -401,8 +545,16 @@ class LabClient:
         *,
         recording: Recording | None = None,
         origin: str | None = None,
+        max_unsolicited: int = DEFAULT_MAX_UNSOLICITED,
     ) -> None:
-        self._client = AsyncLabClient(url, token, timeout, recording=recording, origin=origin)
+        self._client = AsyncLabClient(
+            url,
+            token,
+            timeout,
+            recording=recording,
+            origin=origin,
+            max_unsolicited=max_unsolicited,
+        )
         self._loop = BackgroundLoop("memgpt_lab client")
         self._loop.start()
         try:
@@ -425,9 +577,14 @@ class LabClient:
         return self._client.hello
 
     @property
-    def unsolicited(self) -> list[Frame]:
-        """Frames no request waited for (turns of attached agents others asked for)."""
+    def unsolicited(self) -> collections.deque[Frame]:
+        """Frames no request waited for (turns of attached agents others asked for); bounded."""
         return self._client.unsolicited
+
+    @property
+    def session(self) -> str:
+        """See :attr:`AsyncLabClient.session`."""
+        return self._client.session
 
     def create_agent(self, **config: Any) -> str:
         """See :meth:`AsyncLabClient.create_agent`."""
@@ -452,6 +609,18 @@ class LabClient:
     def detach(self, agent_id: str) -> None:
         """See :meth:`AsyncLabClient.detach`."""
         self._call(self._client.detach(agent_id))
+
+    def delete_agent(self, agent_id: str) -> None:
+        """See :meth:`AsyncLabClient.delete_agent`."""
+        self._call(self._client.delete_agent(agent_id))
+
+    def resume(self, agent_id: str, after_turn: int = 0) -> Frame:
+        """See :meth:`AsyncLabClient.resume`."""
+        return self._call(self._client.resume(agent_id, after_turn))
+
+    def server_hello(self) -> Frame:
+        """See :meth:`AsyncLabClient.server_hello`."""
+        return self._call(self._client.server_hello())
 
     def request(self, frame: Frame, *, turn: bool = False) -> list[Frame]:
         """See :meth:`AsyncLabClient.request`."""

@@ -6,7 +6,7 @@ Server to client::
     {"type": "agent_response", "message_type": "internal_monologue" | "assistant_message"
                                                | "function_message", "message": "..."}
     {"type": "agent_response_end"}
-    {"type": "command_response", "status": "OK" | "error", "message": "..."}
+    {"type": "command_response", "status": "OK: ..." | "Error: ..."}
     {"type": "agent_response_error", "message": "..."}
     {"type": "server_error", "message": "..."}
 
@@ -31,14 +31,11 @@ from memgpt_lab.errors import ProtocolError
 
 __all__ = [
     "AGENT_MESSAGE_TYPES",
-    "CLIENT_FRAME_TYPES",
-    "COMMANDS",
     "PROTOCOL_VERSION",
     "agent_response",
     "agent_response_end",
     "agent_response_error",
     "agent_response_start",
-    "check_client_frame",
     "command",
     "command_response",
     "decode",
@@ -47,12 +44,14 @@ __all__ = [
     "event_frame",
     "events_from_messages",
     "hello",
+    "json_type",
     "server_error",
     "user_message",
 ]
 
-#: Bumped when a change is not purely additive.
-PROTOCOL_VERSION = "1.0"
+#: Bumped when a change is not purely additive (2.0: nothing sent unasked, MemGPT's
+#: status texts, ``error_code``, ``seq`` per connection as the last field).
+PROTOCOL_VERSION = "2.0"
 
 #: The ``message_type`` values of an ``agent_response`` frame, one per interface event.
 AGENT_MESSAGE_TYPES = ("internal_monologue", "assistant_message", "function_message")
@@ -84,9 +83,10 @@ def agent_response_error(message: str, **extra: Any) -> Frame:
     return {"type": "agent_response_error", "message": message, **extra}
 
 
-def command_response(status: str, message: str = "", **extra: Any) -> Frame:
-    """The answer to a ``command`` frame; ``status`` is ``"OK"`` or ``"error"``."""
-    return {"type": "command_response", "status": status, "message": message, **extra}
+def command_response(status: str, **extra: Any) -> Frame:
+    """The answer to a ``command`` frame. ``status`` starts with ``OK`` or ``Error:``, as
+    MemGPT's clients check: ``"OK: Agent initialized"``, ``"Error: bad data from client - ..."``."""
+    return {"type": "command_response", "status": status, **extra}
 
 
 def server_error(message: str, **extra: Any) -> Frame:
@@ -312,83 +312,15 @@ def _call_event(name: str, arguments: Any) -> tuple[str, str]:
 
 # --------------------------------------------------------------------------- client frames
 
-#: The ``type`` values a client may send.
-CLIENT_FRAME_TYPES = ("command", "user_message")
-
-#: The commands a server answers, and the fields each needs besides ``command``.
-#: ``create_agent`` and ``user_message`` are MemGPT's; the rest are additions.
-COMMANDS: dict[str, tuple[str, ...]] = {
-    "create_agent": (),
-    "list_agents": (),
-    "get_memory": ("agent_id",),
-    "attach": ("agent_id",),
-    "detach": ("agent_id",),
-}
-
 
 def hello(**extra: Any) -> Frame:
-    """The first frame a server sends on a new connection (an addition to MemGPT's protocol)."""
+    """The lab's greeting (an addition to MemGPT's protocol): sent only when a client asks
+    (the ``hello`` command, or ``?hello=1`` when connecting), never unasked."""
     return {"type": "hello", "protocol_version": PROTOCOL_VERSION, **extra}
 
 
-def check_client_frame(frame: Mapping[str, Any]) -> None:
-    """Check a decoded client frame's fields, without looking at any server state.
-
-    Call after :func:`decode`. Optional everywhere: ``request_id`` (a string or
-    an integer), which a server echoes in its answers so that a client can
-    match them to its requests.
-
-    Raises:
-        ProtocolError: the first thing wrong with the frame, named so that the
-            sender can fix it (an unknown ``type`` or command, a missing field,
-            a field of the wrong type).
-    """
-    kind = frame.get("type")
-    if kind not in CLIENT_FRAME_TYPES:
-        raise ProtocolError(
-            f"unknown frame type {kind!r}; a client sends {' or '.join(CLIENT_FRAME_TYPES)}"
-        )
-    request_id = frame.get("request_id")
-    if request_id is not None and (
-        isinstance(request_id, bool) or not isinstance(request_id, (str, int))
-    ):
-        raise ProtocolError(
-            f"'request_id' must be a string or an integer, not {_json_type(request_id)}"
-        )
-    if kind == "user_message":
-        _require_string(frame, "message", "user_message")
-        _require_string(frame, "agent_id", "user_message", hint=_AGENT_HINT)
-        return
-    name = frame.get("command")
-    if not isinstance(name, str):
-        raise ProtocolError(
-            f"command frame needs a 'command' string, not {_json_type(name)}; "
-            f"one of {', '.join(COMMANDS)}"
-        )
-    if name not in COMMANDS:
-        raise ProtocolError(f"unknown command {name!r}; expected one of {', '.join(COMMANDS)}")
-    config = frame.get("config")
-    if config is not None and not isinstance(config, dict):
-        raise ProtocolError(f"command 'config' must be a JSON object, not {_json_type(config)}")
-    for field in COMMANDS[name]:
-        _require_string(frame, field, f"command {name!r}", hint=_AGENT_HINT)
-
-
-_AGENT_HINT = " (the id that create_agent or list_agents answered)"
-
-
-def _require_string(frame: Mapping[str, Any], field: str, what: str, hint: str = "") -> None:
-    value = frame.get(field)
-    if field not in frame:
-        raise ProtocolError(f"{what} needs a {field!r} field{hint}")
-    if not isinstance(value, str):
-        raise ProtocolError(f"{what} field {field!r} must be a string, not {_json_type(value)}")
-    if field == "agent_id" and not value:
-        raise ProtocolError(f"{what} field 'agent_id' is empty{hint}")
-
-
-def _json_type(value: Any) -> str:
-    # Name JSON types as the sender wrote them, not as Python parsed them.
+def json_type(value: Any) -> str:
+    """A value's JSON type as the sender wrote it (\"a string\", \"null\"...), for messages."""
     if value is None:
         return "null"
     if isinstance(value, bool):

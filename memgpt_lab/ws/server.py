@@ -1,4 +1,4 @@
-"""A WebSocket server that hosts agents, speaking MemGPT's WebSocket protocol.
+"""A WebSocket server that hosts agents, speaking MemGPT 0.2's WebSocket protocol.
 
 Run it from a terminal with ``memgpt-lab serve`` (:func:`serve_forever`), or
 from a notebook or a test with :class:`LabServer`, which serves on a loop in
@@ -9,38 +9,90 @@ a background thread and records every frame into a
         ...connect to server.url...
     server.recording.table()
 
-The protocol is MemGPT's (see :mod:`memgpt_lab.ws.protocol`) plus additive
-fields and frames: a ``hello`` frame on connect (with the ``connection_id``);
-``seq`` (per connection, from 1, on every frame); ``agent_id`` and
+A client written for MemGPT 0.2's ``ws_api`` works unchanged
+-------------------------------------------------------------
+- Nothing is sent before the client speaks. A ``hello`` frame is sent on
+  request (``{"type": "command", "command": "hello"}``) and first thing to
+  clients that connect with ``?hello=1``.
+- ``create_agent`` takes MemGPT's config keys (``name``, ``preset``,
+  ``persona``, ``human``, ``model``, ``llm_config``, ``embedding_config``);
+  keys the server does not use are ignored, and listed in the answer's
+  ``ignored``. Which model an agent runs on is the server's *model policy*
+  (``LabServer(model=...)``, ``memgpt-lab serve --model``): ``"scripted"`` (the
+  default: every agent on the offline model), a model string (every agent on
+  it), or ``"as-requested"`` (what the client asked, where a backend exists; a
+  bare OpenAI name such as ``gpt-4-1106-preview`` means
+  ``openai:gpt-4-1106-preview``). Over the wire ``preset``, ``persona`` and
+  ``human`` are names looked up in the configured directories, never paths.
+- ``command_response`` ``status`` starts with ``OK`` or ``Error:``:
+  ``"OK: Agent initialized"``, ``"Error: Failed to init agent - <reason>"``,
+  ``"Error: bad data from client - <data>"``.
+- Agents have names (``agent_N`` when none is given); ``agent_id`` in any frame
+  takes the id or the name.
+- A turn's frames go to the connection that asked for it and to connections
+  that ``attach``-ed to the agent explicitly, never to anyone else. Sending a
+  ``user_message`` does not attach.
+- Bad input is answered with the frame type MemGPT answered with: not JSON, or
+  JSON without ``type``: ``command_response`` ``"Error: bad data from client -
+  ..."``; an unknown command: ``server_error`` ``"unrecognized client command
+  type: ..."``; an unknown ``type``: ``server_error`` ``"unrecognized client
+  package data type: ..."``; ``user_message`` without ``agent_id``:
+  ``agent_response_error`` ``"agent_name was not specified in the request"``
+  alone; an unknown agent, an empty message or a ``/command``:
+  ``agent_response_start``, ``agent_response_error``, ``agent_response_end``.
+  Where MemGPT crashed instead, the answer is this server's own error frame.
+  Every error frame carries a stable ``error_code`` (see :data:`ERROR_CODES`).
+- A binary frame holding UTF-8 JSON is read like a text frame.
+
+Additions (extra fields, extra commands)
+----------------------------------------
+``seq`` on every frame (per connection, from 1, gap-free); ``agent_id`` and
 ``turn_id`` on every frame of a turn; ``request_id`` echoed from the request
-and, on a turn's start and end, ``requested_by`` (the connection id of the
-sender, since other connections see the turn too); an ``error`` code on
-error frames; the commands ``list_agents``, ``get_memory``, ``attach`` and
-``detach``.
+(on a turn's start and end), with ``requested_by`` (the connection id of the
+sender); the commands ``hello``, ``list_agents``, ``get_memory``, ``attach``,
+``detach``, ``delete_agent`` and ``resume``.
 
-How a turn flows, and why its frames cannot be lost or reordered:
+Reconnecting without running a message twice: a client that connects with
+``?session=<id>`` (1-64 of ``[A-Za-z0-9_-]``) and sends a ``user_message`` with
+a ``request_id`` it already sent to that agent in that session is answered
+with that request's turn, from the first run (live, if it is still running),
+never by running it again. A client that reconnects sends
+``{"type": "command", "command": "resume", "agent_id": ..., "after_turn": N}``
+and gets ``command_response`` (``replayed_turns``, ``complete``) then, with its
+own ``seq``, every kept frame of the agent's turns after ``turn_id`` N that it
+did not already receive on this connection, then the rest of a turn still
+running; resuming also attaches. Both come from a bounded per-agent buffer.
 
-1. A ``user_message`` becomes one task on the server's loop. It takes the
-   agent's :class:`asyncio.Lock` (turns of one agent run one at a time, in
-   arrival order; other agents' turns run meanwhile), sends
-   ``agent_response_start`` and runs ``agent.turn(message)`` on a worker
-   thread, so the loop keeps answering pings, commands and other agents.
-2. The agent calls its interface on the worker thread; each event is encoded
-   there and appended to the agent's pending list, and the loop is woken
-   only when that list goes from empty to non-empty.
-3. When ``agent.turn`` returns, the task drains the pending list itself, on
-   the loop, *then* queues ``agent_response_end``. Every event was appended
-   before ``turn`` returned, so the end frame is queued after the turn's last
-   frame by construction: no sleep, no timing assumption.
-4. Frames are routed to the connections attached to that agent (its creator,
-   whoever sent to it or attached to it), never broadcast. The recipients of a
-   turn are fixed when it starts: attaching or detaching takes effect at the
-   next turn, so nobody sees half a turn. Each connection
-   has one queue and one writer task, which numbers nothing and reorders
-   nothing: ``seq`` is assigned when a frame is queued, on the loop.
+Bounds (each a ``LabServer`` argument and a ``serve`` option)
+-------------------------------------------------------------
+``max_size`` (a client frame), ``max_queued_bytes`` (frames queued for one
+connection: past it the connection is closed with 1008), ``max_turns_in_flight``
+(queued or running requests of one connection: past it ``error_code: "busy"``),
+``max_agents`` (past it ``create_agent`` fails; ``delete_agent`` makes room),
+``max_rejections`` (refused handshakes kept), ``resume_buffer_bytes`` (per
+agent) and ``max_remembered_requests`` (per agent).
 
-Threads: the loop thread (``LabServer`` makes one; ``serve_forever`` uses the
-caller's) and a pool of worker threads for agent turns and agent creation.
+How a turn flows, and why its frames cannot be lost or reordered
+----------------------------------------------------------------
+Every agent has a :class:`~memgpt_lab.turns.TurnEngine` and a FIFO of jobs
+(turns and memory snapshots); every connection has an
+:class:`~memgpt_lab.turns.Outbox` and one writer task. A ``user_message`` is
+appended to its agent's FIFO on the loop (no task, no lock per message); when
+the agent is idle, it is handed to a worker, which runs ``begin_turn``,
+``agent.turn`` and ``end_turn``: framing, ``seq`` and routing are the engine's,
+so the end is queued after the turn's last event by construction, and a frame
+is encoded once for all its recipients. After each job the agent goes to the
+back of the workers' queue, so agents take turns. Outboxes wake their writer
+when they go from empty to non-empty (at most one wake-up on its way to the
+loop per connection); the writer sends what is queued, in order, and records
+each frame *after* it was sent. A frame that cannot be sent closes that
+connection alone, with 1011.
+
+Threads: the loop thread (``LabServer`` makes one) and, for agents whose model
+may wait on a network, a pool of ``max_workers`` worker threads. Offline agents
+(the ``scripted`` policy) step on the loop thread itself (``max_workers=0``):
+their turns are CPU-bound, where more threads would only contend for the GIL.
+Agents are created on a worker thread in either case.
 """
 
 from __future__ import annotations
@@ -50,12 +102,13 @@ import collections
 import concurrent.futures
 import contextlib
 import hmac
+import json
 import logging
 import re
 import threading
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from http import HTTPStatus
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -63,15 +116,27 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from memgpt_lab._hosting import is_loopback, run_until_interrupted
-from memgpt_lab.errors import LabError
+from memgpt_lab.errors import LabError, ProtocolError, UnknownNameError
 from memgpt_lab.interface import AgentInterface
 from memgpt_lab.recorder import Recording
+from memgpt_lab.turns import DEFAULT_MAX_QUEUED_BYTES, Outbox, TurnEngine
 from memgpt_lab.ws import protocol
 from memgpt_lab.ws._serving import BackgroundServer
 
 __all__ = [
+    "AS_REQUESTED",
+    "COMMANDS",
     "DEFAULT_ALLOWED_ORIGINS",
+    "DEFAULT_MAX_AGENTS",
+    "DEFAULT_MAX_QUEUED_BYTES",
+    "DEFAULT_MAX_REJECTIONS",
+    "DEFAULT_MAX_REMEMBERED_REQUESTS",
     "DEFAULT_MAX_SIZE",
+    "DEFAULT_MAX_TURNS_IN_FLIGHT",
+    "DEFAULT_MAX_WORKERS",
+    "DEFAULT_RESUME_BUFFER_BYTES",
+    "ERROR_CODES",
+    "FEATURES",
     "HostedAgent",
     "LabServer",
     "origin_allowed",
@@ -80,8 +145,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_T = TypeVar("_T")
-
 #: Browser origins accepted by default: pages served from this machine's loopback.
 DEFAULT_ALLOWED_ORIGINS: tuple[re.Pattern[str], ...] = (
     re.compile(r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d{1,5})?"),
@@ -89,8 +152,80 @@ DEFAULT_ALLOWED_ORIGINS: tuple[re.Pattern[str], ...] = (
 
 #: The largest frame a client may send, in bytes; bigger ones close the connection (1009).
 DEFAULT_MAX_SIZE = 1 << 20
+#: Queued or running requests (turns, get_memory) one connection may have; more are ``busy``.
+DEFAULT_MAX_TURNS_IN_FLIGHT = 32
+#: Agents one server hosts at most; ``delete_agent`` makes room.
+DEFAULT_MAX_AGENTS = 100
+#: Refused handshakes kept in :attr:`LabServer.rejections` (the most recent).
+DEFAULT_MAX_REJECTIONS = 100
+#: Bytes of recent turn frames kept per agent, for ``resume`` and repeated requests (256 KiB).
+DEFAULT_RESUME_BUFFER_BYTES = 256 << 10
+#: ``request_id``s remembered per agent, so a repeated request is answered, not run again.
+DEFAULT_MAX_REMEMBERED_REQUESTS = 256
+
+#: Worker threads stepping agents (turns of different agents at once), for agents whose
+#: model may wait on a network; offline (``scripted``) agents step on the loop's thread.
+DEFAULT_MAX_WORKERS = 8
+
+#: The model policy that runs each agent on the model its client asked for.
+AS_REQUESTED = "as-requested"
+
+#: The commands this server answers (MemGPT's ``create_agent``, the rest additions).
+COMMANDS = (
+    "create_agent",
+    "hello",
+    "list_agents",
+    "get_memory",
+    "attach",
+    "detach",
+    "delete_agent",
+    "resume",
+)
+
+#: Additive features announced in ``hello``.
+FEATURES = (
+    "seq",
+    "agent_id",
+    "turn_id",
+    "request_id",
+    "agent_names",
+    "attach",
+    "resume",
+    "session",
+)
+
+#: Every ``error_code`` this server sends, and when.
+ERROR_CODES: dict[str, str] = {
+    "bad_json": "the frame is not JSON",
+    "invalid_unicode": "the frame holds a lone surrogate (or bytes that are not UTF-8)",
+    "no_type": "a JSON object without 'type'",
+    "bad_frame": "a field is missing or of the wrong type",
+    "unknown_type": "a 'type' the server does not know",
+    "unknown_command": "a 'command' the server does not know",
+    "no_agent": "user_message without agent_id",
+    "unknown_agent": "no agent with that id or name",
+    "invalid_input": "an empty message, or a MemGPT CLI command ('/...')",
+    "busy": "the connection has max_turns_in_flight requests queued or running",
+    "shutting_down": "the server is stopping",
+    "bad_config": "create_agent's config does not make an agent",
+    "unknown_name": "create_agent names a preset, persona, human or model that does not exist",
+    "name_taken": "another agent has that name or id",
+    "too_many_agents": "the server hosts max_agents agents",
+    "internal": "the server failed; its log says why",
+    "turn_failed": "the agent raised during the turn",
+    "aborted": "the server stopped before the turn finished",
+    "deleted": "the agent was deleted before the request ran",
+    "expired": "a repeated request whose turn is no longer kept",
+    "not_run": "a repeated request that was dropped before it ran",
+}
 
 _SERVER_NAME = "memgpt_lab"
+_SESSION = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_MAX_NAME = 100
+_MAX_REQUEST_ID = 200
+_SHOWN = 500  # characters of a client's data quoted back in an error
+_START = '{"type":"agent_response_start"'
+_END = '{"type":"agent_response_end"'
 
 
 class HostedAgent(Protocol):
@@ -109,12 +244,34 @@ class HostedAgent(Protocol):
 AgentFactory = Callable[[dict[str, Any], AgentInterface], HostedAgent]
 
 
-def _default_factory(config: dict[str, Any], interface: AgentInterface) -> HostedAgent:
-    # Imported on first use: the agent core is not needed to import this module.
-    from memgpt_lab.presets import create_agent_from_config
+class _PresetFactory:
+    """The default factory: :func:`~memgpt_lab.presets.create_agent_from_config`, names only
+    over the wire, names looked up in the server's directories too."""
 
-    agent: HostedAgent = create_agent_from_config(config, interface)
-    return agent
+    def __init__(self, directories: Mapping[str, Sequence[str]]) -> None:
+        self.directories = directories
+
+    @property
+    def accepted_keys(self) -> frozenset[str]:
+        from memgpt_lab.presets import CONFIG_KEYS
+
+        return CONFIG_KEYS
+
+    def __call__(
+        self, config: dict[str, Any], interface: AgentInterface, *, names_only: bool = True
+    ) -> HostedAgent:
+        # Imported on first use: the agent core is not needed to import this module.
+        from memgpt_lab.presets import create_agent_from_config
+
+        agent: HostedAgent = create_agent_from_config(
+            config,
+            interface,
+            names_only=names_only,
+            preset_directories=self.directories.get("presets"),
+            persona_directories=self.directories.get("personas"),
+            human_directories=self.directories.get("humans"),
+        )
+        return agent
 
 
 def origin_allowed(
@@ -138,150 +295,413 @@ def origin_allowed(
     return False
 
 
+# --------------------------------------------------------------------------- frames
+
+
+def _command_response(status: str, command: Any = None, **extra: Any) -> dict[str, Any]:
+    frame: dict[str, Any] = {"type": "command_response", "status": status}
+    if isinstance(command, str):
+        frame["command"] = command
+    frame.update(extra)
+    return frame
+
+
+def _shown(data: Any) -> str:
+    """A client's data as quoted back in an error: its text, or the parsed value's repr."""
+    if isinstance(data, (bytes, bytearray)):
+        text = bytes(data).decode("utf-8", "replace")
+    elif isinstance(data, str):
+        text = data
+    else:
+        text = str(data)  # MemGPT quoted the parsed dict as Python prints it
+    return text if len(text) <= _SHOWN else text[:_SHOWN] + "…"
+
+
+def _without_seq(text: str) -> str:
+    # An Outbox splices its seq in last: take it out to re-number the frame for another one.
+    return text[: text.rindex(',"seq":')] + "}"
+
+
+def _refused_turn(
+    outbox: Outbox, message: str, code: str, agent_ref: Any, echo: Mapping[str, Any]
+) -> None:
+    """Start, error, end: MemGPT's answer to a user_message it could not run."""
+    fields: dict[str, Any] = {"agent_id": agent_ref} if isinstance(agent_ref, str) else {}
+    outbox.push_many(
+        protocol.encode(frame)
+        for frame in (
+            protocol.agent_response_start(**fields, **echo),
+            protocol.agent_response_error(message, **fields, error_code=code, **echo),
+            protocol.agent_response_end(**fields, **echo),
+        )
+    )
+
+
+# --------------------------------------------------------------------------- agents
+
+
+class _Job:
+    """One request waiting in an agent's FIFO: a turn, or a memory snapshot."""
+
+    __slots__ = ("kind", "connection", "message", "echo", "key", "state", "turn_id", "followers")
+
+    QUEUED, RUNNING, DONE = "queued", "running", "done"
+
+    def __init__(
+        self,
+        kind: str,
+        connection: _Connection,
+        message: str = "",
+        echo: dict[str, Any] | None = None,
+        key: tuple[str, Any] | None = None,
+    ) -> None:
+        self.kind = kind
+        self.connection = connection
+        self.message = message
+        self.echo = echo or {}
+        self.key = key
+        self.state = self.QUEUED
+        self.turn_id: int | None = None
+        # Connections that repeated this request before its turn started.
+        self.followers: list[Outbox] = []
+
+
+class _AgentSlot:
+    """A hosted agent: its turn engine, its FIFO of jobs, and what resume needs.
+
+    ``lock`` guards the FIFO, the buffer of recent frames and the followers;
+    it is taken inside the engine's lock (by :meth:`_tapped`), never around
+    a call into the engine. ``emit_lock`` makes "muted?" and "emit" one step,
+    so that an aborted turn's worker cannot put a frame after its end.
+    """
+
+    def __init__(
+        self,
+        agent: HostedAgent,
+        name: str,
+        model: str | None,
+        *,
+        history_bytes: int,
+        max_requests: int,
+    ) -> None:
+        self.agent = agent
+        self.id = str(agent.id)
+        self.name = name
+        self.model = model
+        self.engine = TurnEngine(self.id)
+        self.lock = threading.Lock()
+        self.emit_lock = threading.Lock()
+        self.jobs: collections.deque[_Job] = collections.deque()
+        self.busy = False
+        self.current: _Job | None = None
+        self.muted = False
+        # Recent frames of this agent as (turn_id, text with the tap's seq), oldest first.
+        self.history: collections.deque[tuple[int | None, str]] = collections.deque()
+        self.history_chars = 0
+        self.history_limit = history_bytes
+        self.first_whole_turn = 1  # turns before it lost frames to the bound
+        # Who got (or gets) each kept turn: its recipients, followers and replays.
+        self.recipients_of: dict[int, set[str]] = {}
+        self.open_turn: int | None = None
+        self.followers: list[Outbox] = []  # late joiners of the open turn
+        self.requests: collections.OrderedDict[tuple[str, Any], _Job] = collections.OrderedDict()
+        self.max_requests = max_requests
+        # Subscribed for good: sees every frame of the agent, in order, as it is queued.
+        self.tap = Outbox("~history", max_queued_bytes=None, on_ready=self._tapped)
+        self.engine.subscribe(self.tap)
+
+    def describe(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "model": self.model, "turns": self.engine.turns}
+
+    # -- the tap: called under the engine's lock, on whichever thread queued the frame --
+
+    def _tapped(self) -> None:
+        texts = self.tap.take()
+        engine = self.engine
+        turn_id = engine.turn_id
+        with self.lock:
+            for text in texts:
+                if turn_id is not None and text.startswith(_START):
+                    recipients = {outbox.id for outbox in engine.recipients}
+                    self.open_turn = turn_id
+                    job = self.current
+                    self.followers = []
+                    if job is not None:
+                        # Who repeated the request before it started gets it from the start.
+                        job.turn_id = turn_id
+                        self.followers = [o for o in job.followers if o.id not in recipients]
+                        recipients.update(o.id for o in self.followers)
+                        job.followers = []
+                    self.recipients_of[turn_id] = recipients
+                if self.followers:
+                    body = _without_seq(text)
+                    for outbox in self.followers:
+                        outbox.push(body)
+                if self.history_limit:
+                    self.history.append((turn_id, text))
+                    self.history_chars += len(text)
+                elif turn_id is not None and text.startswith(_START):
+                    self.first_whole_turn = turn_id + 1  # nothing is kept
+                if turn_id is not None and text.startswith(_END):
+                    self.open_turn = None
+                    self.followers = []
+            self._evict()
+
+    def _evict(self) -> None:
+        history = self.history
+        while history and self.history_chars > self.history_limit:
+            turn_id, text = history.popleft()
+            self.history_chars -= len(text)
+            if turn_id is not None and turn_id >= self.first_whole_turn:
+                self.first_whole_turn = turn_id + 1
+        recipients = self.recipients_of
+        while recipients:
+            oldest = next(iter(recipients))
+            if oldest >= self.first_whole_turn or oldest == self.open_turn:
+                break
+            del recipients[oldest]
+
+    def _replay(
+        self,
+        outbox: Outbox,
+        turns: Callable[[int], bool],
+        first: Callable[[list[int]], dict[str, Any]] | None = None,
+    ) -> None:
+        """Queue ``first(turns replayed)`` when given, then the kept frames of the chosen turns
+        that ``outbox`` has not had; follow the open turn if it is one of them. Under ``lock``."""
+        bodies: list[str] = []
+        replayed: list[int] = []
+        for turn_id, text in self.history:
+            if turn_id is None or turn_id < self.first_whole_turn or not turns(turn_id):
+                continue
+            if outbox.id in self.recipients_of.get(turn_id, ()):
+                continue  # it got (or gets) this turn already
+            bodies.append(_without_seq(text))
+            if not replayed or replayed[-1] != turn_id:
+                replayed.append(turn_id)
+        if first is not None:
+            outbox.send(first(replayed))
+        outbox.push_many(bodies)
+        for turn_id in replayed:
+            self.recipients_of[turn_id].add(outbox.id)
+        if self.open_turn is not None and self.open_turn in replayed:
+            self.followers.append(outbox)
+
+    def resume(
+        self, outbox: Outbox, after_turn: int, response: Callable[[list[int], bool], dict[str, Any]]
+    ) -> None:
+        """Queue ``response(replayed_turns, complete)``, then the kept frames of the turns after
+        ``after_turn`` that ``outbox`` did not receive, then the rest of the open turn.
+
+        Call after subscribing ``outbox``: a turn that starts from then on reaches it anyway."""
+        with self.lock:
+            complete = after_turn + 1 >= self.first_whole_turn
+            self._replay(
+                outbox, lambda turn: turn > after_turn, lambda turns: response(turns, complete)
+            )
+
+    def join(self, job: _Job, outbox: Outbox) -> str | None:
+        """Give ``outbox`` the turn of a repeated request: live, replayed, or both.
+
+        Returns None, or why it cannot: ``"expired"`` (no longer kept) or ``"not_run"``."""
+        with self.lock:
+            if job.turn_id is None:
+                if job.state == _Job.DONE:
+                    return "not_run"
+                if outbox not in job.followers:
+                    job.followers.append(outbox)
+                return None
+            turn_id = job.turn_id
+            if outbox.id in self.recipients_of.get(turn_id, ()):
+                return None  # it is getting this turn already
+            if turn_id < self.first_whole_turn:
+                return "expired"
+            self._replay(outbox, lambda turn: turn == turn_id)
+            return None
+
+    def remember(self, job: _Job) -> None:
+        if job.key is None:
+            return
+        with self.lock:
+            self.requests[job.key] = job
+            while len(self.requests) > self.max_requests:
+                self.requests.popitem(last=False)
+
+    def remembered(self, key: tuple[str, Any]) -> _Job | None:
+        with self.lock:
+            return self.requests.get(key)
+
+
+class _SlotInterface(AgentInterface):
+    """The interface a hosted agent reports to: straight into its slot's turn engine."""
+
+    def __init__(self) -> None:
+        self.slot: _AgentSlot | None = None
+
+    def emit(self, kind: str, msg: str, msg_obj: dict[str, Any] | None = None) -> None:
+        slot = self.slot
+        if slot is None or kind == "user_message":  # being built, or no frame for it
+            return
+        with slot.emit_lock:
+            if not slot.muted:
+                slot.engine.emit(kind, msg)
+
+    def internal_monologue(self, msg: str, msg_obj: dict[str, Any] | None = None) -> None:
+        self.emit("internal_monologue", msg)
+
+    def assistant_message(self, msg: str, msg_obj: dict[str, Any] | None = None) -> None:
+        self.emit("assistant_message", msg)
+
+    def function_message(self, msg: str, msg_obj: dict[str, Any] | None = None) -> None:
+        self.emit("function_message", msg)
+
+
 # --------------------------------------------------------------------------- connections
 
 
 class _Connection:
-    """One client: its outgoing queue, writer task, ``seq`` counter and attachments.
-
-    Everything here runs on the server's loop.
-    """
+    """One client: its outbox, writer task, attachments and requests in flight."""
 
     __slots__ = (
         "ws",
         "id",
-        "recording",
-        "queue",
+        "session",
+        "outbox",
+        "loop",
+        "loop_thread",
         "wake",
+        "wake_pending",
         "idle",
-        "seq",
-        "agents",
         "writer",
-        "closed",
+        "agents",
+        "inflight",
+        "inflight_lock",
+        "closing",
+        "recording",
+        "on_overflow",
     )
 
-    def __init__(self, ws: ServerConnection, connection_id: str, recording: Recording | None):
+    def __init__(
+        self,
+        ws: ServerConnection,
+        connection_id: str,
+        session: str | None,
+        *,
+        max_queued_bytes: int,
+        recording: Recording | None,
+        on_overflow: Callable[[_Connection], None],
+    ) -> None:
         self.ws = ws
         self.id = connection_id
-        self.recording = recording
-        self.queue: collections.deque[str] = collections.deque()
+        self.session = session
+        self.loop = asyncio.get_running_loop()
+        self.loop_thread = threading.get_ident()
         self.wake = asyncio.Event()
+        self.wake_pending = False  # a wake-up from another thread is on its way to the loop
         self.idle = asyncio.Event()
         self.idle.set()
-        self.seq = 0
-        self.agents: set[str] = set()
         self.writer: asyncio.Task[None] | None = None
-        self.closed = False
-
-    def push(self, body: str) -> None:
-        """Queue one encoded frame (a JSON object without ``seq``), numbering it."""
-        self.seq += 1
-        # Splice seq in front instead of re-encoding: bodies are shared by every
-        # connection attached to an agent and encoded once, on the worker thread.
-        self.queue.append(f'{{"seq":{self.seq},{body[1:]}')
-        self.idle.clear()
-        self.wake.set()
+        self.agents: set[str] = set()  # ids of the agents it attached to
+        self.inflight = 0
+        self.inflight_lock = threading.Lock()
+        self.closing = False
+        self.recording = recording
+        self.on_overflow = on_overflow
+        self.outbox = Outbox(
+            connection_id,
+            max_queued_bytes=max_queued_bytes,
+            on_ready=self._ready,
+            on_overflow=self._overflowed,
+        )
 
     def send(self, frame: Mapping[str, Any]) -> None:
-        self.push(protocol.encode(dict(frame)))
+        self.outbox.send(frame)
+
+    def _ready(self) -> None:
+        # Any thread: the loop's own, or a worker's mid-turn (frames stream as they come).
+        if threading.get_ident() == self.loop_thread:
+            self.wake.set()
+        elif not self.wake_pending:  # one hop to the loop at a time is enough
+            self.wake_pending = True
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody to wake
+                self.loop.call_soon_threadsafe(self._woken)
+
+    def _woken(self) -> None:
+        self.wake_pending = False  # before the writer looks: a later frame schedules again
+        self.wake.set()
+
+    def _overflowed(self) -> None:
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(self.on_overflow, self)
+
+    def take_slot(self, limit: int) -> bool:
+        """Count one more request in flight, unless ``limit`` are."""
+        with self.inflight_lock:
+            if self.inflight >= limit:
+                return False
+            self.inflight += 1
+            return True
+
+    def release_slot(self) -> None:
+        with self.inflight_lock:
+            self.inflight -= 1
 
     async def write_loop(self) -> None:
-        ws, queue, recording = self.ws, self.queue, self.recording
+        """Send what the outbox queues, in order; record each frame once it was sent."""
+        ws, outbox, recording = self.ws, self.outbox, self.recording
         try:
             while True:
-                while queue:
-                    text = queue.popleft()
-                    if recording is not None:
-                        # Recorded before the send so the recording is in wire order.
-                        recording.record("out", text, connection_id=self.id)
+                texts = outbox.take()
+                if not texts:
+                    self.idle.set()
+                    self.wake.clear()
+                    await self.wake.wait()
+                    continue
+                self.idle.clear()
+                for text in texts:
+                    if not text.isascii():
+                        text.encode()  # strict: a frame that is not text fails here, not in ws
                     await ws.send(text)
-                self.idle.set()
-                self.wake.clear()
-                await self.wake.wait()
+                    if recording is not None:
+                        recording.record("out", text, connection_id=self.id)
         except ConnectionClosed:
             pass
+        except Exception:
+            # This connection only: close it as the protocol says for an internal error.
+            logger.exception("could not send a frame to %s; closing it (1011)", self.id)
+            self.closing = True
+            outbox.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    ws.close(1011, "internal error: a frame could not be sent"), ws.close_timeout
+                )
+            ws.transport.abort()
         finally:
-            queue.clear()
             self.idle.set()
 
-
-class _AgentSlot:
-    """A hosted agent, its turn lock, its subscribers and its pending events."""
-
-    def __init__(self, agent: HostedAgent) -> None:
-        self.agent = agent
-        self.id = agent.id
-        self.lock = asyncio.Lock()
-        self.subscribers: dict[str, _Connection] = {}
-        # Who gets the current turn: fixed at its start, so a connection that attaches
-        # (or detaches) mid-turn never sees half a turn.
-        self.recipients: list[_Connection] = []
-        self.turns = 0
-        self.turn_id = 0
-        self.pending: list[str] = []
-        self.pending_lock = threading.Lock()
-        # Set when a turn is aborted: its worker thread may still emit, and must not
-        # put frames after the turn's end.
-        self.muted = False
-
-    def begin_turn(self, requester: _Connection) -> None:
-        """Fix the turn's recipients: the subscribers now, and always the one who asked."""
-        self.recipients = list(self.subscribers.values())
-        if requester not in self.recipients:  # it detached while its turn waited
-            self.recipients.append(requester)
-
-    def deliver(self, body: str) -> None:
-        for connection in self.recipients:
-            if not connection.closed:
-                connection.push(body)
-
-    def drain(self, mute: bool = False) -> None:
-        """Deliver the events the worker thread queued; on the loop.
-
-        With ``mute``, later events of this agent are dropped (an aborted turn).
-        """
-        with self.pending_lock:
-            bodies, self.pending = self.pending, []
-            self.muted = self.muted or mute
-        for body in bodies:
-            self.deliver(body)
-
-
-class _ServerInterface(AgentInterface):
-    """The interface a hosted agent reports to: encodes on the calling thread, wakes the loop."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.slot: _AgentSlot | None = None
-
-    def _emit(self, kind: str, msg: str) -> None:
-        slot = self.slot
-        if slot is None:  # an event while the agent is being built: nobody to tell
-            return
-        body = protocol.encode(
-            protocol.event_frame(kind, msg, agent_id=slot.id, turn_id=slot.turn_id)
-        )
-        with slot.pending_lock:
-            if slot.muted:
-                return
-            slot.pending.append(body)
-            first = len(slot.pending) == 1
-        if first:
-            # A closed loop (a turn outliving an aborted shutdown) has nobody to tell.
-            with contextlib.suppress(RuntimeError):
-                self.loop.call_soon_threadsafe(slot.drain)
-
-    def internal_monologue(self, msg: str, msg_obj: dict[str, Any] | None = None) -> None:
-        self._emit("internal_monologue", msg)
-
-    def assistant_message(self, msg: str, msg_obj: dict[str, Any] | None = None) -> None:
-        self._emit("assistant_message", msg)
-
-    def function_message(self, msg: str, msg_obj: dict[str, Any] | None = None) -> None:
-        self._emit("function_message", msg)
+    async def flush(self) -> None:
+        """Return once everything queued so far has been sent (or the writer ended)."""
+        while self.outbox.queued and self.writer is not None and not self.writer.done():
+            self.idle.clear()
+            self.wake.set()
+            await self.idle.wait()
 
 
 # --------------------------------------------------------------------------- the core
+
+
+class _Plan(NamedTuple):
+    config: dict[str, Any]  # what the factory gets
+    name: str
+    ignored: list[str]
+    note: str | None
+    requested: str | None  # the model the client asked for
+
+
+class _Refusal(Exception):
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class _ServerCore:
@@ -294,35 +714,60 @@ class _ServerCore:
         recording: Recording | None,
         token: str | None,
         allowed_origins: Sequence[str | re.Pattern[str]],
+        model_policy: str,
         max_workers: int,
+        max_queued_bytes: int,
+        max_turns_in_flight: int,
+        max_agents: int,
+        max_rejections: int,
+        resume_buffer_bytes: int,
+        max_remembered_requests: int,
+        max_size: int,
     ) -> None:
         self.agent_factory = agent_factory
         self.recording = recording
         self.token = token
         self.allowed_origins = tuple(allowed_origins)
+        self.model_policy = model_policy
+        self.max_queued_bytes = max_queued_bytes
+        self.max_turns_in_flight = max_turns_in_flight
+        self.max_agents = max_agents
+        self.resume_buffer_bytes = resume_buffer_bytes
+        self.max_remembered_requests = max_remembered_requests
+        self.max_size = max_size
         self.agents: dict[str, _AgentSlot] = {}
+        self.names: dict[str, str] = {}  # name -> id
+        self.reserved: set[str] = set()  # names of agents being created
         self.connections: dict[str, _Connection] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.closing = False
         #: Set on the loop once shutdown has begun: new requests are refused from then on.
         self.stopping = threading.Event()
-        self.rejections: list[tuple[int, str]] = []
-        self.executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers, thread_name_prefix="memgpt_lab-agent"
+        self.rejections: collections.deque[tuple[int, str]] = collections.deque(
+            maxlen=max_rejections
         )
+        #: 0 workers: agents step on the loop's own thread (see LabServer's max_workers).
+        self.inline = max_workers == 0
+        self.executor = concurrent.futures.ThreadPoolExecutor(
+            max(max_workers, 1), thread_name_prefix="memgpt_lab-agent"
+        )
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._drained: asyncio.Event | None = None
         self._connection_count = 0
+        self._agent_count = 0
 
     # -- handshake ---------------------------------------------------------------------
 
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        """Refuse disallowed browser origins (403) and missing or wrong tokens (401)."""
+        """Refuse disallowed browser origins (403), missing or wrong tokens (401), bad sessions (400)."""
         origin = request.headers.get("Origin")
         if not origin_allowed(origin, self.allowed_origins):
             return self._reject(
                 connection, HTTPStatus.FORBIDDEN, f"origin {origin!r} is not allowed"
             )
+        query = parse_qs(urlsplit(request.path).query)
         if self.token is not None:
-            given = parse_qs(urlsplit(request.path).query).get("token", [None])[-1]
+            given = query.get("token", [None])[-1]
             authorization = request.headers.get("Authorization", "")
             if given is None and authorization[:7].lower() == "bearer ":
                 given = authorization[7:].strip()
@@ -334,6 +779,13 @@ class _ServerCore:
                 )
             if not hmac.compare_digest(given.encode(), self.token.encode()):
                 return self._reject(connection, HTTPStatus.UNAUTHORIZED, "wrong token")
+        session = query.get("session", [None])[-1]
+        if session is not None and not _SESSION.fullmatch(session):
+            return self._reject(
+                connection,
+                HTTPStatus.BAD_REQUEST,
+                "?session= must be 1 to 64 letters, digits, '_' or '-'",
+            )
         return None
 
     def _reject(self, connection: ServerConnection, status: HTTPStatus, reason: str) -> Response:
@@ -351,16 +803,19 @@ class _ServerCore:
 
     async def handle(self, ws: ServerConnection) -> None:
         """The websockets handler: one call per connection, returning when it closes."""
-        connection = _Connection(ws, self._new_connection_id(), self.recording)
+        query = parse_qs(urlsplit(ws.request.path).query) if ws.request is not None else {}
+        connection = _Connection(
+            ws,
+            self._new_connection_id(),
+            query.get("session", [None])[-1],
+            max_queued_bytes=self.max_queued_bytes,
+            recording=self.recording,
+            on_overflow=self._overflowed,
+        )
         self.connections[connection.id] = connection
         connection.writer = asyncio.create_task(connection.write_loop())
-        connection.send(
-            protocol.hello(
-                server=_SERVER_NAME,
-                connection_id=connection.id,
-                commands=list(protocol.COMMANDS),
-            )
-        )
+        if query.get("hello", ["0"])[-1].lower() in ("1", "true", "yes"):
+            connection.send(self._hello(connection, {}))
         recording = self.recording
         try:
             async for message in ws:
@@ -370,254 +825,783 @@ class _ServerCore:
         except ConnectionClosed:
             pass  # an abnormal close; recorded below like any other
         finally:
-            connection.closed = True
+            connection.closing = True
+            connection.outbox.close()
             for agent_id in connection.agents:
                 slot = self.agents.get(agent_id)
                 if slot is not None:
-                    slot.subscribers.pop(connection.id, None)
+                    slot.engine.unsubscribe(connection.outbox)
             del self.connections[connection.id]
-            connection.wake.set()
-            connection.writer.cancel()
+            writer = connection.writer
+            writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await connection.writer
+                await writer
             if recording is not None:
                 _record_close(recording, ws, connection.id)
+
+    def _overflowed(self, connection: _Connection) -> None:
+        """On the loop: a client that stopped reading passed max_queued_bytes; close it (1008)."""
+        if connection.closing:
+            return
+        connection.closing = True
+        logger.warning(
+            "connection %s queued more than %d bytes without reading them; closing it (1008)",
+            connection.id,
+            self.max_queued_bytes,
+        )
+        self._spawn(
+            _close(
+                connection.ws,
+                1008,
+                f"not reading: over {self.max_queued_bytes} bytes of frames queued",
+            )
+        )
+
+    def _hello(self, connection: _Connection, echo: Mapping[str, Any]) -> dict[str, Any]:
+        extra = {"session": connection.session} if connection.session else {}
+        return protocol.hello(
+            server=_SERVER_NAME,
+            connection_id=connection.id,
+            **extra,
+            commands=list(COMMANDS),
+            features=list(FEATURES),
+            model_policy=self.model_policy,
+            limits={
+                "max_size": self.max_size,
+                "max_queued_bytes": self.max_queued_bytes,
+                "max_turns_in_flight": self.max_turns_in_flight,
+                "max_agents": self.max_agents,
+                "resume_buffer_bytes": self.resume_buffer_bytes,
+                "max_remembered_requests": self.max_remembered_requests,
+            },
+            **echo,
+        )
 
     # -- requests ----------------------------------------------------------------------
 
     def dispatch(self, connection: _Connection, message: str | bytes) -> None:
-        """Answer one client frame: errors at once, requests in a task of their own."""
+        """Answer one client frame; on the loop, never blocking it."""
         if isinstance(message, bytes):
-            connection.send(
-                protocol.server_error(
-                    "binary frames are not supported; send JSON text frames", error="binary_frame"
+            # A binary frame is read as UTF-8 text (json.loads alone would guess UTF-16/32 too).
+            try:
+                message = message.decode()
+            except UnicodeDecodeError:
+                connection.send(
+                    _command_response(
+                        f"Error: bad data from client - {_shown(message)}",
+                        error_code="invalid_unicode",
+                    )
                 )
-            )
-            return
+                return
         try:
             frame = protocol.decode(message)
-        except LabError as exc:
-            connection.send(protocol.server_error(str(exc), error="bad_frame"))
+        except ProtocolError as exc:
+            self._undecodable(connection, message, exc)
             return
-        echo = _echo(frame)
-        kind = frame["type"]
-        try:
-            protocol.check_client_frame(frame)
-        except LabError as exc:
-            connection.send(_error_frame(kind, frame, str(exc), "bad_frame", echo))
-            return
-        if self.closing:
-            connection.send(
-                _error_frame(kind, frame, "the server is shutting down", "shutting_down", echo)
-            )
-            return
-        if kind == "user_message":
-            slot = self._slot(connection, frame, echo)
-            if slot is not None:
-                self._attach(connection, slot)
-                # Every subscriber sees the turn; requested_by tells the sender it is theirs.
-                echo["requested_by"] = connection.id
-                self._spawn(self.run_turn(slot, connection, frame["message"], echo))
-            return
-        name = frame["command"]
-        if name == "create_agent":
-            self._spawn(self.create_agent(connection, frame.get("config") or {}, echo))
-        elif name == "list_agents":
-            agents = [_describe(slot) for slot in self.agents.values()]
-            connection.send(
-                protocol.command_response(
-                    "OK", f"{len(agents)} agent(s)", command=name, agents=agents, **echo
-                )
-            )
-        else:
-            slot = self._slot(connection, frame, echo)
-            if slot is None:
-                return
-            if name == "get_memory":
-                self._spawn(self.get_memory(connection, slot, echo))
-                return
-            if name == "attach":
-                self._attach(connection, slot)
-            else:
-                slot.subscribers.pop(connection.id, None)
-                connection.agents.discard(slot.id)
-            connection.send(
-                protocol.command_response(
-                    "OK", f"{name}ed agent {slot.id}", command=name, agent_id=slot.id, **echo
-                )
-            )
-
-    def _slot(
-        self, connection: _Connection, frame: Mapping[str, Any], echo: dict[str, Any]
-    ) -> _AgentSlot | None:
-        agent_id = frame["agent_id"]
-        slot = self.agents.get(agent_id)
-        if slot is None:
-            known = ", ".join(self.agents) or "none yet; send create_agent first"
-            connection.send(
-                _error_frame(
-                    frame["type"],
+        echo: dict[str, Any] = {}
+        if "request_id" in frame and frame["request_id"] is not None:
+            request_id = frame["request_id"]
+            if (
+                isinstance(request_id, bool)
+                or not isinstance(request_id, (str, int))
+                or (isinstance(request_id, str) and len(request_id) > _MAX_REQUEST_ID)
+            ):
+                self._bad_frame(
+                    connection,
                     frame,
-                    f"unknown agent_id {agent_id!r}; agents: {known}",
-                    "unknown_agent",
-                    echo,
+                    f"'request_id' must be a string (at most {_MAX_REQUEST_ID} characters) "
+                    "or an integer",
+                    "bad_frame",
+                )
+                return
+            echo["request_id"] = request_id
+        kind = frame["type"]
+        if kind == "user_message":
+            self._user_message(connection, frame, echo)
+        elif kind == "command":
+            self._command(connection, frame, echo)
+        else:
+            connection.send(
+                protocol.server_error(
+                    f"unrecognized client package data type: {_shown(frame)}",
+                    error_code="unknown_type",
+                    **echo,
                 )
             )
-        return slot
 
-    def _attach(self, connection: _Connection, slot: _AgentSlot) -> None:
-        slot.subscribers[connection.id] = connection
-        connection.agents.add(slot.id)
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(coro)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    def _in_worker(self, fn: Callable[..., _T], *args: Any) -> Awaitable[_T]:
-        return asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
-
-    async def create_agent(
-        self, connection: _Connection, config: dict[str, Any], echo: dict[str, Any]
-    ) -> None:
-        interface = _ServerInterface(asyncio.get_running_loop())
+    def _undecodable(self, connection: _Connection, message: str, exc: ProtocolError) -> None:
+        # Parse once more, only on this error path, to answer with MemGPT's frame for the kind.
+        parsed: Any
         try:
-            agent = await self._in_worker(self.agent_factory, config, interface)
-            if agent.id in self.agents:
-                raise LabError(f"an agent with id {agent.id!r} already exists")
-        except (LabError, ValueError, TypeError) as exc:
+            parsed = json.loads(message)
+        except ValueError:
+            parsed = shown = message
+        else:
+            shown = parsed  # MemGPT quoted what it had parsed
+        if not isinstance(parsed, dict) or "type" not in parsed:
+            code = (
+                exc.code if exc.code in ("bad_json", "invalid_unicode", "no_type") else "bad_frame"
+            )
             connection.send(
-                protocol.command_response(
-                    "error",
-                    f"create_agent failed: {exc}",
-                    command="create_agent",
-                    error="bad_config",
-                    **echo,
-                )
+                _command_response(f"Error: bad data from client - {_shown(shown)}", error_code=code)
             )
             return
-        except Exception as exc:
-            logger.exception("agent factory failed")
-            connection.send(
-                protocol.command_response(
-                    "error",
-                    f"create_agent failed: {type(exc).__name__}: {exc}",
-                    command="create_agent",
-                    error="internal",
-                    **echo,
-                )
-            )
+        if exc.code == "invalid_unicode" and parsed["type"] in ("user_message", "command"):
+            self._bad_frame(connection, parsed, str(exc), "invalid_unicode")
             return
-        agent.interface = interface
-        slot = _AgentSlot(agent)
-        interface.slot = slot
-        self.agents[slot.id] = slot
-        self._attach(connection, slot)
         connection.send(
-            protocol.command_response(
-                "OK",
-                f"created agent {slot.id}",
-                command="create_agent",
-                agent_id=slot.id,
-                agent=_describe(slot),
-                **echo,
+            protocol.server_error(
+                f"unrecognized client package data type: {_shown(parsed)}",
+                error_code="unknown_type",
             )
         )
 
-    async def get_memory(
-        self, connection: _Connection, slot: _AgentSlot, echo: dict[str, Any]
+    def _bad_frame(
+        self, connection: _Connection, frame: Mapping[str, Any], message: str, code: str
     ) -> None:
-        # Under the turn lock: a snapshot taken mid-turn would mix two states.
-        async with slot.lock:
-            try:
-                memory = await self._in_worker(slot.agent.memory_snapshot)
-            except Exception as exc:
-                logger.exception("memory_snapshot failed for agent %s", slot.id)
+        """A request this server cannot read, answered with the frame type of its kind."""
+        echo = _echo(frame)
+        if frame.get("type") == "user_message":
+            agent_ref = frame.get("agent_id")
+            extra = {"agent_id": agent_ref} if isinstance(agent_ref, str) else {}
+            connection.send(
+                protocol.agent_response_error(message, **extra, error_code=code, **echo)
+            )
+        else:
+            connection.send(
+                _command_response(
+                    f"Error: {message}", frame.get("command"), error_code=code, **echo
+                )
+            )
+
+    def _find(self, agent_ref: Any) -> _AgentSlot | None:
+        if not isinstance(agent_ref, str):
+            return None
+        slot = self.agents.get(agent_ref)
+        if slot is None:
+            agent_id = self.names.get(agent_ref)
+            slot = self.agents.get(agent_id) if agent_id is not None else None
+        return slot
+
+    def _unknown_agent(self, agent_ref: Any) -> str:
+        names = sorted(slot.name for slot in self.agents.values())
+        known = ", ".join(names[:20]) + (", …" if len(names) > 20 else "")
+        return (
+            f"unknown agent {agent_ref!r}; agents: {known or 'none yet; send create_agent first'}"
+        )
+
+    def _user_message(
+        self, connection: _Connection, frame: Mapping[str, Any], echo: dict[str, Any]
+    ) -> None:
+        agent_ref = frame.get("agent_id")
+        if agent_ref is None:
+            connection.send(
+                protocol.agent_response_error(
+                    "agent_name was not specified in the request", error_code="no_agent", **echo
+                )
+            )
+            return
+        if "message" not in frame:
+            self._bad_frame(connection, frame, "user_message needs a 'message' field", "bad_frame")
+            return
+        if self.closing:
+            self._bad_frame(connection, frame, "the server is shutting down", "shutting_down")
+            return
+        message = frame["message"]
+        if not isinstance(message, str) or not message or message.startswith("/"):
+            # MemGPT refused these after its start frame, as a failed turn.
+            _refused_turn(
+                connection.outbox,
+                f"Invalid input: '{_shown(message)}'",
+                "invalid_input",
+                agent_ref,
+                echo,
+            )
+            return
+        slot = self._find(agent_ref)
+        if slot is None:
+            _refused_turn(
+                connection.outbox, self._unknown_agent(agent_ref), "unknown_agent", agent_ref, echo
+            )
+            return
+        key = None
+        if connection.session is not None and "request_id" in echo:
+            key = (connection.session, echo["request_id"])
+            earlier = slot.remembered(key)
+            if earlier is not None:
+                why = slot.join(earlier, connection.outbox)
+                if why is not None:
+                    _refused_turn(
+                        connection.outbox,
+                        f"request {echo['request_id']!r} was sent before and "
+                        + (
+                            "its turn is no longer kept; it was not run again"
+                            if why == "expired"
+                            else "was dropped before it ran; send it with a new request_id"
+                        ),
+                        why,
+                        slot.id,
+                        echo,
+                    )
+                return
+        if not connection.take_slot(self.max_turns_in_flight):
+            connection.send(
+                protocol.agent_response_error(
+                    f"this connection has {self.max_turns_in_flight} requests queued or running; "
+                    "wait for an answer before sending more",
+                    agent_id=slot.id,
+                    error_code="busy",
+                    **echo,
+                )
+            )
+            return
+        # The sender's connection id on start and end: attached observers see the turn too.
+        job = _Job("turn", connection, message, {**echo, "requested_by": connection.id}, key)
+        slot.remember(job)
+        self._enqueue(slot, job)
+
+    def _command(
+        self, connection: _Connection, frame: Mapping[str, Any], echo: dict[str, Any]
+    ) -> None:
+        name = frame.get("command")
+        if "command" not in frame:
+            self._bad_frame(
+                connection,
+                frame,
+                f"a command frame needs a 'command': one of {', '.join(COMMANDS)}",
+                "bad_frame",
+            )
+            return
+        if name not in COMMANDS:
+            connection.send(
+                protocol.server_error(
+                    f"unrecognized client command type: {_shown(frame)}",
+                    error_code="unknown_command",
+                    **echo,
+                )
+            )
+            return
+        if name == "hello":
+            connection.send(self._hello(connection, echo))
+            return
+        if self.closing:
+            self._bad_frame(connection, frame, "the server is shutting down", "shutting_down")
+            return
+        if name == "create_agent":
+            config = frame.get("config")
+            if config is None:
+                config = {}
+            if not isinstance(config, dict):
                 connection.send(
-                    protocol.command_response(
-                        "error",
-                        f"get_memory failed: {type(exc).__name__}: {exc}",
-                        command="get_memory",
-                        agent_id=slot.id,
-                        error="internal",
+                    _command_response(
+                        "Error: Failed to init agent - 'config' must be a JSON object, not "
+                        + protocol.json_type(config),
+                        name,
+                        error_code="bad_config",
                         **echo,
                     )
                 )
                 return
+            self._spawn(self._create_agent(connection, config, echo))
+            return
+        if name == "list_agents":
+            agents = [slot.describe() for slot in self.agents.values()]
+            connection.send(
+                _command_response(f"OK: {len(agents)} agent(s)", name, agents=agents, **echo)
+            )
+            return
+        agent_ref = frame.get("agent_id")
+        if not isinstance(agent_ref, str):
+            self._bad_frame(
+                connection,
+                frame,
+                f"{name} needs an 'agent_id' string (the agent's id or name)",
+                "bad_frame",
+            )
+            return
+        slot = self._find(agent_ref)
+        if slot is None:
+            connection.send(
+                _command_response(
+                    f"Error: {self._unknown_agent(agent_ref)}",
+                    name,
+                    agent_id=agent_ref,
+                    error_code="unknown_agent",
+                    **echo,
+                )
+            )
+            return
+        ids = {"agent_id": slot.id, "agent_name": slot.name}
+        if name == "get_memory":
+            if not connection.take_slot(self.max_turns_in_flight):
+                connection.send(
+                    _command_response(
+                        f"Error: this connection has {self.max_turns_in_flight} requests queued "
+                        "or running",
+                        name,
+                        **ids,
+                        error_code="busy",
+                        **echo,
+                    )
+                )
+                return
+            self._enqueue(slot, _Job("memory", connection, echo=echo))
+        elif name == "attach":
+            self._attach(connection, slot)
+            connection.send(
+                _command_response(
+                    f"OK: attached to agent {slot.name}",
+                    name,
+                    **ids,
+                    turns=slot.engine.turns,
+                    **echo,
+                )
+            )
+        elif name == "detach":
+            slot.engine.unsubscribe(connection.outbox)
+            connection.agents.discard(slot.id)
+            connection.send(
+                _command_response(f"OK: detached from agent {slot.name}", name, **ids, **echo)
+            )
+        elif name == "delete_agent":
+            self._delete(slot)
+            connection.send(_command_response("OK: Agent deleted", name, **ids, **echo))
+        else:  # resume
+            after = frame.get("after_turn", 0)
+            if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+                self._bad_frame(
+                    connection,
+                    frame,
+                    "resume's 'after_turn' must be a turn_id (an integer, 0 for every kept turn)",
+                    "bad_frame",
+                )
+                return
+            self._attach(connection, slot)
+
+            def response(replayed: list[int], complete: bool) -> dict[str, Any]:
+                return _command_response(
+                    f"OK: resumed agent {slot.name} after turn {after}",
+                    name,
+                    **ids,
+                    after_turn=after,
+                    replayed_turns=replayed,
+                    complete=complete,
+                    **echo,
+                )
+
+            slot.resume(connection.outbox, after, response)
+
+    def _attach(self, connection: _Connection, slot: _AgentSlot) -> None:
+        slot.engine.subscribe(connection.outbox)
+        connection.agents.add(slot.id)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    # -- agent jobs: a FIFO per agent, run on worker threads ---------------------------
+
+    def _enqueue(self, slot: _AgentSlot, job: _Job) -> None:
+        with slot.lock:
+            slot.jobs.append(job)
+            if slot.busy:
+                return
+            slot.busy = True
+        self._submit(slot)
+
+    def _submit(self, slot: _AgentSlot) -> None:
+        if self.inline:
+            # On the loop, after what is already due: other agents and I/O take their turns.
+            assert self.loop is not None
+            self.loop.call_soon(self._work, slot)
+            return
+        try:
+            self.executor.submit(self._work, slot)
+        except RuntimeError:  # the executor shut down: nobody will run these
+            self._drop_jobs(slot, "the server shut down before the request ran", "aborted")
+
+    def _work(self, slot: _AgentSlot) -> None:
+        """On a worker thread: run the agent's next job, then hand the agent on."""
+        with slot.lock:
+            if not slot.jobs:
+                slot.busy = False
+                job = None
+            else:
+                job = slot.jobs.popleft()
+                job.state = _Job.RUNNING
+                slot.current = job
+        if job is None:
+            self._went_idle()
+            return
+        try:
+            if job.kind == "turn":
+                self._run_turn(slot, job)
+            else:
+                self._run_memory(slot, job)
+        except Exception:
+            logger.exception("job %s of agent %s failed", job.kind, slot.id)
+        finally:
+            with slot.lock:
+                job.state = _Job.DONE
+                slot.current = None
+                more = bool(slot.jobs)
+                if not more:
+                    slot.busy = False
+            job.connection.release_slot()
+        if more:
+            self._submit(slot)  # to the back of the pool's queue: agents take turns
+        else:
+            self._went_idle()
+
+    def _run_turn(self, slot: _AgentSlot, job: _Job) -> None:
+        with slot.emit_lock:
+            if slot.muted:
+                with slot.lock:
+                    followers, job.followers = job.followers, []
+                for outbox in (job.connection.outbox, *followers):
+                    _refused_turn(
+                        outbox,
+                        "the server shut down before the turn ran",
+                        "aborted",
+                        slot.id,
+                        job.echo,
+                    )
+                return
+            slot.engine.begin_turn(job.connection.outbox, **job.echo)
+        error = code = None
+        try:
+            slot.agent.turn(job.message)
+        except Exception as exc:
+            logger.exception("a turn of agent %s failed", slot.id)
+            error, code = f"the turn failed: {type(exc).__name__}: {exc}", "turn_failed"
+        with slot.emit_lock:
+            if not slot.muted:
+                slot.engine.end_turn(error, error_code=code, **job.echo)
+
+    def _run_memory(self, slot: _AgentSlot, job: _Job) -> None:
+        ids = {"agent_id": slot.id, "agent_name": slot.name}
+        try:
+            memory = slot.agent.memory_snapshot()
+        except Exception:
+            logger.exception("memory_snapshot failed for agent %s", slot.id)
+            frame = _command_response(
+                "Error: get_memory failed (the server's log says why)",
+                "get_memory",
+                **ids,
+                error_code="internal",
+                **job.echo,
+            )
+        else:
+            frame = _command_response(
+                f"OK: memory of agent {slot.name}", "get_memory", **ids, memory=memory, **job.echo
+            )
+        job.connection.send(frame)
+
+    def _drop_jobs(self, slot: _AgentSlot, message: str, code: str) -> None:
+        """Answer every job not yet started as refused; any thread."""
+        with slot.lock:
+            dropped = list(slot.jobs)
+            slot.jobs.clear()
+            for job in dropped:
+                job.state = _Job.DONE
+        for job in dropped:
+            if job.kind == "turn":
+                for outbox in (job.connection.outbox, *job.followers):
+                    _refused_turn(outbox, message, code, slot.id, job.echo)
+            else:
+                job.connection.send(
+                    _command_response(
+                        f"Error: {message}",
+                        "get_memory",
+                        agent_id=slot.id,
+                        error_code=code,
+                        **job.echo,
+                    )
+                )
+            job.connection.release_slot()
+
+    def _went_idle(self) -> None:
+        if self.closing and self.loop is not None:
+            with contextlib.suppress(RuntimeError):
+                self.loop.call_soon_threadsafe(self._check_drained)
+
+    def _check_drained(self) -> None:
+        if self._drained is not None and not any(s.busy for s in self.agents.values()):
+            self._drained.set()
+
+    # -- creating and deleting agents --------------------------------------------------
+
+    def _plan_agent(self, config: Mapping[str, Any]) -> _Plan:
+        """Read a client's config: what the factory gets, the name, what was ignored.
+
+        Raises:
+            _Refusal: a config the server will not pass on.
+        """
+        config = dict(config)
+        ignored: list[str] = []
+        requested = config.pop("model", None)
+        llm_config = config.pop("llm_config", None)
+        if isinstance(llm_config, dict):
+            if requested is None and isinstance(llm_config.get("model"), str):
+                requested = llm_config["model"]
+            ignored += [f"llm_config.{key}" for key in llm_config if key != "model"]
+        elif llm_config is not None:
+            ignored.append("llm_config")
+        if "embedding_config" in config:
+            del config["embedding_config"]
+            ignored.append("embedding_config")
+        if requested is not None and not isinstance(requested, str):
+            raise _Refusal(
+                f"'model' must be a string, not {protocol.json_type(requested)}", "bad_config"
+            )
+        model, note = self._model_for(requested)
+        if model is not None:
+            config["model"] = model
+        accepted = getattr(self.agent_factory, "accepted_keys", None)
+        if accepted is not None:
+            for key in sorted(set(config) - accepted):
+                del config[key]
+                ignored.append(key)
+        name = config.get("name")
+        if name is None:
+            name = self._next_name()
+        elif not isinstance(name, str) or not name.strip() or len(name) > _MAX_NAME:
+            raise _Refusal(
+                f"'name' must be a non-empty string of at most {_MAX_NAME} characters", "bad_config"
+            )
+        if name in self.names or name in self.agents or name in self.reserved:
+            raise _Refusal(f"an agent named {name!r} already exists", "name_taken")
+        if len(self.agents) + len(self.reserved) >= self.max_agents:
+            raise _Refusal(
+                f"the server hosts its limit of {self.max_agents} agents; delete one first "
+                "(delete_agent)",
+                "too_many_agents",
+            )
+        config["name"] = name
+        return _Plan(config, name, ignored, note, requested)
+
+    def _next_name(self) -> str:
+        while True:
+            self._agent_count += 1
+            name = f"agent_{self._agent_count}"
+            if name not in self.names and name not in self.agents and name not in self.reserved:
+                return name
+
+    def _model_for(self, requested: str | None) -> tuple[str | None, str | None]:
+        """The model string an agent runs on under the policy (None: its preset's), and a note."""
+        policy = self.model_policy
+        if policy != AS_REQUESTED:
+            note = None
+            if requested is not None and requested != policy:
+                note = (
+                    f"the server runs every agent on {policy!r} (its model policy); "
+                    f"{requested!r} was not used"
+                )
+            return policy, note
+        if requested is None or requested == "scripted":
+            return requested, None
+        kind, sep, rest = requested.partition(":")
+        if not sep:
+            return f"openai:{requested}", None  # a bare name, as MemGPT clients send: OpenAI's
+        if kind in ("replay", "cassette"):
+            raise _Refusal(
+                f"model {requested!r} would read a file on the server; not over the wire",
+                "bad_config",
+            )
+        if "@" in rest:
+            raise _Refusal(
+                "a model string with a base URL is not accepted over the wire; the server's "
+                "operator chooses endpoints (memgpt-lab serve --model)",
+                "bad_config",
+            )
+        return requested, None
+
+    def _build(
+        self, config: dict[str, Any], interface: AgentInterface, trusted: bool
+    ) -> HostedAgent:
+        factory = self.agent_factory
+        if isinstance(factory, _PresetFactory):
+            return factory(config, interface, names_only=not trusted)
+        return factory(config, interface)
+
+    def _register(
+        self, agent: HostedAgent, name: str, interface: _SlotInterface, config_model: str | None
+    ) -> _AgentSlot:
+        agent_id = str(agent.id)
+        if agent_id in self.agents or (agent_id in self.names and agent_id != name):
+            raise _Refusal(f"an agent with id or name {agent_id!r} already exists", "name_taken")
+        model = getattr(getattr(agent, "model", None), "name", None)
+        slot = _AgentSlot(
+            agent,
+            name,
+            model if isinstance(model, str) else config_model,
+            history_bytes=self.resume_buffer_bytes,
+            max_requests=self.max_remembered_requests,
+        )
+        agent.interface = interface
+        interface.slot = slot
+        self.agents[slot.id] = slot
+        self.names[name] = slot.id
+        return slot
+
+    async def create_agent(self, config: Mapping[str, Any], *, trusted: bool) -> _AgentSlot:
+        """Create and register an agent (raising what the factory raised, or _Refusal)."""
+        plan = self._plan_agent(config)
+        return await self._create(plan.config, plan.name, trusted)
+
+    async def _create(self, config: dict[str, Any], name: str, trusted: bool) -> _AgentSlot:
+        interface = _SlotInterface()
+        self.reserved.add(name)
+        try:
+            agent = await asyncio.get_running_loop().run_in_executor(
+                self.executor, self._build, config, interface, trusted
+            )
+        finally:
+            self.reserved.discard(name)
+        model = config.get("model")
+        return self._register(agent, name, interface, model if isinstance(model, str) else None)
+
+    async def _create_agent(
+        self, connection: _Connection, config: dict[str, Any], echo: dict[str, Any]
+    ) -> None:
+        try:
+            plan = self._plan_agent(config)
+            slot = await self._create(plan.config, plan.name, trusted=False)
+        except _Refusal as exc:
+            reason, code = str(exc), exc.code
+        except UnknownNameError as exc:
+            reason, code = str(exc), "unknown_name"
+        except (LabError, ValueError, TypeError) as exc:
+            reason, code = str(exc), "bad_config"
+        except Exception:
+            logger.exception("the agent factory failed")
+            reason, code = "internal error (the server's log says why)", "internal"
+        else:
+            extra: dict[str, Any] = {}
+            if plan.requested is not None:
+                extra["model_requested"] = plan.requested
+            if plan.ignored:
+                extra["ignored"] = plan.ignored
+            if plan.note:
+                extra["note"] = plan.note
+            connection.send(
+                _command_response(
+                    "OK: Agent initialized",
+                    "create_agent",
+                    agent_id=slot.id,
+                    agent_name=slot.name,
+                    model=slot.model,
+                    **extra,
+                    **echo,
+                )
+            )
+            return
         connection.send(
-            protocol.command_response(
-                "OK", "", command="get_memory", agent_id=slot.id, memory=memory, **echo
+            _command_response(
+                f"Error: Failed to init agent - {reason}",
+                "create_agent",
+                error_code=code,
+                **echo,
             )
         )
 
-    async def run_turn(
-        self, slot: _AgentSlot, requester: _Connection, message: str, echo: dict[str, Any]
-    ) -> None:
-        """One turn: start, the agent's events, end; one agent's turns one at a time.
+    def _delete(self, slot: _AgentSlot) -> None:
+        del self.agents[slot.id]
+        if self.names.get(slot.name) == slot.id:
+            del self.names[slot.name]
+        for connection in self.connections.values():
+            if slot.id in connection.agents:
+                connection.agents.discard(slot.id)
+                slot.engine.unsubscribe(connection.outbox)
+        # A running turn finishes for its recipients; queued requests are answered now.
+        self._drop_jobs(slot, f"agent {slot.name!r} was deleted before the request ran", "deleted")
 
-        The turn goes to the agent's subscribers when it starts, and to ``requester``
-        in any case: a client always gets the turn it asked for.
-        """
-        async with slot.lock:
-            slot.turns += 1
-            slot.turn_id = turn_id = slot.turns
-            fields = {"agent_id": slot.id, "turn_id": turn_id}
-            slot.begin_turn(requester)
-            slot.deliver(protocol.encode(protocol.agent_response_start(**fields, **echo)))
-            try:
-                await self._in_worker(slot.agent.turn, message)
-            except asyncio.CancelledError:
-                slot.drain(mute=True)
-                slot.deliver(
-                    protocol.encode(
-                        protocol.agent_response_error(
-                            "the server shut down before the turn finished",
-                            error="aborted",
-                            **fields,
-                        )
-                    )
-                )
-                slot.deliver(protocol.encode(protocol.agent_response_end(**fields, **echo)))
-                raise
-            except Exception as exc:
-                logger.exception("turn %s of agent %s failed", turn_id, slot.id)
-                slot.drain()
-                slot.deliver(
-                    protocol.encode(
-                        protocol.agent_response_error(
-                            f"the turn failed: {type(exc).__name__}: {exc}",
-                            error="turn_failed",
-                            **fields,
-                        )
-                    )
-                )
-            else:
-                # Every event was queued before turn() returned: drain them, then end.
-                slot.drain()
-            slot.deliver(protocol.encode(protocol.agent_response_end(**fields, **echo)))
+    # -- bookkeeping -------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """What the server holds, per agent and per connection; on the loop."""
+        connections = {}
+        for connection in self.connections.values():
+            outbox = connection.outbox
+            transport = connection.ws.transport
+            connections[connection.id] = {
+                "queued_frames": outbox.queued,
+                "queued_bytes": outbox.queued_chars,
+                "max_queued_bytes": outbox.max_queued_bytes,
+                "overflowed": outbox.overflowed,
+                "closing": connection.closing,
+                "transport_buffered": transport.get_write_buffer_size() if transport else 0,
+                "turns_in_flight": connection.inflight,
+                "attached": sorted(connection.agents),
+                "session": connection.session,
+            }
+        agents = {}
+        for slot in self.agents.values():
+            with slot.lock:
+                agents[slot.id] = {
+                    **slot.describe(),
+                    "queued_jobs": len(slot.jobs),
+                    "busy": slot.busy,
+                    "buffered_bytes": slot.history_chars,
+                    "buffered_frames": len(slot.history),
+                    "remembered_requests": len(slot.requests),
+                    "subscribers": len(slot.engine.subscribers) - 1,  # not the tap
+                }
+        return {
+            "agents": agents,
+            "connections": connections,
+            "rejections": len(self.rejections),
+            "tasks": len(self.tasks),
+        }
 
     # -- shutdown ----------------------------------------------------------------------
 
     async def shutdown(self, server: Server, grace: float) -> None:
         """Refuse new requests, let running turns finish (or abort them), close with 1001."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
         self.closing = True
-        pending = set(self.tasks)
         self.stopping.set()
-        if pending:
-            _, late = await asyncio.wait(pending, timeout=grace)
-            for task in late:
-                task.cancel()
-            if late:
-                logger.warning("aborted %d request(s) still running after %ss", len(late), grace)
-                await asyncio.wait(late)
+        if self.tasks:  # agents being created
+            await asyncio.wait(set(self.tasks), timeout=grace)
+        self._drained = asyncio.Event()
+        self._check_drained()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._drained.wait(), max(deadline - loop.time(), 0))
+        late = [slot for slot in self.agents.values() if slot.busy]
+        for slot in late:
+            # Worker threads cannot be interrupted: end the turn for its clients, mute the rest.
+            with slot.emit_lock:
+                slot.muted = True
+                current = slot.current
+                slot.engine.end_turn(
+                    "the server shut down before the turn finished",
+                    error_code="aborted",
+                    **(current.echo if current is not None else {}),
+                )
+            self._drop_jobs(slot, "the server shut down before the request ran", "aborted")
+        if late:
+            logger.warning(
+                "aborted the turns of %d agent(s) still running after %ss", len(late), grace
+            )
         # Let every writer send what is queued (the ends of aborted turns too).
-        idle = [c.idle.wait() for c in self.connections.values()]
-        if idle:
-            await asyncio.wait([asyncio.ensure_future(w) for w in idle], timeout=grace)
+        flushes = [asyncio.ensure_future(c.flush()) for c in self.connections.values()]
+        if flushes:
+            await asyncio.wait(flushes, timeout=max(grace, 1.0))
+            for flush in flushes:
+                flush.cancel()
         server.close()  # closes open connections with 1001 (going away)
         await server.wait_closed()
-        # Worker threads cannot be interrupted; an aborted turn ends on its own.
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+async def _close(ws: ServerConnection, code: int, reason: str) -> None:
+    """Close with ``code``; a client that reads nothing cannot hold the close up for long."""
+    try:
+        await asyncio.wait_for(ws.close(code, reason), ws.close_timeout)
+    except (asyncio.TimeoutError, ConnectionClosed):
+        ws.transport.abort()
 
 
 def _echo(frame: Mapping[str, Any]) -> dict[str, Any]:
@@ -625,25 +1609,6 @@ def _echo(frame: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(request_id, (str, int)) and not isinstance(request_id, bool):
         return {"request_id": request_id}
     return {}
-
-
-def _error_frame(
-    kind: str, frame: Mapping[str, Any], message: str, error: str, echo: dict[str, Any]
-) -> dict[str, Any]:
-    """The error answer MemGPT's clients expect for this kind of request."""
-    if kind == "command":
-        name = frame.get("command")
-        extra = {"command": name} if isinstance(name, str) else {}
-        return protocol.command_response("error", message, error=error, **extra, **echo)
-    if kind == "user_message":
-        agent_id = frame.get("agent_id")
-        extra = {"agent_id": agent_id} if isinstance(agent_id, str) else {}
-        return protocol.agent_response_error(message, error=error, **extra, **echo)
-    return protocol.server_error(message, error=error, **echo)
-
-
-def _describe(slot: _AgentSlot) -> dict[str, Any]:
-    return {"id": slot.id, "name": getattr(slot.agent, "name", ""), "turns": slot.turns}
 
 
 def _record_close(recording: Recording, ws: ServerConnection, connection_id: str) -> None:
@@ -683,15 +1648,39 @@ class LabServer(BackgroundServer):
             ``localhost`` / ``127.0.0.1`` / ``[::1]``, any port. Clients that
             send no ``Origin`` (non-browsers) are always allowed.
         agent_factory: ``factory(config, interface) -> agent``; by default
-            :func:`memgpt_lab.presets.create_agent_from_config`.
+            :func:`memgpt_lab.presets.create_agent_from_config` (names only over
+            the wire; config keys it does not read are ignored and reported).
+        model: the model policy: ``"scripted"`` (the default), a model string
+            for every agent (``"ollama:llama3.1"``; see
+            :func:`memgpt_lab.llm.get_model`), or ``"as-requested"``
+            (:data:`AS_REQUESTED`). It sets the ``model`` key the factory gets.
+        agents: configs of agents to create at start (from Python, so a
+            ``preset`` may be a path), each as ``create_agent``'s config.
+        preset_directories / persona_directories / human_directories: more
+            directories the default factory looks names up in.
         recording: where frames are recorded; a new one by default.
         record: False to record nothing (``recording`` is then None).
         max_size: the largest client frame in bytes; bigger ones close with 1009.
-        max_workers: worker threads, i.e. turns of different agents at once.
+        max_queued_bytes: frames queued for one connection before it counts as
+            not reading and is closed with 1008.
+        max_turns_in_flight: requests one connection may have queued or running.
+        max_agents: agents hosted at most.
+        max_rejections: refused handshakes kept in :attr:`rejections`.
+        resume_buffer_bytes: recent turn frames kept per agent for ``resume``
+            and repeated requests (0 keeps none).
+        max_remembered_requests: ``request_id``s remembered per agent.
+        max_workers: worker threads, i.e. turns of different agents at once; 0 runs
+            turns on the server's loop thread (no thread hop, no contention for the
+            GIL: the fastest for offline agents, but a turn holds up every
+            connection while it runs). None (the default): 0 when every agent runs
+            offline (the ``scripted`` model policy and the default factory), else
+            :data:`DEFAULT_MAX_WORKERS`.
         grace: seconds ``stop()`` lets running turns finish before aborting them.
 
     Raises:
-        ValueError: ``host`` is not loopback and ``token`` is None.
+        ValueError: ``host`` is not loopback and ``token`` is None; a limit
+            below 1 (0 allowed for ``resume_buffer_bytes``).
+        UnknownNameError: ``model`` names no model.
     """
 
     def __init__(
@@ -702,10 +1691,21 @@ class LabServer(BackgroundServer):
         token: str | None = None,
         allowed_origins: Sequence[str | re.Pattern[str]] | None = None,
         agent_factory: AgentFactory | None = None,
+        model: str = "scripted",
+        agents: Iterable[Mapping[str, Any]] = (),
+        preset_directories: Sequence[str] | None = None,
+        persona_directories: Sequence[str] | None = None,
+        human_directories: Sequence[str] | None = None,
         recording: Recording | None = None,
         record: bool = True,
         max_size: int = DEFAULT_MAX_SIZE,
-        max_workers: int = 8,
+        max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES,
+        max_turns_in_flight: int = DEFAULT_MAX_TURNS_IN_FLIGHT,
+        max_agents: int = DEFAULT_MAX_AGENTS,
+        max_rejections: int = DEFAULT_MAX_REJECTIONS,
+        resume_buffer_bytes: int = DEFAULT_RESUME_BUFFER_BYTES,
+        max_remembered_requests: int = DEFAULT_MAX_REMEMBERED_REQUESTS,
+        max_workers: int | None = None,
         grace: float = 10.0,
     ) -> None:
         if not is_loopback(host) and not token:
@@ -713,18 +1713,63 @@ class LabServer(BackgroundServer):
                 f"refusing to serve on {host!r} without a token: anyone who can reach it could "
                 "drive the agents; pass token=... (or bind 127.0.0.1)"
             )
+        limits = {
+            "max_size": max_size,
+            "max_queued_bytes": max_queued_bytes,
+            "max_turns_in_flight": max_turns_in_flight,
+            "max_agents": max_agents,
+            "max_rejections": max_rejections,
+            "max_remembered_requests": max_remembered_requests,
+        }
+        for option, value in limits.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{option} must be a positive integer, not {value!r}")
+        if max_workers is None:
+            offline = model == "scripted" and agent_factory is None
+            max_workers = 0 if offline else DEFAULT_MAX_WORKERS
+        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 0:
+            raise ValueError(f"max_workers must be 0 or a positive integer, not {max_workers!r}")
+        if (
+            isinstance(resume_buffer_bytes, bool)
+            or not isinstance(resume_buffer_bytes, int)
+            or resume_buffer_bytes < 0
+        ):
+            raise ValueError(
+                f"resume_buffer_bytes must be 0 or a positive integer, not {resume_buffer_bytes!r}"
+            )
+        if model != AS_REQUESTED:
+            from memgpt_lab.llm import get_model
+
+            get_model(model)  # fail now, not at the first create_agent
         super().__init__(host, port)
         self.grace = grace
         self.max_size = max_size
+        self.model_policy = model
         self.recording: Recording | None = None
         if record:  # not `recording or ...`: an empty Recording is falsy
             self.recording = recording if recording is not None else Recording()
+        self._startup_agents = [dict(config) for config in agents]
         self._core = _ServerCore(
-            agent_factory=agent_factory or _default_factory,
+            agent_factory=agent_factory
+            or _PresetFactory(
+                {
+                    "presets": list(preset_directories or ()),
+                    "personas": list(persona_directories or ()),
+                    "humans": list(human_directories or ()),
+                }
+            ),
             recording=self.recording,
             token=token,
             allowed_origins=DEFAULT_ALLOWED_ORIGINS if allowed_origins is None else allowed_origins,
+            model_policy=model,
             max_workers=max_workers,
+            max_queued_bytes=max_queued_bytes,
+            max_turns_in_flight=max_turns_in_flight,
+            max_agents=max_agents,
+            max_rejections=max_rejections,
+            resume_buffer_bytes=resume_buffer_bytes,
+            max_remembered_requests=max_remembered_requests,
+            max_size=max_size,
         )
 
     @property
@@ -734,7 +1779,8 @@ class LabServer(BackgroundServer):
 
     @property
     def rejections(self) -> list[tuple[int, str]]:
-        """Refused handshakes, as ``(HTTP status, reason)``, oldest first."""
+        """Refused handshakes, as ``(HTTP status, reason)``, oldest first (the last
+        ``max_rejections``)."""
         return list(self._core.rejections)
 
     @property
@@ -742,12 +1788,30 @@ class LabServer(BackgroundServer):
         """The hosted agents by id (a snapshot)."""
         return {agent_id: slot.agent for agent_id, slot in list(self._core.agents.items())}
 
+    def stats(self) -> dict[str, Any]:
+        """What the server holds right now: per connection (``queued_bytes``,
+        ``transport_buffered``, ``turns_in_flight``, ``overflowed``...) and per agent
+        (``queued_jobs``, ``buffered_bytes``, ``remembered_requests``...)."""
+        if self._loop is None or not self.running:
+            raise RuntimeError("the server is not running")
+        return self._loop.run(_call(self._core.stats))
+
     async def _open(self) -> Server:
+        core = self._core
+        core.loop = asyncio.get_running_loop()
+        for number, config in enumerate(self._startup_agents, 1):
+            try:
+                await core.create_agent(config, trusted=True)
+            except (_Refusal, LabError, ValueError, TypeError, OSError) as exc:
+                core.executor.shutdown(wait=False)
+                raise LabError(
+                    f"could not create agent {number} ({config.get('name', 'unnamed')}): {exc}"
+                ) from None
         return await serve(
-            self._core.handle,
+            core.handle,
             self.host,
             self._requested_port,
-            process_request=self._core.process_request,
+            process_request=core.process_request,
             max_size=self.max_size,
             server_header=_SERVER_NAME,
         )
@@ -757,7 +1821,13 @@ class LabServer(BackgroundServer):
         await self._core.shutdown(server, self.grace if grace is None else grace)
 
     def start(self) -> LabServer:
-        """Listen and serve in a background thread; returns once connections are accepted."""
+        """Create the start-up agents, listen and serve in a background thread; returns once
+        connections are accepted.
+
+        Raises:
+            LabError: a start-up agent could not be created.
+            OSError: the port is taken.
+        """
         return super().start()
 
     def stop(self, grace: float | None = None) -> None:
@@ -775,6 +1845,10 @@ class LabServer(BackgroundServer):
         return f"<LabServer {state} agents={len(self._core.agents)}>"
 
 
+async def _call(fn: Callable[[], Any]) -> Any:
+    return fn()
+
+
 def serve_forever(
     host: str = "127.0.0.1",
     port: int = 8282,
@@ -783,14 +1857,17 @@ def serve_forever(
     *,
     agent_factory: AgentFactory | None = None,
     grace: float = 10.0,
+    **options: Any,
 ) -> None:
     """Serve agents until Ctrl-C (or SIGTERM), then shut down cleanly. For ``memgpt-lab serve``.
 
     Prints one line with the URL once it listens. Records nothing: a
-    long-running server would otherwise grow without bound.
+    long-running server would otherwise grow without bound. ``options`` are
+    :class:`LabServer`'s (``model``, ``agents``, the limits...).
 
     Raises:
-        ValueError: ``host`` is not loopback and ``token`` is None.
+        ValueError: ``host`` is not loopback and ``token`` is None; a bad limit.
+        LabError: a start-up agent could not be created, or ``model`` names no model.
         OSError: the port is taken.
     """
     server = LabServer(
@@ -801,5 +1878,6 @@ def serve_forever(
         agent_factory=agent_factory,
         record=False,
         grace=grace,
+        **options,
     )
     run_until_interrupted(server, lambda: f"memgpt-lab serving on {server.url} (Ctrl-C to stop)")

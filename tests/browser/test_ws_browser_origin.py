@@ -87,7 +87,8 @@ def test_a_browser_connects_from_an_allowed_origin_and_is_refused_from_another(
             results = {}
             for host in ("127.0.0.1", "evil.test"):
                 page.goto(f"http://{host}:{page_server}/page.html")
-                results[host] = page.evaluate("url => labTalk(url)", server.url)
+                # ?hello=1: the lab's greeting first (MemGPT clients connect without it)
+                results[host] = page.evaluate("url => labTalk(url)", server.url + "?hello=1")
         finally:
             browser.close()
 
@@ -96,6 +97,7 @@ def test_a_browser_connects_from_an_allowed_origin_and_is_refused_from_another(
     assert allowed["code"] == 1000
     types = [f["type"] for f in allowed["frames"]]
     assert types[:3] == ["hello", "command_response", "agent_response_start"]
+    assert allowed["frames"][1]["status"] == "OK: Agent initialized"
     assert types[-1] == "agent_response_end"
     assert evil["origin"] == f"http://evil.test:{page_server}"  # the page did load there
     assert evil["opened"] is False

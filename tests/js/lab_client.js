@@ -10,13 +10,16 @@ const [url, message] = process.argv.slice(2);
 const ws = new WebSocket(url);
 let agentId = null;
 
+// As a MemGPT 0.2 client does: the server sends nothing until the client speaks.
+ws.on('open', () => {
+  ws.send(JSON.stringify({ type: 'command', command: 'create_agent', config: { name: 'node' } }));
+});
+
 ws.on('message', (data, isBinary) => {
   const text = isBinary ? data.toString('hex') : data.toString('utf8');
   process.stdout.write(text + '\n');
   const frame = JSON.parse(text);
-  if (frame.type === 'hello') {
-    ws.send(JSON.stringify({ type: 'command', command: 'create_agent', config: { name: 'node' } }));
-  } else if (frame.type === 'command_response' && agentId === null) {
+  if (frame.type === 'command_response' && agentId === null) {
     agentId = frame.agent_id;
     ws.send(JSON.stringify({ type: 'user_message', message, agent_id: agentId, request_id: 'node-1' }));
   } else if (frame.type === 'agent_response_end') {
