@@ -91,7 +91,10 @@ def test_the_sync_client_works_inside_a_running_event_loop_like_a_notebook_cell(
     async def cell() -> tuple[str, list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
         # A Jupyter cell runs on a thread whose loop is running: the client must not need it.
         with LabClient(server.url, timeout=TIMEOUT) as client:
-            assert client.hello is not None and client.hello["protocol_version"] == protocol.PROTOCOL_VERSION
+            assert (
+                client.hello is not None
+                and client.hello["protocol_version"] == protocol.PROTOCOL_VERSION
+            )
             agent_id = client.create_agent(name="nb")
             frames = client.send("hi", agent_id)
             return agent_id, frames, client.list_agents(), client.get_memory(agent_id)
