@@ -90,7 +90,26 @@ class Outbox:
 
     def push(self, body: str) -> None:
         """Queue one encoded frame (a JSON object without ``seq``), numbering it."""
-        self.push_many((body,))
+        # push_many for one frame, unrolled: this runs for every frame and every consumer
+        with self._lock:
+            if self.closed or self.overflowed:
+                return
+            was_empty = not self.frames
+            self.seq += 1
+            text = f'{body[:-1]},"seq":{self.seq}}}' if len(body) > 2 else f'{{"seq":{self.seq}}}'
+            self.frames.append(text)
+            self.queued_chars += len(text)
+            limit = self.max_queued_bytes
+            overflow = limit is not None and self.queued_chars > limit
+            if overflow:
+                self.overflowed = True
+                self.frames.clear()
+                self.queued_chars = 0
+        if overflow:
+            if self.on_overflow is not None:
+                self.on_overflow()
+        elif was_empty and self.on_ready is not None:
+            self.on_ready()
 
     def push_many(self, bodies: Iterable[str]) -> None:
         """Queue frames as consecutive ``seq`` numbers; wake the sender at most once."""
@@ -153,6 +172,10 @@ class TurnEngine:
 
     Events emitted outside a turn (an agent stepped by hand) go to the
     subscribers, with ``agent_id`` but no ``turn_id``.
+
+    ``tap``, when set, is called with every frame's body (the JSON text without
+    ``seq``), in order, under the engine's lock, after it was routed: what a
+    server keeps to replay turns to clients that reconnect.
     """
 
     def __init__(self, agent_id: str | None = None, *, fields: Mapping[str, Any] | None = None):
@@ -169,9 +192,10 @@ class TurnEngine:
         self.turns = 0
         self.frames = 0  # frames framed, whether or not anyone was subscribed
         self.turn_id: int | None = None
+        self.tap: Callable[[str], object] | None = None
         self._recipients: tuple[Outbox, ...] = ()
         self._lock = threading.RLock()
-        self._encode = protocol.event_encoder(**self.fields)
+        self._encode_outside = self._encode = protocol.event_encoder(**self.fields)
 
     def __repr__(self) -> str:
         return (
@@ -239,7 +263,7 @@ class TurnEngine:
             self._deliver(protocol.agent_response_end(**fields, **echo))
             self.turn_id = None
             self._recipients = ()
-            self._encode = protocol.event_encoder(**self.fields)
+            self._encode = self._encode_outside
 
     def _turn_fields(self) -> dict[str, Any]:
         return {**self.fields, "turn_id": self.turn_id}
@@ -253,8 +277,12 @@ class TurnEngine:
         with self._lock:
             body = self._encode(kind, message)
             self.frames += 1
-            for outbox in self.recipients:
+            for outbox in (
+                self._recipients if self.turn_id is not None else self.subscribers.values()
+            ):
                 outbox.push(body)
+            if self.tap is not None:
+                self.tap(body)
 
     def emit_many(self, events: Iterable[tuple[str, Any]]) -> None:
         """Several events as consecutive frames: no other thread's frame lands between."""
@@ -267,3 +295,5 @@ class TurnEngine:
         self.frames += 1
         for outbox in self.recipients:
             outbox.push(body)
+        if self.tap is not None:
+            self.tap(body)

@@ -317,11 +317,6 @@ def _shown(data: Any) -> str:
     return text if len(text) <= _SHOWN else text[:_SHOWN] + "…"
 
 
-def _without_seq(text: str) -> str:
-    # An Outbox splices its seq in last: take it out to re-number the frame for another one.
-    return text[: text.rindex(',"seq":')] + "}"
-
-
 def _refused_turn(
     outbox: Outbox, message: str, code: str, agent_ref: Any, echo: Mapping[str, Any]
 ) -> None:
@@ -395,7 +390,7 @@ class _AgentSlot:
         self.busy = False
         self.current: _Job | None = None
         self.muted = False
-        # Recent frames of this agent as (turn_id, text with the tap's seq), oldest first.
+        # Recent frames of this agent as (turn_id, body without seq), oldest first.
         self.history: collections.deque[tuple[int | None, str]] = collections.deque()
         self.history_chars = 0
         self.history_limit = history_bytes
@@ -406,46 +401,44 @@ class _AgentSlot:
         self.followers: list[Outbox] = []  # late joiners of the open turn
         self.requests: collections.OrderedDict[tuple[str, Any], _Job] = collections.OrderedDict()
         self.max_requests = max_requests
-        # Subscribed for good: sees every frame of the agent, in order, as it is queued.
-        self.tap = Outbox("~history", max_queued_bytes=None, on_ready=self._tapped)
-        self.engine.subscribe(self.tap)
+        # Sees every frame of the agent, in order, as it is routed (the engine's tap).
+        self.engine.tap = self._tapped
 
     def describe(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "model": self.model, "turns": self.engine.turns}
 
     # -- the tap: called under the engine's lock, on whichever thread queued the frame --
 
-    def _tapped(self) -> None:
-        texts = self.tap.take()
+    def _tapped(self, body: str) -> None:
         engine = self.engine
         turn_id = engine.turn_id
         with self.lock:
-            for text in texts:
-                if turn_id is not None and text.startswith(_START):
-                    recipients = {outbox.id for outbox in engine.recipients}
-                    self.open_turn = turn_id
-                    job = self.current
-                    self.followers = []
-                    if job is not None:
-                        # Who repeated the request before it started gets it from the start.
-                        job.turn_id = turn_id
-                        self.followers = [o for o in job.followers if o.id not in recipients]
-                        recipients.update(o.id for o in self.followers)
-                        job.followers = []
-                    self.recipients_of[turn_id] = recipients
-                if self.followers:
-                    body = _without_seq(text)
-                    for outbox in self.followers:
-                        outbox.push(body)
-                if self.history_limit:
-                    self.history.append((turn_id, text))
-                    self.history_chars += len(text)
-                elif turn_id is not None and text.startswith(_START):
-                    self.first_whole_turn = turn_id + 1  # nothing is kept
-                if turn_id is not None and text.startswith(_END):
-                    self.open_turn = None
-                    self.followers = []
-            self._evict()
+            starts = turn_id is not None and body.startswith(_START)
+            if starts:
+                recipients = {outbox.id for outbox in engine.recipients}
+                self.open_turn = turn_id
+                job = self.current
+                self.followers = []
+                if job is not None:
+                    # Who repeated the request before it started gets it from the start.
+                    job.turn_id = turn_id
+                    self.followers = [o for o in job.followers if o.id not in recipients]
+                    recipients.update(o.id for o in self.followers)
+                    job.followers = []
+                self.recipients_of[turn_id] = recipients  # type: ignore[index]
+            for outbox in self.followers:
+                outbox.push(body)
+            if self.history_limit:
+                self.history.append((turn_id, body))
+                self.history_chars += len(body)
+            elif starts:
+                self.first_whole_turn = turn_id + 1  # type: ignore[operator]  # nothing is kept
+            if turn_id is not None and body.startswith(_END):
+                self.open_turn = None
+                self.followers = []
+                self._evict()  # once a turn: what the bound pushed out, and who had it
+            elif self.history_chars > self.history_limit:
+                self._evict()
 
     def _evict(self) -> None:
         history = self.history
@@ -476,7 +469,7 @@ class _AgentSlot:
                 continue
             if outbox.id in self.recipients_of.get(turn_id, ()):
                 continue  # it got (or gets) this turn already
-            bodies.append(_without_seq(text))
+            bodies.append(text)
             if not replayed or replayed[-1] != turn_id:
                 replayed.append(turn_id)
         if first is not None:
@@ -1546,7 +1539,7 @@ class _ServerCore:
                     "buffered_bytes": slot.history_chars,
                     "buffered_frames": len(slot.history),
                     "remembered_requests": len(slot.requests),
-                    "subscribers": len(slot.engine.subscribers) - 1,  # not the tap
+                    "subscribers": len(slot.engine.subscribers),
                 }
         return {
             "agents": agents,
