@@ -37,6 +37,11 @@ _EXPORTS: dict[str, str] = {
     "RecallMemory": "memgpt_lab.memory",
     "ArchivalMemory": "memgpt_lab.memory",
     "InMemoryStateManager": "memgpt_lab.persistence",
+    "AgentStore": "memgpt_lab.persistence",
+    "Checkpoint": "memgpt_lab.persistence",
+    "StateManager": "memgpt_lab.persistence",
+    "StorageError": "memgpt_lab.persistence",
+    "UnknownCheckpointError": "memgpt_lab.persistence",
     "FunctionSpec": "memgpt_lab.functions",
     "register_function": "memgpt_lab.functions",
     "DEFAULT_PRESET": "memgpt_lab.presets",
@@ -158,7 +163,14 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         list_models,
     )
     from memgpt_lab.memory import ArchivalMemory, CoreMemory, RecallMemory
-    from memgpt_lab.persistence import InMemoryStateManager
+    from memgpt_lab.persistence import (
+        AgentStore,
+        Checkpoint,
+        InMemoryStateManager,
+        StateManager,
+        StorageError,
+        UnknownCheckpointError,
+    )
     from memgpt_lab.personas import get_persona_text, list_personas
     from memgpt_lab.presets import (
         DEFAULT_PRESET,

@@ -15,19 +15,29 @@ response and a forced heartbeat, so the model can recover on the next step.
 
 :meth:`Agent.turn` runs a whole turn: the user's message, then heartbeats for
 as long as the model asks for them (or a function failed), up to a bound.
+
+Every step is one SQLite transaction and makes a checkpoint (see
+:mod:`memgpt_lab.persistence`): :meth:`Agent.checkpoints` lists them,
+:meth:`Agent.rewind` goes back to one (memory edits made since are undone),
+:meth:`Agent.retry` runs the last user message again, :meth:`Agent.fork` makes a
+second agent from a checkpoint, so that two answers can be compared.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import os
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
-from typing import Any, NamedTuple
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from memgpt_lab import system
 from memgpt_lab.errors import LLMError
@@ -41,9 +51,13 @@ from memgpt_lab.llm.base import (
     get_model,
 )
 from memgpt_lab.llm.scripted import SUMMARY_REQUEST_MARKER
-from memgpt_lab.memory import CoreMemory
-from memgpt_lab.messages import function_call_of, sent_text
-from memgpt_lab.persistence import InMemoryStateManager
+from memgpt_lab.memory import CoreMemory, Embedder
+from memgpt_lab.messages import function_call_of, sent_text, user_packet
+from memgpt_lab.persistence.database import Database, StorageError, clean_text, to_json
+from memgpt_lab.persistence.manager import Checkpoint, StateManager
+
+if TYPE_CHECKING:
+    from memgpt_lab.persistence.store import AgentStore
 
 __all__ = ["Agent", "AgentConfig", "ModelCall", "StepResult", "TurnResult"]
 
@@ -180,6 +194,8 @@ class ModelCall:
     reported_prompt_tokens: int | None
 
 
+_CONFIG_FIELDS = tuple(f.name for f in fields(AgentConfig))
+
 #: The name a malformed call is kept under in the history.
 MALFORMED_CALL = "malformed_call"
 
@@ -221,7 +237,9 @@ class Agent:
         functions: names, functions or :class:`FunctionSpec` the model may call.
         persona / human: the texts of the two core memory blocks.
         interface: the observer of every event (a no-op one by default).
-        persistence_manager: where messages and memories live (in memory by default).
+        persistence_manager: where messages, memories and checkpoints live: a
+            :class:`~memgpt_lab.persistence.StateManager` (a private in-memory
+            database by default; :meth:`AgentStore.save` moves the agent to a file).
         config: an :class:`AgentConfig`, a mapping of its fields, or None.
         clock: the source of timestamps; a :class:`~memgpt_lab.system.FixedClock`
             makes every message the same on every run.
@@ -237,7 +255,7 @@ class Agent:
         persona: str,
         human: str,
         interface: AgentInterface | None = None,
-        persistence_manager: InMemoryStateManager | None = None,
+        persistence_manager: StateManager | None = None,
         config: AgentConfig | Mapping[str, Any] | None = None,
         clock: system.Clock = system.system_clock,
         id: str | None = None,
@@ -251,19 +269,20 @@ class Agent:
             persona, human, self.config.persona_char_limit, self.config.human_char_limit
         )
         self.interface = interface if interface is not None else AgentInterface()
-        self.persistence_manager = persistence_manager or InMemoryStateManager()
         self.clock = clock
         self.id = id or uuid.uuid4().hex[:12]
         self.name = self.config.name
         self.preset_name = preset_name
-        self.heartbeats_paused_minutes = 0
-        self.alerted_about_memory_pressure = False
-        self.summaries = 0
         self.last_usage: dict[str, int] = {}
         self.last_call: ModelCall | None = None
         self._message_tokens = TokenEstimator()
         self._schema_cache: tuple[tuple[str, ...], list[dict[str, Any]], int] = ((), [], 0)
         self._lock = threading.RLock()
+        self._definition_cache: tuple[tuple[Any, ...], dict[str, Any]] | None = None
+        self.persistence_manager = (
+            persistence_manager if persistence_manager is not None else StateManager()
+        )
+        self.persistence_manager.attach(self)  # stores a new agent, or reads a stored one
         self.rebuild_memory()
 
     def __repr__(self) -> str:
@@ -273,6 +292,33 @@ class Agent:
         )
 
     # --- state ----------------------------------------------------------------
+
+    @property
+    def summaries(self) -> int:
+        """How many times older messages were summarised out of the context."""
+        return int(self.persistence_manager.counters["summaries"])
+
+    @summaries.setter
+    def summaries(self, value: int) -> None:
+        self.persistence_manager.set_counter("summaries", value)
+
+    @property
+    def alerted_about_memory_pressure(self) -> bool:
+        """The memory-pressure warning was sent (once per full context)."""
+        return bool(self.persistence_manager.counters["alerted_about_memory_pressure"])
+
+    @alerted_about_memory_pressure.setter
+    def alerted_about_memory_pressure(self, value: bool) -> None:
+        self.persistence_manager.set_counter("alerted_about_memory_pressure", value)
+
+    @property
+    def heartbeats_paused_minutes(self) -> int:
+        """Minutes of timed heartbeats paused by ``pause_heartbeats``."""
+        return int(self.persistence_manager.counters["heartbeats_paused_minutes"])
+
+    @heartbeats_paused_minutes.setter
+    def heartbeats_paused_minutes(self, value: int) -> None:
+        self.persistence_manager.set_counter("heartbeats_paused_minutes", value)
 
     @property
     def messages(self) -> list[Message]:
@@ -387,9 +433,11 @@ class Agent:
                 its messages, memory and counters are untouched.
         """
         with self._lock:
-            saved = self._save_state()
-            try:
+            # one transaction: if anything raises (a model that failed, an observer), it
+            # rolls back and the agent is read back as it was before the step
+            with self.persistence_manager.change(step=True) as change:
                 new: list[Message] = []
+                message: Message | None = None
                 if user_message is not None:
                     message = self._as_message(user_message)
                     self.interface.user_message(str(message.get("content")), message)
@@ -399,11 +447,7 @@ class Agent:
                 new.extend(produced)
                 self.persistence_manager.append_to_messages(new, self.now())
                 self.rebuild_memory()
-            except BaseException:
-                # all or nothing: a model that failed, or an observer that raised, leaves
-                # the agent as it was before the step
-                self._restore_state(saved)
-                raise
+                change.label, change.continues = _step_label(message, produced)
             total = int(self.last_usage.get("total_tokens", 0))
             token_warning = total > self.config.warning_fraction * self.config.context_window
             self.interface.step_done()  # the step is stored: hand its events over
@@ -486,34 +530,272 @@ class Agent:
         """One step on the memory-pressure alert, as if the context were nearly full."""
         return self.step(system.get_token_limit_warning(self.now()))
 
-    def _save_state(self) -> tuple[Any, ...]:
-        """What a step may change: the context, core memory, the memories' sizes, counters."""
-        return (
-            list(self.messages),
-            dict(self.memory.blocks),
-            len(self.recall_memory),
-            len(self.archival_memory),
-            self.summaries,
-            self.alerted_about_memory_pressure,
-            self.heartbeats_paused_minutes,
-            self.last_usage,
-            self.last_call,
-        )
+    # --- history: checkpoints, rewind, retry, fork --------------------------------
 
-    def _restore_state(self, saved: tuple[Any, ...]) -> None:
-        messages, blocks, recall, archival, *counters = saved
-        (
-            self.summaries,
-            self.alerted_about_memory_pressure,
-            self.heartbeats_paused_minutes,
-            self.last_usage,
-            self.last_call,
-        ) = counters
-        self.memory.blocks.update(blocks)
-        self.recall_memory.truncate(recall)
-        self.archival_memory.truncate(archival)
-        if messages != self.messages:
-            self.persistence_manager.replace_messages(messages)
+    @property
+    def checkpoint_id(self) -> str | None:
+        """The current checkpoint: the state after the last step (or change) stored."""
+        return self.persistence_manager.checkpoint_id
+
+    def checkpoints(self) -> list[Checkpoint]:
+        """Every checkpoint of the agent, oldest first: one per step, on every branch
+        (rewinding keeps the later ones), and a fork's source's up to the fork."""
+        return self.persistence_manager.checkpoints()
+
+    def rewind(self, checkpoint_id: str) -> None:
+        """Go back to ``checkpoint_id``: core memory, in-context messages, recall and
+        archival memory and counters exactly as they were then (memory edits made since
+        are undone). The later checkpoints stay reachable as a branch until :meth:`prune`.
+
+        Raises:
+            UnknownCheckpointError: not a checkpoint of this agent's history.
+        """
+        with self._lock:
+            self.persistence_manager.rewind(checkpoint_id)
+
+    def retry(self, *, max_steps: int | None = None, skip_verify: bool = True) -> TurnResult:
+        """Rewind to before the last user message and run it again (the same message).
+
+        The first answer stays in :meth:`checkpoints` as a branch, for comparison.
+
+        Raises:
+            ValueError: no user message in the agent's history.
+        """
+        with self._lock:
+            found = self.persistence_manager.last_user_step()
+            if found is None:
+                raise ValueError(f"nothing to retry: agent {self.id!r} has no user message yet")
+            parent, message = found
+            self.rewind(parent)
+            first = not any(m.get("role") == "assistant" for m in self.messages)
+            return self.run_chain(message, first, max_steps, skip_verify)
+
+    def fork(
+        self,
+        checkpoint_id: str | None = None,
+        name: str | None = None,
+        *,
+        interface: AgentInterface | None = None,
+        model: ChatModel | str | None = None,
+        id: str | None = None,
+    ) -> Agent:
+        """A new agent whose history is this one's up to ``checkpoint_id`` (now, by
+        default), in the same store: step both to compare two ways of answering.
+
+        Args:
+            checkpoint_id: where the fork starts; the current checkpoint by default.
+            name: the fork's name; ``"<name>-fork"`` by default.
+            interface: the fork's observer (a silent one by default).
+            model: the fork's model; this agent's model object by default (shared: a
+                :class:`~memgpt_lab.llm.ReplayModel` then plays on for both).
+            id: the fork's id; a random one by default.
+
+        Raises:
+            UnknownCheckpointError: not a checkpoint of this agent's history.
+        """
+        with self._lock:
+            new_id = id or uuid.uuid4().hex[:12]
+            config = dataclasses.replace(self.config, name=name or f"{self.name}-fork")
+            definition = {
+                **self._definition(),
+                "name": config.name,
+                "config": to_json(asdict(config)),
+            }
+            manager = self.persistence_manager.fork(checkpoint_id, new_id, definition)
+            return Agent._from_manager(
+                manager,
+                interface=interface,
+                model=model if model is not None else self.model,
+                clock=self.clock,
+            )
+
+    def prune(self) -> int:
+        """Delete the checkpoints not on the way to the current one (abandoned branches)
+        and what only they held; a fork's history is kept. Returns how many went."""
+        with self._lock:
+            return self.persistence_manager.prune()
+
+    # --- agent files ----------------------------------------------------------------
+
+    def export(
+        self, path: str | os.PathLike[str], *, checkpoints: bool = True, format: str | None = None
+    ) -> Path:
+        """Write the agent to one JSON file; returns its path.
+
+        Args:
+            path: the file. A ``.af`` name writes Letta's Agent File, others ours.
+            checkpoints: ours only: include every checkpoint and branch (the history),
+                or only the current state.
+            format: ``"memgpt-lab"`` or ``"letta"``, overriding the file name.
+        """
+        from memgpt_lab.persistence import agent_file
+
+        chosen = format or ("letta" if os.fspath(path).endswith(".af") else "memgpt-lab")
+        if chosen not in ("memgpt-lab", "letta"):
+            raise ValueError(f"format must be 'memgpt-lab' or 'letta', not {format!r}")
+        with self._lock:
+            manager = self.persistence_manager
+            manager.sync_definition()
+            assert manager.agent_id is not None
+            data = agent_file.dump_agent(
+                manager.database, manager.agent_id, checkpoints=checkpoints and chosen != "letta"
+            )
+            if chosen == "letta":
+                system_message = str(self.messages[0].get("content") or "")
+                return agent_file.write_agent_file(
+                    path, agent_file.to_letta(data, system_message, self.function_schemas)
+                )
+        return agent_file.write_agent_file(path, data)
+
+    @classmethod
+    def import_file(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        store: AgentStore | None = None,
+        interface: AgentInterface | None = None,
+        model: ChatModel | str | None = None,
+        clock: system.Clock = system.system_clock,
+        embed: Embedder | None = None,
+        id: str | None = None,
+    ) -> Agent:
+        """An agent read from a file :meth:`export` wrote, or from Letta's ``.af``.
+
+        Args:
+            path: the file.
+            store: where to keep it (then saved there); in memory by default.
+            interface: its observer.
+            model: its model; by default the file's model string.
+            clock: timestamps from now on.
+            embed: the embedding function, if it used one.
+            id: its id; the file's by default (refused if the store has it already).
+
+        Raises:
+            StorageError: not an agent file, from a newer release, an id the store has,
+                or a model that cannot be rebuilt from the file and no ``model``.
+        """
+        from memgpt_lab.persistence import agent_file
+
+        data = agent_file.read_agent_file(path)
+        if model is None and not data["agent"].get("model"):
+            raise StorageError(
+                f"{os.fspath(path)}: the agent's model {data['agent'].get('model_name')!r} "
+                'cannot be rebuilt from the file; pass model= ("scripted" works offline)'
+            )
+        database = store.database if store is not None else Database(":memory:")
+        agent_id = agent_file.restore_agent(database, data, agent_id=id)
+        manager = StateManager.stored(database, agent_id, embed=embed)
+        return cls._from_manager(manager, interface=interface, model=model, clock=clock)
+
+    @classmethod
+    def _from_manager(
+        cls,
+        manager: StateManager,
+        *,
+        interface: AgentInterface | None,
+        model: ChatModel | str | None,
+        clock: system.Clock,
+    ) -> Agent:
+        """The agent stored under ``manager.agent_id``, read back."""
+        with manager.database.read() as conn:
+            row = conn.execute(
+                "SELECT name, preset_name, system_prompt, config, functions, model, model_name, "
+                "core FROM agents WHERE id = ?",
+                (manager.agent_id,),
+            ).fetchone()
+        if row is None:
+            raise StorageError(f"the store holds no agent {manager.agent_id!r}")
+        name, preset_name, system_prompt, config, functions, model_text, model_name, core = row
+        if model is None:
+            if model_text is None:
+                raise StorageError(
+                    f"agent {manager.agent_id!r} was saved with model {model_name!r}, which "
+                    "cannot be rebuilt from a model string; pass model="
+                )
+            model = model_text
+        blocks = json.loads(core)
+        agent = cls(
+            model,
+            system_prompt,
+            json.loads(functions),
+            blocks.get("persona", ""),
+            blocks.get("human", ""),
+            interface=interface,
+            persistence_manager=manager,
+            config=AgentConfig.from_any(json.loads(config)),
+            clock=clock,
+            id=manager.agent_id,
+            preset_name=preset_name,
+        )
+        agent.name = name
+        return agent
+
+    # --- what the store keeps ---------------------------------------------------------
+
+    def _definition(self) -> dict[str, Any]:
+        """What the agent is, as its row stores it (in the row's column order)."""
+        embed = self.persistence_manager.embed
+        config = self.config
+        key = (
+            self.name,
+            self.preset_name,
+            self.system_prompt,
+            config,
+            tuple(getattr(config, name) for name in _CONFIG_FIELDS),
+            tuple(self.functions),
+            self.model,
+            getattr(self.model, "name", None),
+            embed,
+        )
+        cached = self._definition_cache
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        definition = {
+            "name": clean_text(str(self.name)),
+            "preset_name": self.preset_name,
+            "system_prompt": clean_text(self.system_prompt),
+            "config": to_json(asdict(self.config)),
+            "functions": to_json(list(self.functions)),
+            "model": model_string(self.model),
+            "model_name": clean_text(str(getattr(self.model, "name", type(self.model).__name__))),
+            "embedding": None
+            if embed is None
+            else str(getattr(embed, "name", None) or getattr(embed, "__qualname__", "embedder")),
+        }
+        self._definition_cache = (key, definition)
+        return definition
+
+    def _usage_state(self) -> dict[str, Any] | None:
+        call = self.last_call
+        if call is None and not self.last_usage:
+            return None
+        return {
+            "usage": self.last_usage,
+            "call": None
+            if call is None
+            else {
+                "model": call.model,
+                "latency": call.latency,
+                "estimated_prompt_tokens": call.estimated_prompt_tokens,
+                "reported_prompt_tokens": call.reported_prompt_tokens,
+            },
+        }
+
+    def _set_usage_state(self, state: dict[str, Any] | None) -> None:
+        self.last_usage = dict(state["usage"]) if state else {}
+        call = state.get("call") if state else None
+        self.last_call = ModelCall(**call) if call else None
+
+    def _after_reload(self) -> None:
+        """The store put the agent back (a failed step, a rewind): rebuild what derives."""
+        self.rebuild_memory()
+
+    def _rebind(self, manager: StateManager) -> None:
+        """Move to another store's manager (:meth:`AgentStore.save`)."""
+        with self._lock:
+            self.persistence_manager = manager
+            manager.attach(self)
+            self.rebuild_memory()
 
     def _as_message(self, user_message: str | Message) -> Message:
         if isinstance(user_message, dict):
@@ -680,7 +962,7 @@ class Agent:
         Raises:
             LLMError: there is nothing left to summarise.
         """
-        with self._lock:
+        with self._lock, self.persistence_manager.change("summary"):
             messages = self.messages
             cutoff = len(messages) - (keep_last or self.config.keep_last_messages)
             while cutoff > 1 and messages[cutoff].get("role") in ("function", "tool"):
@@ -708,3 +990,54 @@ class Agent:
             self.alerted_about_memory_pressure = False
             self.rebuild_memory()
             return summary
+
+
+def model_string(model: Any) -> str | None:
+    """The model string that rebuilds ``model`` (:func:`~memgpt_lab.llm.get_model`), or
+    None for models a string cannot make (replayed, recorded, custom). Never a key."""
+    from memgpt_lab.llm.scripted import ScriptedModel
+
+    if type(model) is ScriptedModel:
+        return "scripted"
+    module = sys.modules.get("memgpt_lab.llm.openai_chat")
+    if module is not None and isinstance(model, module.OpenAIChatModel):
+        from memgpt_lab.llm.providers import PROVIDERS, ModelSpec
+
+        default = (PROVIDERS[model.provider].base_url or "https://api.openai.com/v1").rstrip("/")
+        base = None if model.base_url == default else model.base_url
+        return str(ModelSpec(model.provider, model.model, base))
+    return None
+
+
+_LABEL_WORDS = 60
+
+
+def _step_label(message: Message | None, produced: Sequence[Message]) -> tuple[str, bool]:
+    """A checkpoint's label (what came in, the function called) and whether the step
+    continues its turn (a heartbeat the chain asked for, a memory-pressure warning)."""
+    continues = False
+    if message is None:
+        source, continues = "continue", True
+    elif message.get("role") != "user":
+        source = str(message.get("role"))
+    else:
+        packet = user_packet(message)
+        kind = packet.get("type") if packet is not None else None
+        if packet is None or kind == "user_message":
+            words = packet.get("message") if packet is not None else message.get("content")
+            text = " ".join(str(words).split())
+            source = text if len(text) <= _LABEL_WORDS else text[: _LABEL_WORDS - 1] + "…"
+        elif kind == "heartbeat":
+            reason = packet.get("reason")
+            continues = reason in (
+                system.REQ_HEARTBEAT_MESSAGE,
+                system.FUNC_FAILED_HEARTBEAT_MESSAGE,
+            )
+            source = "heartbeat" if continues else f"heartbeat: {reason}"
+        elif kind == "system_alert" and "context window's limit" in str(packet.get("message")):
+            source, continues = "memory pressure warning", True
+        else:
+            source = str(kind)
+    call = function_call_of(produced[0]) if produced else None
+    action = str(call.get("name")) if call else "no call"
+    return f"{source} → {action}", continues

@@ -5,8 +5,11 @@ Every error the package raises on purpose derives from :class:`LabError`, so
 
     LabError
     ├── UnknownNameError (also LookupError)    a persona, human, preset, function or
-    │                                          agent name that does not exist; lists
-    │                                          the names that do
+    │   │                                      agent name that does not exist; lists
+    │   │                                      the names that do
+    │   └── UnknownCheckpointError             no checkpoint of that id (persistence)
+    ├── StorageError                           a store that cannot be used: a file from a
+    │                                          newer version, not ours, a lost write
     ├── PresetError (also ValueError)          a preset that does not validate
     ├── MemoryLimitError (also ValueError)     a core memory edit over the block's limit
     ├── ProtocolError (also ValueError)        a frame that breaks the WebSocket protocol

@@ -3,25 +3,31 @@
 - :class:`CoreMemory`: two small text blocks, ``persona`` and ``human``, always
   in the context window (inside the system message), each with a character limit.
 - :class:`RecallMemory`: every message of the conversation, in order, searchable
-  by text and by date, in pages.
+  by text (substring, case-insensitive) and by date, in pages.
 - :class:`ArchivalMemory`: free-form passages the agent chose to keep, searchable
-  in pages; a lexical search by default, or by embedding when given one.
+  in pages: ranked by bm25 over words by default, or by embedding when given one.
 
-Pure Python: no I/O, no clock of their own (timestamps are passed in).
+Recall and archival memory live in SQLite (see :mod:`memgpt_lab.persistence`):
+searches run there, through FTS5 indexes. Made on their own (``RecallMemory()``)
+they use a private in-memory database, the same engine an agent's store uses.
+No clock of their own: timestamps are passed in.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from memgpt_lab.errors import MemoryLimitError, UnknownNameError
 from memgpt_lab.messages import sent_text, user_packet
+
+if TYPE_CHECKING:
+    from memgpt_lab.persistence.tables import AgentTables
 
 __all__ = [
     "ArchivalMemory",
@@ -31,12 +37,15 @@ __all__ = [
     "Page",
     "RecallEntry",
     "RecallMemory",
+    "cosine",
+    "recall_text",
     "tokenize",
 ]
 
 DEFAULT_CHAR_LIMIT = 2000
 
-_WORD = re.compile(r"[a-z0-9]+")
+# Letters and digits, as FTS5's unicode61 tokenizer splits words (an underscore separates).
+_WORD = re.compile(r"[^\W_]+")
 # Words too common to say anything about relevance in a lexical search.
 _STOPWORD_TEXT = (
     "a an and are at be but by do for from had has have i in is it me my of on or "
@@ -46,7 +55,7 @@ _STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 
 
 def tokenize(text: str) -> list[str]:
-    """Lower-case words of ``text`` without stop words, for lexical search."""
+    """Lower-case words of ``text`` without stop words: the terms of an archival search."""
     return [w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS]
 
 
@@ -55,6 +64,8 @@ class CoreMemory:
 
     Edits that would exceed a limit raise :class:`MemoryLimitError` and leave
     the block unchanged; the agent turns that into a failed function response.
+    ``observer``, when set, is called after every successful edit (the agent's
+    store uses it to keep the block stored).
     """
 
     FIELDS = ("persona", "human")
@@ -68,6 +79,7 @@ class CoreMemory:
     ) -> None:
         self.limits = {"persona": persona_char_limit, "human": human_char_limit}
         self.blocks = {"persona": "", "human": ""}
+        self.observer: Callable[[], None] | None = None
         self.set("persona", persona)
         self.set("human", human)
 
@@ -95,6 +107,8 @@ class CoreMemory:
                 "shorten it or move details to archival memory"
             )
         self.blocks[name] = content
+        if self.observer is not None:
+            self.observer()
         return len(content)
 
     def append(self, name: str, content: str) -> int:
@@ -145,13 +159,12 @@ class Page:
         return max(1, math.ceil(self.total / self.page_size))
 
 
-def _paginate(items: Sequence[Any], page: int, page_size: int) -> Page:
+def _check_page(page: int, page_size: int) -> int:
     if page < 0:
         raise ValueError(f"page must be 0 or more, not {page}")
     if page_size < 1:
         raise ValueError(f"page_size must be 1 or more, not {page_size}")
-    start = page * page_size
-    return Page(list(items[start : start + page_size]), len(items), page, page_size)
+    return page_size
 
 
 @dataclass(frozen=True)
@@ -181,21 +194,37 @@ class RecallEntry:
 
 
 class RecallMemory:
-    """Every message of the conversation, searchable. Messages are never dropped."""
+    """Every message of the conversation, searchable. Messages are never dropped.
 
-    def __init__(self, page_size: int = 5) -> None:
+    Args:
+        page_size: results per page.
+        tables: where the messages are (an agent's store); by default a private
+            in-memory database.
+    """
+
+    def __init__(self, page_size: int = 5, *, tables: AgentTables | None = None) -> None:
         self.page_size = page_size
-        self.entries: list[RecallEntry] = []
+        self._tables = tables if tables is not None else _standalone_tables()
 
     def __len__(self) -> int:
-        return len(self.entries)
+        return self._tables.recall_count
+
+    def __repr__(self) -> str:
+        return f"RecallMemory({len(self)} messages)"
+
+    @property
+    def entries(self) -> list[RecallEntry]:
+        """Every entry, oldest first (read from the store: for small memories and tests)."""
+        return [_entry(row) for row in self._tables.recall_rows()]
 
     def insert(self, message: dict[str, Any], timestamp: datetime) -> None:
-        self.entries.append(RecallEntry(timestamp, message))
+        """Store one message (in a transaction of its own, unless a step is under way)."""
+        self.insert_many([message], timestamp)
 
-    def truncate(self, length: int) -> None:
-        """Forget every entry after the first ``length`` (undoing a step that failed)."""
-        del self.entries[length:]
+    def insert_many(self, messages: Iterable[dict[str, Any]], timestamp: datetime) -> None:
+        """Store messages in one transaction (a conversation loaded in bulk)."""
+        rows = [_recall_row(message, timestamp) for message in messages]
+        self._tables.insert_messages(rows, True, f"recall_memory.insert ({len(rows)})")
 
     def text_search(
         self, query: str, page: int = 0, page_size: int | None = None, said_only: bool = False
@@ -204,9 +233,9 @@ class RecallMemory:
 
         ``said_only`` keeps what the user and the agent said to each other.
         """
-        needle = query.lower()
-        hits = [e for e in self.entries if needle in e.text.lower() and (not said_only or e.said)]
-        return _paginate(hits, page, self.page_size if page_size is None else page_size)
+        size = _check_page(page, self.page_size if page_size is None else page_size)
+        total, rows = self._tables.text_search(query.lower(), said_only, page * size, size)
+        return Page([_entry(row) for row in rows], total, page, size)
 
     def date_search(
         self,
@@ -219,8 +248,34 @@ class RecallMemory:
         start, end = _as_date(start_date), _as_date(end_date)
         if end < start:
             raise ValueError(f"end_date {end} is before start_date {start}")
-        hits = [e for e in self.entries if start <= e.timestamp.date() <= end]
-        return _paginate(hits, page, self.page_size if page_size is None else page_size)
+        size = _check_page(page, self.page_size if page_size is None else page_size)
+        total, rows = self._tables.date_search(
+            start.isoformat(), end.isoformat(), page * size, size
+        )
+        return Page([_entry(row) for row in rows], total, page, size)
+
+
+def recall_text(message: dict[str, Any]) -> tuple[str, bool]:
+    """What recall search reads of a message: its text, and whether it was said."""
+    entry = RecallEntry(datetime.min, message)
+    return entry.text, entry.said
+
+
+def _recall_row(
+    message: dict[str, Any], timestamp: datetime
+) -> tuple[dict[str, Any], datetime, str, bool]:
+    text, said = recall_text(message)
+    return message, timestamp, text.lower(), said
+
+
+def _entry(row: tuple[str, str]) -> RecallEntry:
+    return RecallEntry(datetime.fromisoformat(row[0]), json.loads(row[1]))
+
+
+def _standalone_tables() -> AgentTables:
+    from memgpt_lab.persistence.tables import standalone_tables
+
+    return standalone_tables()
 
 
 def _as_date(value: str | date) -> date:
@@ -244,8 +299,7 @@ class ArchivalPassage:
     id: int
     text: str
     timestamp: datetime
-    tokens: Counter[str] = field(repr=False, default_factory=Counter)
-    embedding: Sequence[float] | None = field(repr=False, default=None)
+    embedding: list[float] | None = field(repr=False, default=None)
 
 
 class ArchivalMemory:
@@ -253,54 +307,92 @@ class ArchivalMemory:
 
     Args:
         embed: optional function from text to a vector; when given, search ranks
-            by cosine similarity instead of word overlap.
+            by cosine similarity instead of bm25 over words.
         page_size: results per page.
+        tables: where the passages are (an agent's store); by default a private
+            in-memory database.
     """
 
-    def __init__(self, embed: Embedder | None = None, page_size: int = 5) -> None:
+    def __init__(
+        self,
+        embed: Embedder | None = None,
+        page_size: int = 5,
+        *,
+        tables: AgentTables | None = None,
+    ) -> None:
         self.embed = embed
         self.page_size = page_size
-        self.passages: list[ArchivalPassage] = []
+        self._tables = tables if tables is not None else _standalone_tables()
 
     def __len__(self) -> int:
-        return len(self.passages)
+        return self._tables.archival_count
+
+    def __repr__(self) -> str:
+        return f"ArchivalMemory({len(self)} passages)"
+
+    @property
+    def passages(self) -> list[ArchivalPassage]:
+        """Every passage, oldest first (read from the store: for small memories and tests)."""
+        return [_passage(row) for row in self._tables.passage_rows()]
 
     def insert(self, text: str, timestamp: datetime) -> int:
         """Store a passage; returns its id."""
-        if not text.strip():
-            raise ValueError("archival memory passages must not be empty")
-        passage = ArchivalPassage(len(self.passages) + 1, text, timestamp, Counter(tokenize(text)))
-        if self.embed is not None:
-            passage.embedding = list(self.embed(text))
-        self.passages.append(passage)
-        return passage.id
+        return self.insert_many([text], timestamp)[0]
 
-    def truncate(self, length: int) -> None:
-        """Forget every passage after the first ``length`` (undoing a step that failed)."""
-        del self.passages[length:]
+    def insert_many(self, texts: Iterable[str], timestamp: datetime) -> list[int]:
+        """Store passages (documents, a dataset) in one transaction; returns their ids.
+
+        Raises:
+            ValueError: a passage is empty; then none is stored.
+        """
+        texts = list(texts)
+        for text in texts:
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError("archival memory passages must not be empty")
+        # the embedder may be slow (a remote model): call it before any lock is taken
+        vectors = [list(self.embed(text)) for text in texts] if self.embed is not None else None
+        label = (
+            "archival_memory.insert"
+            if len(texts) == 1
+            else f"archival_memory.insert_many ({len(texts)})"
+        )
+        return self._tables.insert_passages(texts, timestamp, vectors, label)
 
     def search(self, query: str, page: int = 0, page_size: int | None = None) -> Page:
-        """Passages relevant to ``query``, best first (ties: oldest first)."""
-        score = self._scorer(query)
-        scored = sorted(((score(p), p.id, p) for p in self.passages), key=lambda s: (-s[0], s[1]))
-        return _paginate(
-            [p for value, _, p in scored if value > 0],
-            page,
-            self.page_size if page_size is None else page_size,
-        )
+        """Passages relevant to ``query``, best first (ties: oldest first).
 
-    def _scorer(self, query: str) -> Callable[[ArchivalPassage], float]:
+        With an embedder: by cosine similarity (those at 0 or below are left out).
+        Otherwise by bm25 over the query's words (stop words left out); a query of
+        stop words only matches passages that contain it, oldest first.
+        """
+        size = _check_page(page, self.page_size if page_size is None else page_size)
+        tables = self._tables
         if self.embed is not None:
-            vector = list(self.embed(query))
-            return lambda p: _cosine(vector, p.embedding) if p.embedding is not None else 0.0
-        words = set(tokenize(query))
-        if not words:  # a query of stop words only: fall back to a substring match
-            needle = query.lower().strip()
-            return lambda p: float(bool(needle) and needle in p.text.lower())
-        return lambda p: sum(1 for w in words if w in p.tokens) / len(words)
+            total, rows = tables.search_passages_by_vector(
+                list(self.embed(query)), page * size, size
+            )
+        else:
+            words = list(dict.fromkeys(tokenize(query)))
+            if words:
+                match = " OR ".join('"' + word.replace('"', '""') + '"' for word in words)
+                total, rows = tables.search_passages_ranked(match, page * size, size)
+            else:
+                needle = query.lower().strip()
+                if not needle:
+                    return Page([], 0, page, size)
+                total, rows = tables.search_passages_containing(needle, page * size, size)
+        return Page([_passage(row) for row in rows], total, page, size)
 
 
-def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
-    dot = sum(x * y for x, y in zip(a, b, strict=False))
-    norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
-    return dot / norm if norm else 0.0
+def _passage(row: tuple[int, str, str, bytes | None]) -> ArchivalPassage:
+    from memgpt_lab.persistence.database import embedding_values
+
+    seq, text, created_at, blob = row
+    return ArchivalPassage(seq, text, datetime.fromisoformat(created_at), embedding_values(blob))
+
+
+def cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    """Cosine similarity of two vectors (0 when either is zero): archival search's score."""
+    from memgpt_lab.persistence.database import cosine as _cosine
+
+    return _cosine(a, b)

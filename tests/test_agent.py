@@ -870,3 +870,23 @@ def test_last_call_tells_estimates_from_server_reports() -> None:
     assert usage["model"] == "gpt-4o-mini-2024-07-18"
     assert usage["prompt_tokens_reported"] == 1234
     assert usage["prompt_tokens_estimated"] > 100
+
+
+def test_a_failed_step_keeps_the_last_calls_figures() -> None:
+    agent = make_agent("scripted")
+    agent.step("hello")
+    before = (agent.last_call, dict(agent.last_usage), agent.checkpoint_id)
+    agent.model = Unreachable()
+    with pytest.raises(LLMError):
+        agent.step("again")
+    assert (agent.last_call, agent.last_usage, agent.checkpoint_id) == before
+
+
+def test_counters_set_between_steps_are_kept_by_a_failed_step() -> None:
+    agent = make_agent("scripted")
+    agent.step("hello")
+    agent.alerted_about_memory_pressure = True  # as next_chain_input sets it, between steps
+    agent.model = Unreachable()
+    with pytest.raises(LLMError):
+        agent.memory_pressure_warning()
+    assert agent.alerted_about_memory_pressure is True

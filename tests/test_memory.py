@@ -11,7 +11,14 @@ import pytest
 
 from memgpt_lab import system
 from memgpt_lab.errors import LabError, MemoryLimitError, UnknownNameError
-from memgpt_lab.memory import ArchivalMemory, CoreMemory, RecallEntry, RecallMemory, tokenize
+from memgpt_lab.memory import (
+    ArchivalMemory,
+    CoreMemory,
+    RecallEntry,
+    RecallMemory,
+    cosine,
+    tokenize,
+)
 
 T0 = datetime(2026, 1, 1, 9, 0, tzinfo=timezone.utc)
 
@@ -231,16 +238,30 @@ def test_archival_insert_ids_and_empty_passage() -> None:
     assert len(archive) == 2
 
 
-def test_archival_lexical_ranking_ties_oldest_first() -> None:
+def test_archival_ranking_is_bm25_ties_oldest_first() -> None:
     archive = ArchivalMemory(page_size=10)
     archive.insert("The user has a cat.", T0)  # 1: cat
-    archive.insert("The cat is called Tom and sleeps on a red mat.", T0)  # 2: cat, tom
+    archive.insert("The cat is called Tom and sleeps on a red mat.", T0)  # 2: cat, tom (long)
     archive.insert("Weather was rainy.", T0)  # 3: nothing
-    archive.insert("Tom the cat likes tuna.", T0)  # 4: cat, tom
+    archive.insert("Tom the cat likes tuna.", T0)  # 4: cat, tom (short)
+    archive.insert("Tom the cat likes tuna.", T0)  # 5: the same as 4: a tie
     found = archive.search("Tom the cat")
-    assert [p.id for p in found.items] == [2, 4, 1]
-    assert found.total == 3  # passages with no overlap are left out
+    # bm25: both words beat one, a shorter passage beats a longer one, ties go oldest first
+    assert [p.id for p in found.items] == [4, 5, 2, 1]
+    assert found.total == 4  # passages with no word of the query are left out
     assert archive.search("parrots").total == 0
+    # the words are matched as words, whatever the case and punctuation
+    assert [p.id for p in archive.search("TUNA!").items] == [4, 5]
+
+
+def test_archival_words_are_unicode_and_accents_fold() -> None:
+    archive = ArchivalMemory()
+    archive.insert("Un café au lait, s'il vous plaît.", T0)
+    archive.insert("snake_case words", T0)
+    assert [p.id for p in archive.search("CAFÉ").items] == [1]
+    assert [p.id for p in archive.search("cafe").items] == [1]
+    assert [p.id for p in archive.search("case").items] == [2]  # "_" separates words
+    assert tokenize("Un café_au lait") == ["un", "café", "au", "lait"]
 
 
 def test_archival_stop_word_only_query_falls_back_to_substring() -> None:
@@ -312,7 +333,46 @@ def test_archival_embedding_ties_oldest_first() -> None:
 
 
 def test_cosine_scores_are_between_minus_one_and_one() -> None:
-    archive = ArchivalMemory(embed=lambda text: (3.0, 4.0))
+    assert math.isclose(cosine((3.0, 4.0), (6.0, 8.0)), 1.0)
+    assert math.isclose(cosine((1.0, 0.0), (-1.0, 0.0)), -1.0)
+    assert cosine((0.0, 0.0), (1.0, 1.0)) == 0.0
+    archive = ArchivalMemory(embed=lambda text: (1.0, 0.0) if "a" in text else (-1.0, 0.0))
+    archive.insert("a", T0)
+    archive.insert("b", T0)  # opposite to the query: left out, as a score of 0 is
+    assert [p.id for p in archive.search("a").items] == [1]
+
+
+def test_embeddings_are_kept_exactly() -> None:
+    vector = [0.1, 1 / 3, -2.5e-300, 12345.678901234567]
+    archive = ArchivalMemory(embed=lambda text: vector)
     archive.insert("x", T0)
-    score = archive._scorer("y")(archive.passages[0])
-    assert math.isclose(score, 1.0)
+    assert archive.passages[0].embedding == vector
+
+
+def test_archival_insert_many_is_one_transaction() -> None:
+    archive = ArchivalMemory()
+    assert archive.insert_many(["one", "two", "three"], T0) == [1, 2, 3]
+    with pytest.raises(ValueError, match="must not be empty"):
+        archive.insert_many(["four", " "], T0)
+    assert [p.text for p in archive.passages] == ["one", "two", "three"]
+    assert archive.insert_many([], T0) == []
+
+
+def test_recall_insert_many_and_short_queries() -> None:
+    recall = RecallMemory(page_size=10)
+    recall.insert_many([user("Ok"), user("I said OK twice, ok?"), user("fine")], T0)
+    assert len(recall) == 3
+    # one or two characters: a scan, the same matches as the index gives longer ones
+    assert [e.text for e in recall.text_search("ok").items] == ["Ok", "I said OK twice, ok?"]
+    assert [e.text for e in recall.text_search("e, o").items] == ["I said OK twice, ok?"]
+    assert [e.text for e in recall.text_search('"').items] == []
+
+
+@pytest.mark.parametrize("needle", ["çafé", "ÇAFÉ", "ß", "İstanbul", 'say "hi"', "a*b OR c"])
+def test_recall_search_matches_python_substring_semantics(needle: str) -> None:
+    texts = ["Çafé crème", "straße", "İstanbul trip", 'I say "hi" to you', "a*b OR c", "none"]
+    recall = RecallMemory(page_size=10)
+    for text in texts:
+        recall.insert(user(text), T0)
+    expected = [t for t in texts if needle.lower() in t.lower()]
+    assert [e.text for e in recall.text_search(needle).items] == expected

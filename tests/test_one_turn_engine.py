@@ -31,7 +31,14 @@ def outgoing(texts: list[str]) -> list[dict[str, Any]]:
 
 def agent(interface: Any = None) -> Any:
     return create_agent_from_preset(
-        "memgpt_chat", {"name": "sam"}, "scripted", None, None, interface, clock=FixedClock(), id="sam"
+        "memgpt_chat",
+        {"name": "sam"},
+        "scripted",
+        None,
+        None,
+        interface,
+        clock=FixedClock(),
+        id="sam",
     )
 
 
@@ -62,7 +69,15 @@ def through_an_interface() -> list[dict[str, Any]]:
 def through_the_server() -> list[dict[str, Any]]:
     texts: list[str] = []
     with LabServer() as server, connect(server.url) as ws:
-        ws.send(json.dumps({"type": "command", "command": "create_agent", "config": {"id": "sam", "name": "sam"}}))
+        ws.send(
+            json.dumps(
+                {
+                    "type": "command",
+                    "command": "create_agent",
+                    "config": {"id": "sam", "name": "sam"},
+                }
+            )
+        )
         assert json.loads(ws.recv(timeout=10))["status"] == "OK: Agent initialized"
         for text in MESSAGES:
             ws.send(json.dumps({"type": "user_message", "message": text, "agent_id": "sam"}))

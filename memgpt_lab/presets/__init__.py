@@ -41,7 +41,7 @@ from memgpt_lab.humans import DEFAULT_HUMAN, get_human_text
 from memgpt_lab.interface import AgentInterface
 from memgpt_lab.llm.base import ChatModel
 from memgpt_lab.llm.providers import ModelSpec
-from memgpt_lab.persistence import InMemoryStateManager
+from memgpt_lab.persistence import StateManager
 from memgpt_lab.personas import DEFAULT_PERSONA, get_persona_text
 
 __all__ = [
@@ -218,7 +218,7 @@ def create_agent_from_preset(
     persona: str | None = None,
     human: str | None = None,
     interface: AgentInterface | None = None,
-    persistence_manager: InMemoryStateManager | None = None,
+    persistence_manager: StateManager | None = None,
     *,
     clock: system.Clock = system.system_clock,
     id: str | None = None,
@@ -233,7 +233,8 @@ def create_agent_from_preset(
             the ``sam_pov`` persona by default.
         human: the human block's *text*; the ``basic`` human by default.
         interface: the agent's observer.
-        persistence_manager: where messages and memories live.
+        persistence_manager: where messages, memories and checkpoints live (a private
+            in-memory database by default; ``AgentStore.save`` moves the agent to a file).
         clock: timestamps; a :class:`~memgpt_lab.system.FixedClock` for determinism.
         id: the agent's id.
 
