@@ -34,7 +34,7 @@ from memgpt_lab.persistence.database import (
     to_json,
 )
 from memgpt_lab.persistence.manager import COUNTERS, ancestors_sql, state_at
-from memgpt_lab.persistence.tables import insert_rows
+from memgpt_lab.persistence.tables import MESSAGE_COLUMNS, PASSAGE_COLUMNS, insert_rows
 
 __all__ = [
     "AGENT_FILE_FORMAT",
@@ -87,19 +87,8 @@ _CHECKPOINT_COLUMNS = (
     "counters",
 )
 _CHECKPOINT_JSON = {"context_set", "context_add", "core", "counters"}
-_MESSAGE_COLUMNS = (
-    "uid",
-    "checkpoint_id",
-    "live",
-    "in_recall",
-    "said",
-    "role",
-    "created_at",
-    "day",
-    "text",
-    "message",
-)
-_PASSAGE_COLUMNS = ("seq", "checkpoint_id", "live", "created_at", "text", "embedding")
+_MESSAGE_COLUMNS = MESSAGE_COLUMNS
+_PASSAGE_COLUMNS = PASSAGE_COLUMNS
 
 
 def _loads(text: str | None) -> Any:

@@ -48,8 +48,8 @@ def message_json(message: dict[str, Any]) -> str:
     return to_json(message)
 
 
-_MESSAGE_COLUMNS = (
-    "agent_id",
+#: The columns of a message and of a passage, as agent files write them (without the agent).
+MESSAGE_COLUMNS = (
     "uid",
     "checkpoint_id",
     "live",
@@ -61,7 +61,9 @@ _MESSAGE_COLUMNS = (
     "text",
     "message",
 )
-_PASSAGE_COLUMNS = ("agent_id", "seq", "checkpoint_id", "live", "created_at", "text", "embedding")
+PASSAGE_COLUMNS = ("seq", "checkpoint_id", "live", "created_at", "text", "embedding")
+_MESSAGE_COLUMNS = ("agent_id", *MESSAGE_COLUMNS)
+_PASSAGE_COLUMNS = ("agent_id", *PASSAGE_COLUMNS)
 
 
 class AgentTables:
