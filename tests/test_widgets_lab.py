@@ -482,7 +482,7 @@ def test_memory_view_keeps_unsaved_edits_on_refresh() -> None:
 
 def test_lab_send_records_frames_and_updates_tabs(lab: Lab) -> None:
     assert lab.inspector.total_count == 0
-    assert lab.tabs.titles == ("Console", "Memory", "Traffic", "Preset")
+    assert lab.tabs.titles == ("Console", "Memory", "Traffic", "Preset", "History")
     lab.console.send("Hello, is anyone there?")
     assert len(lab.recording) == 7
     lab.inspector.refresh()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from memgpt_lab.widgets.builder import PresetBuilder
 from memgpt_lab.widgets.console import AgentConsole
+from memgpt_lab.widgets.history import CheckpointDiff, HistoryView, diff_checkpoints
 from memgpt_lab.widgets.inspector import FrameFilter, TrafficInspector
 from memgpt_lab.widgets.lab import Lab
 from memgpt_lab.widgets.memory_view import MemoryView
@@ -14,11 +15,14 @@ from memgpt_lab.widgets.timeline import Timeline, timeline_svg
 
 __all__ = [
     "AgentConsole",
+    "CheckpointDiff",
     "FrameFilter",
+    "HistoryView",
     "Lab",
     "MemoryView",
     "PresetBuilder",
     "Timeline",
     "TrafficInspector",
+    "diff_checkpoints",
     "timeline_svg",
 ]

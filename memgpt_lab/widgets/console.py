@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import ipywidgets as widgets
 
@@ -57,6 +57,8 @@ if TYPE_CHECKING:
     from memgpt_lab.agent import Agent, ModelCall, StepResult, TurnResult
 
 __all__ = ["ENTRY_KINDS", "AgentConsole", "ConsoleInterface"]
+
+_T = TypeVar("_T")
 
 #: Model calls kept for the "answered by" line (a long chain shows its last ones).
 _MAX_CALLS = 20
@@ -337,6 +339,25 @@ class AgentConsole(widgets.VBox):
                 self._set_pending(self._agent.next_chain_input(result.steps[-1]))
         return result if self.last_error is None else None
 
+    def perform(
+        self, action: Callable[[Agent], _T], *, note: str | None = None, frames: bool = True
+    ) -> _T | None:
+        """Run ``action(agent)`` as a console action (what the history panel's Retry uses).
+
+        Its events show in the transcript, an error goes to the status line (and
+        :attr:`last_error`) instead of raising, and the :meth:`on_turn` callbacks run
+        after. ``note`` is a system line shown first ("Retry: ..."); ``frames`` records
+        the server's turn frames around it (leave it off for actions that step nothing,
+        such as a rewind). Returns what ``action`` returned, or None if it failed.
+        """
+        self._set_pending(None)
+        result: _T | None = None
+        with _Action(self, None, frames=frames):
+            if note:
+                self._add_entry("alert", note)
+            result = action(self._agent)
+        return result if self.last_error is None else None
+
     def step(self, text: str | None = None) -> StepResult | None:
         """Run one ``agent.step()``: with ``text`` (a user message), else the pending input.
 
@@ -549,9 +570,12 @@ class AgentConsole(widgets.VBox):
 class _Action:
     """One console action: frames around it, errors shown (never raised), callbacks after."""
 
-    def __init__(self, console: AgentConsole, user_text: str | None) -> None:
+    def __init__(
+        self, console: AgentConsole, user_text: str | None, *, frames: bool = True
+    ) -> None:
         self.console = console
         self.user_text = user_text
+        self.frames = frames
 
     def __enter__(self) -> None:
         console = self.console
@@ -561,7 +585,8 @@ class _Action:
         try:
             if self.user_text is not None:
                 console._client_frame(protocol.user_message(self.user_text, console.agent.id))
-            console._begin_turn()
+            if self.frames:
+                console._begin_turn()
         except Exception as exc:  # a closed interface: the agent can still run
             console._set_status(f"Could not record the traffic: {exc}", ok=False)
 
@@ -576,7 +601,8 @@ class _Action:
             console._set_status(message, ok=False)
             console._set_pending(None)
         try:
-            console._end_turn(exc)
+            if self.frames:
+                console._end_turn(exc)
         except Exception as frame_exc:  # a closed interface: say so, keep the view usable
             console.last_error = console.last_error or frame_exc
             console._set_status(f"Could not record the traffic: {frame_exc}", ok=False)
