@@ -10,8 +10,9 @@
     bind any other address), speaking MemGPT 0.2's WebSocket protocol. The
     model policy is ``scripted`` (the default: every agent offline), a model
     string (every agent on it) or ``as-requested``; ``--agent NAME[=PRESET]``
-    creates named agents at start; the limits (``--max-queued-bytes``...) are
-    listed by ``memgpt-lab serve --help``.
+    creates named agents at start; ``--db PATH`` keeps the agents in a SQLite
+    file, so a restarted server has them (with their memory and history); the
+    limits (``--max-queued-bytes``...) are listed by ``memgpt-lab serve --help``.
 ``memgpt-lab serve-llm [--host 127.0.0.1] [--port 8484] [--model scripted] [--api-key KEY] ...``
     An OpenAI-compatible chat-completions endpoint (``/v1``) answering with an
     offline model (``scripted``, ``replay:FILE`` or ``cassette:FILE``), with
@@ -124,6 +125,13 @@ def _add_serve(commands: Any) -> None:
         metavar="NAME[=PRESET]",
         help="create an agent of this name at start (repeatable); PRESET is a preset name or "
         "a .yaml path",
+    )
+    add(
+        "--db",
+        default=None,
+        metavar="PATH",
+        help="keep agents in this SQLite file (created if missing): loaded at start, every "
+        "step saved, so a restarted server has them; default: in memory, lost on exit",
     )
     add("--preset-dir", action="append", default=[], metavar="DIR", help="more preset files")
     add("--persona-dir", action="append", default=[], metavar="DIR", help="more persona texts")
@@ -352,6 +360,7 @@ def _serve(args: argparse.Namespace) -> int:
             token=args.token,
             model=args.model,
             agents=[_agent_option(text) for text in args.agent],
+            db=args.db,
             preset_directories=args.preset_dir,
             persona_directories=args.persona_dir,
             human_directories=args.human_dir,

@@ -523,6 +523,54 @@ class AsyncLabClient:
         self._attached[canonical] = max(after_turn, self._attached.get(canonical, 0))
         return answer
 
+    async def list_checkpoints(self, agent_id: str) -> Frame:
+        """The agent's history: the answer's ``checkpoints`` (oldest first: ``id``,
+        ``parent_id``, ``turn``, ``step``, ``label``, ``created_at``) and ``current``."""
+        frames = await self.request(
+            protocol.command("list_checkpoints", agent_id=agent_id),
+            what=f"list_checkpoints of {agent_id}",
+        )
+        return frames[-1]
+
+    async def rewind(self, agent_id: str, checkpoint_id: str) -> str:
+        """Put the agent back to ``checkpoint_id``; returns its current checkpoint.
+
+        Raises:
+            ServerResponseError: ``error_code`` ``unknown_checkpoint`` for one not in
+                its history.
+        """
+        frames = await self.request(
+            protocol.command("rewind", agent_id=agent_id, checkpoint_id=checkpoint_id),
+            what=f"rewind {agent_id}",
+        )
+        return str(frames[-1]["current"])
+
+    async def retry(self, agent_id: str) -> list[Frame]:
+        """Run the agent's last user message again; returns the turn's frames like :meth:`send`.
+
+        Sent again after a reconnect, like a ``send``: the server answers it with the
+        run it already made, never by retrying twice.
+        """
+        return await self.request(
+            protocol.command("retry", agent_id=agent_id), what=f"retry {agent_id}", turn=True
+        )
+
+    async def fork(
+        self, agent_id: str, checkpoint_id: str | None = None, name: str | None = None
+    ) -> Frame:
+        """A new agent on the server from the agent's history up to ``checkpoint_id`` (its
+        current one by default); returns the answer (the fork's ``agent_id``, ``agent_name``,
+        ``forked_from``)."""
+        fields = {
+            key: value
+            for key, value in (("checkpoint_id", checkpoint_id), ("name", name))
+            if value is not None
+        }
+        # Not command(..., **fields): its first parameter is called ``name`` too.
+        frame = {**protocol.command("fork", agent_id=agent_id), **fields}
+        frames = await self.request(frame, what=f"fork {agent_id}")
+        return frames[-1]
+
     async def server_hello(self) -> Frame:
         """Ask for the server's ``hello`` frame (protocol version, commands, features, limits)."""
         frames = await self.request(protocol.command("hello"), what="hello")
@@ -617,6 +665,24 @@ class LabClient:
     def resume(self, agent_id: str, after_turn: int = 0) -> Frame:
         """See :meth:`AsyncLabClient.resume`."""
         return self._call(self._client.resume(agent_id, after_turn))
+
+    def list_checkpoints(self, agent_id: str) -> Frame:
+        """See :meth:`AsyncLabClient.list_checkpoints`."""
+        return self._call(self._client.list_checkpoints(agent_id))
+
+    def rewind(self, agent_id: str, checkpoint_id: str) -> str:
+        """See :meth:`AsyncLabClient.rewind`."""
+        return self._call(self._client.rewind(agent_id, checkpoint_id))
+
+    def retry(self, agent_id: str) -> list[Frame]:
+        """See :meth:`AsyncLabClient.retry`."""
+        return self._call(self._client.retry(agent_id))
+
+    def fork(
+        self, agent_id: str, checkpoint_id: str | None = None, name: str | None = None
+    ) -> Frame:
+        """See :meth:`AsyncLabClient.fork`."""
+        return self._call(self._client.fork(agent_id, checkpoint_id, name))
 
     def server_hello(self) -> Frame:
         """See :meth:`AsyncLabClient.server_hello`."""

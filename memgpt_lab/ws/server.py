@@ -50,7 +50,51 @@ Additions (extra fields, extra commands)
 ``turn_id`` on every frame of a turn; ``request_id`` echoed from the request
 (on a turn's start and end), with ``requested_by`` (the connection id of the
 sender); the commands ``hello``, ``list_agents``, ``get_memory``, ``attach``,
-``detach``, ``delete_agent`` and ``resume``.
+``detach``, ``delete_agent``, ``resume``, and the time-travel commands below.
+
+Agents in a store, and time travel
+----------------------------------
+The server keeps its agents in one :class:`~memgpt_lab.persistence.AgentStore`:
+a file with ``LabServer(db=PATH)`` / ``memgpt-lab serve --db PATH``, else one
+in-memory store shared by all its agents. On start it loads every agent of the
+file (addressable by id and name, as before; an agent whose name another
+already has is addressable by id only), on the model the policy says (under
+``as-requested``, the model string it was saved with); start-up agents
+(``--agent NAME``) the file already holds are not created again. Agents created
+over the wire (or by ``fork``) are stored as they are created and every step
+commits, so a restarted server has them with their memory and history;
+``delete_agent`` deletes the agent from the store (after its running turn,
+if any). Agents built by a custom ``agent_factory`` are saved in the store when
+they are :class:`~memgpt_lab.agent.Agent` objects; others are hosted but
+neither stored nor able to time-travel (``error_code: "no_history"``).
+
+Four commands work on an agent's history. Each takes ``agent_id`` (id or
+name), echoes ``request_id``, and is queued in the agent's FIFO like
+``get_memory``, so it runs between turns, never during one:
+
+- ``list_checkpoints``: ``command_response`` with ``checkpoints`` (oldest
+  first, every branch: ``id``, ``parent_id``, ``turn``, ``step``, ``label``,
+  ``created_at`` as ISO 8601) and ``current`` (the agent's checkpoint).
+- ``rewind`` (``checkpoint_id``): memory and context back to that checkpoint;
+  answered with ``current``. Later checkpoints stay, as a branch.
+- ``retry``: run the last user message again from just before it. It is a
+  turn: its sender (and attached connections) get ``agent_response_start``,
+  the agent's frames and ``agent_response_end``, from the agent's turn engine
+  (a new ``turn_id``: turn ids count the server's turns, never go back), with
+  ``request_id``, ``requested_by`` and ``command: "retry"`` on start and end.
+  Nothing to retry is ``agent_response_error`` (``nothing_to_retry``) inside
+  that turn; refusals before it is queued (unknown agent, busy, no history)
+  are ``command_response`` errors. A repeated ``request_id`` in a session is
+  answered with the first run, as for ``user_message``.
+- ``fork`` (``checkpoint_id``, ``name``, both optional): a new hosted agent
+  whose history is the agent's up to that checkpoint (the current one by
+  default), in the same store, named ``<name>-fork`` (``-fork-2``... when
+  taken) by default; answered like ``create_agent`` (``"OK: Agent forked"``,
+  the new ``agent_id`` / ``agent_name``, ``model``), with ``forked_from``
+  (``agent_id``, ``agent_name``, ``checkpoint_id``) and ``current``.
+
+A checkpoint that is not in the agent's history is ``error_code:
+"unknown_checkpoint"``.
 
 Reconnecting without running a message twice: a client that connects with
 ``?session=<id>`` (1-64 of ``[A-Za-z0-9_-]``) and sends a ``user_message`` with
@@ -104,11 +148,13 @@ import contextlib
 import hmac
 import json
 import logging
+import os
 import re
+import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from http import HTTPStatus
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -122,6 +168,9 @@ from memgpt_lab.recorder import Recording
 from memgpt_lab.turns import DEFAULT_MAX_QUEUED_BYTES, Outbox, TurnEngine
 from memgpt_lab.ws import protocol
 from memgpt_lab.ws._serving import BackgroundServer
+
+if TYPE_CHECKING:
+    from memgpt_lab.persistence import AgentStore
 
 __all__ = [
     "AS_REQUESTED",
@@ -180,7 +229,14 @@ COMMANDS = (
     "detach",
     "delete_agent",
     "resume",
+    "list_checkpoints",
+    "rewind",
+    "retry",
+    "fork",
 )
+
+#: The commands queued in an agent's FIFO (they never run during one of its turns).
+_QUEUED_COMMANDS = ("get_memory", "list_checkpoints", "rewind", "retry", "fork")
 
 #: Additive features announced in ``hello``.
 FEATURES = (
@@ -192,6 +248,7 @@ FEATURES = (
     "attach",
     "resume",
     "session",
+    "checkpoints",
 )
 
 #: Every ``error_code`` this server sends, and when.
@@ -217,6 +274,9 @@ ERROR_CODES: dict[str, str] = {
     "deleted": "the agent was deleted before the request ran",
     "expired": "a repeated request whose turn is no longer kept",
     "not_run": "a repeated request that was dropped before it ran",
+    "unknown_checkpoint": "a checkpoint_id that is not in the agent's history",
+    "no_history": "the agent keeps no checkpoints (a custom agent_factory's object)",
+    "nothing_to_retry": "retry on an agent that has no user message yet",
 }
 
 _SERVER_NAME = "memgpt_lab"
@@ -258,7 +318,12 @@ class _PresetFactory:
         return CONFIG_KEYS
 
     def __call__(
-        self, config: dict[str, Any], interface: AgentInterface, *, names_only: bool = True
+        self,
+        config: dict[str, Any],
+        interface: AgentInterface,
+        *,
+        names_only: bool = True,
+        **options: Any,
     ) -> HostedAgent:
         # Imported on first use: the agent core is not needed to import this module.
         from memgpt_lab.presets import create_agent_from_config
@@ -270,6 +335,7 @@ class _PresetFactory:
             preset_directories=self.directories.get("presets"),
             persona_directories=self.directories.get("personas"),
             human_directories=self.directories.get("humans"),
+            **options,
         )
         return agent
 
@@ -336,9 +402,22 @@ def _refused_turn(
 
 
 class _Job:
-    """One request waiting in an agent's FIFO: a turn, or a memory snapshot."""
+    """One request waiting in an agent's FIFO: a turn (a user message, a retry) or a command.
 
-    __slots__ = ("kind", "connection", "message", "echo", "key", "state", "turn_id", "followers")
+    ``command`` names a command (``get_memory``, ``retry``...); ``args`` are its fields."""
+
+    __slots__ = (
+        "kind",
+        "connection",
+        "message",
+        "echo",
+        "key",
+        "state",
+        "turn_id",
+        "followers",
+        "command",
+        "args",
+    )
 
     QUEUED, RUNNING, DONE = "queued", "running", "done"
 
@@ -349,6 +428,8 @@ class _Job:
         message: str = "",
         echo: dict[str, Any] | None = None,
         key: tuple[str, Any] | None = None,
+        command: str | None = None,
+        args: dict[str, Any] | None = None,
     ) -> None:
         self.kind = kind
         self.connection = connection
@@ -359,6 +440,8 @@ class _Job:
         self.turn_id: int | None = None
         # Connections that repeated this request before its turn started.
         self.followers: list[Outbox] = []
+        self.command = command
+        self.args = args or {}
 
 
 class _AgentSlot:
@@ -401,6 +484,10 @@ class _AgentSlot:
         self.followers: list[Outbox] = []  # late joiners of the open turn
         self.requests: collections.OrderedDict[tuple[str, Any], _Job] = collections.OrderedDict()
         self.max_requests = max_requests
+        #: In the server's store (deleted from it with the agent).
+        self.stored = False
+        #: delete_agent was sent: the store forgets the agent once no job of it runs.
+        self.deleted = False
         # Sees every frame of the agent, in order, as it is routed (the engine's tap).
         self.engine.tap = self._tapped
 
@@ -729,6 +816,8 @@ class _ServerCore:
         self.max_remembered_requests = max_remembered_requests
         self.max_size = max_size
         self.agents: dict[str, _AgentSlot] = {}
+        #: Where agents are kept (opened by :meth:`open_store`, closed by :meth:`shutdown`).
+        self.store: AgentStore | None = None
         self.names: dict[str, str] = {}  # name -> id
         self.reserved: set[str] = set()  # names of agents being created
         self.connections: dict[str, _Connection] = {}
@@ -1017,26 +1106,9 @@ class _ServerCore:
                 connection.outbox, self._unknown_agent(agent_ref), "unknown_agent", agent_ref, echo
             )
             return
-        key = None
-        if connection.session is not None and "request_id" in echo:
-            key = (connection.session, echo["request_id"])
-            earlier = slot.remembered(key)
-            if earlier is not None:
-                why = slot.join(earlier, connection.outbox)
-                if why is not None:
-                    _refused_turn(
-                        connection.outbox,
-                        f"request {echo['request_id']!r} was sent before and "
-                        + (
-                            "its turn is no longer kept; it was not run again"
-                            if why == "expired"
-                            else "was dropped before it ran; send it with a new request_id"
-                        ),
-                        why,
-                        slot.id,
-                        echo,
-                    )
-                return
+        answered, key = self._repeated(connection, slot, echo)
+        if answered:
+            return
         if not connection.take_slot(self.max_turns_in_flight):
             connection.send(
                 protocol.agent_response_error(
@@ -1052,6 +1124,33 @@ class _ServerCore:
         job = _Job("turn", connection, message, {**echo, "requested_by": connection.id}, key)
         slot.remember(job)
         self._enqueue(slot, job)
+
+    def _repeated(
+        self, connection: _Connection, slot: _AgentSlot, echo: Mapping[str, Any]
+    ) -> tuple[bool, tuple[str, Any] | None]:
+        """Whether a turn request was answered as a repeat of an earlier one (its turn given,
+        or why not); and the key to remember it by (None outside a session)."""
+        if connection.session is None or "request_id" not in echo:
+            return False, None
+        key = (connection.session, echo["request_id"])
+        earlier = slot.remembered(key)
+        if earlier is None:
+            return False, key
+        why = slot.join(earlier, connection.outbox)
+        if why is not None:
+            _refused_turn(
+                connection.outbox,
+                f"request {echo['request_id']!r} was sent before and "
+                + (
+                    "its turn is no longer kept; it was not run again"
+                    if why == "expired"
+                    else "was dropped before it ran; send it with a new request_id"
+                ),
+                why,
+                slot.id,
+                echo,
+            )
+        return True, key
 
     def _command(
         self, connection: _Connection, frame: Mapping[str, Any], echo: dict[str, Any]
@@ -1125,20 +1224,8 @@ class _ServerCore:
             )
             return
         ids = {"agent_id": slot.id, "agent_name": slot.name}
-        if name == "get_memory":
-            if not connection.take_slot(self.max_turns_in_flight):
-                connection.send(
-                    _command_response(
-                        f"Error: this connection has {self.max_turns_in_flight} requests queued "
-                        "or running",
-                        name,
-                        **ids,
-                        error_code="busy",
-                        **echo,
-                    )
-                )
-                return
-            self._enqueue(slot, _Job("memory", connection, echo=echo))
+        if name in _QUEUED_COMMANDS:
+            self._queue_command(connection, frame, name, slot, echo)
         elif name == "attach":
             self._attach(connection, slot)
             connection.send(
@@ -1184,6 +1271,97 @@ class _ServerCore:
 
             slot.resume(connection.outbox, after, response)
 
+    def _queue_command(
+        self,
+        connection: _Connection,
+        frame: Mapping[str, Any],
+        name: str,
+        slot: _AgentSlot,
+        echo: dict[str, Any],
+    ) -> None:
+        """Check a command that runs in the agent's FIFO, and queue it (on the loop)."""
+        ids = {"agent_id": slot.id, "agent_name": slot.name}
+
+        def refuse(message: str, code: str) -> None:
+            connection.send(
+                _command_response(f"Error: {message}", name, **ids, error_code=code, **echo)
+            )
+
+        args: dict[str, Any] = {}
+        fields = {"rewind": ("checkpoint_id",), "fork": ("checkpoint_id", "name")}
+        for field in fields.get(name, ()):
+            value = frame.get(field)
+            if value is None and name == "fork":
+                continue
+            if not isinstance(value, str) or not value:
+                refuse(f"{name}'s {field!r} must be a non-empty string", "bad_frame")
+                return
+            args[field] = value
+        if name != "get_memory" and not callable(getattr(slot.agent, "checkpoints", None)):
+            refuse(
+                f"agent {slot.name} keeps no history: its type "
+                f"({type(slot.agent).__name__}) has no checkpoints",
+                "no_history",
+            )
+            return
+        key = None
+        if name == "retry":
+            echo = {**echo, "requested_by": connection.id, "command": "retry"}
+            answered, key = self._repeated(connection, slot, echo)
+            if answered:
+                return
+        if name == "fork":
+            try:
+                args["name"] = self._fork_name(slot, args.get("name"))
+            except _Refusal as exc:
+                refuse(str(exc), exc.code)
+                return
+        if not connection.take_slot(self.max_turns_in_flight):
+            refuse(
+                f"this connection has {self.max_turns_in_flight} requests queued or running",
+                "busy",
+            )
+            return
+        if name == "fork":
+            self.reserved.add(args["name"])  # until the fork is registered or fails
+        kind = "turn" if name == "retry" else "command"
+        job = _Job(kind, connection, echo=echo, key=key, command=name, args=args)
+        slot.remember(job)
+        self._enqueue(slot, job)
+
+    def _fork_name(self, slot: _AgentSlot, requested: str | None) -> str:
+        """The name of a fork: the requested one, or ``<name>-fork`` (``-fork-2``...).
+
+        Raises:
+            _Refusal: a bad or taken name, or no room for another agent.
+        """
+
+        def taken(name: str) -> bool:
+            return name in self.names or name in self.agents or name in self.reserved
+
+        if requested is not None:
+            if not requested.strip() or len(requested) > _MAX_NAME:
+                raise _Refusal(
+                    f"'name' must be a non-empty string of at most {_MAX_NAME} characters",
+                    "bad_config",
+                )
+            if taken(requested):
+                raise _Refusal(f"an agent named {requested!r} already exists", "name_taken")
+            name = requested
+        else:
+            base = f"{slot.name[: _MAX_NAME - 12]}-fork"
+            name, number = base, 1
+            while taken(name):
+                number += 1
+                name = f"{base}-{number}"
+        if len(self.agents) + len(self.reserved) >= self.max_agents:
+            raise _Refusal(
+                f"the server hosts its limit of {self.max_agents} agents; delete one first "
+                "(delete_agent)",
+                "too_many_agents",
+            )
+        return name
+
     def _attach(self, connection: _Connection, slot: _AgentSlot) -> None:
         slot.engine.subscribe(connection.outbox)
         connection.agents.add(slot.id)
@@ -1216,24 +1394,28 @@ class _ServerCore:
 
     def _work(self, slot: _AgentSlot) -> None:
         """On a worker thread: run the agent's next job, then hand the agent on."""
+        forget = False
         with slot.lock:
             if not slot.jobs:
                 slot.busy = False
+                forget = slot.deleted
                 job = None
             else:
                 job = slot.jobs.popleft()
                 job.state = _Job.RUNNING
                 slot.current = job
         if job is None:
+            if forget:
+                self._forget(slot)
             self._went_idle()
             return
         try:
             if job.kind == "turn":
                 self._run_turn(slot, job)
             else:
-                self._run_memory(slot, job)
+                self._run_command(slot, job)
         except Exception:
-            logger.exception("job %s of agent %s failed", job.kind, slot.id)
+            logger.exception("job %s of agent %s failed", job.command or job.kind, slot.id)
         finally:
             with slot.lock:
                 job.state = _Job.DONE
@@ -1241,7 +1423,10 @@ class _ServerCore:
                 more = bool(slot.jobs)
                 if not more:
                     slot.busy = False
+                    forget = slot.deleted
             job.connection.release_slot()
+        if forget:
+            self._forget(slot)
         if more:
             self._submit(slot)  # to the back of the pool's queue: agents take turns
         else:
@@ -1264,7 +1449,17 @@ class _ServerCore:
             slot.engine.begin_turn(job.connection.outbox, **job.echo)
         error = code = None
         try:
-            slot.agent.turn(job.message)
+            if job.command == "retry":
+                slot.agent.retry()  # type: ignore[attr-defined]  # checked when queued
+            else:
+                slot.agent.turn(job.message)
+        except ValueError as exc:
+            # Agent.retry's refusal, raised before anything ran (no type of its own yet).
+            if job.command == "retry" and str(exc).startswith("nothing to retry"):
+                error, code = str(exc), "nothing_to_retry"
+            else:
+                logger.exception("a turn of agent %s failed", slot.id)
+                error, code = f"the turn failed: {type(exc).__name__}: {exc}", "turn_failed"
         except Exception as exc:
             logger.exception("a turn of agent %s failed", slot.id)
             error, code = f"the turn failed: {type(exc).__name__}: {exc}", "turn_failed"
@@ -1272,24 +1467,123 @@ class _ServerCore:
             if not slot.muted:
                 slot.engine.end_turn(error, error_code=code, **job.echo)
 
-    def _run_memory(self, slot: _AgentSlot, job: _Job) -> None:
+    def _run_command(self, slot: _AgentSlot, job: _Job) -> None:
+        """A queued command, between the agent's turns; answers its sender."""
+        name = str(job.command)
         ids = {"agent_id": slot.id, "agent_name": slot.name}
+        agent: Any = slot.agent
         try:
-            memory = slot.agent.memory_snapshot()
-        except Exception:
-            logger.exception("memory_snapshot failed for agent %s", slot.id)
+            if name == "get_memory":
+                frame = _command_response(
+                    f"OK: memory of agent {slot.name}",
+                    name,
+                    **ids,
+                    memory=agent.memory_snapshot(),
+                    **job.echo,
+                )
+            elif name == "list_checkpoints":
+                checkpoints = [_checkpoint_fields(c) for c in agent.checkpoints()]
+                frame = _command_response(
+                    f"OK: {len(checkpoints)} checkpoint(s) of agent {slot.name}",
+                    name,
+                    **ids,
+                    checkpoints=checkpoints,
+                    current=agent.checkpoint_id,
+                    **job.echo,
+                )
+            elif name == "rewind":
+                agent.rewind(job.args["checkpoint_id"])
+                frame = _command_response(
+                    f"OK: agent {slot.name} rewound to {agent.checkpoint_id}",
+                    name,
+                    **ids,
+                    current=agent.checkpoint_id,
+                    **job.echo,
+                )
+            else:  # fork: registered on the loop, which answers
+                self._run_fork(slot, job)
+                return
+        except UnknownNameError as exc:  # UnknownCheckpointError
             frame = _command_response(
-                "Error: get_memory failed (the server's log says why)",
-                "get_memory",
+                f"Error: {exc}", name, **ids, error_code="unknown_checkpoint", **job.echo
+            )
+        except Exception:
+            logger.exception("%s failed for agent %s", name, slot.id)
+            frame = _command_response(
+                f"Error: {name} failed (the server's log says why)",
+                name,
                 **ids,
                 error_code="internal",
                 **job.echo,
             )
-        else:
-            frame = _command_response(
-                f"OK: memory of agent {slot.name}", "get_memory", **ids, memory=memory, **job.echo
-            )
         job.connection.send(frame)
+
+    def _run_fork(self, slot: _AgentSlot, job: _Job) -> None:
+        """Fork the agent (on its worker), then register the fork on the loop."""
+        name = job.args["name"]
+        interface = _SlotInterface()
+        # A model of its own under a fixed policy; under as-requested, the source's (shared).
+        model = self.model_policy if self.model_policy != AS_REQUESTED else None
+        agent: Any = slot.agent
+        result: HostedAgent | BaseException
+        try:
+            result = agent.fork(
+                job.args.get("checkpoint_id"), name, interface=interface, model=model
+            )
+            source = job.args.get("checkpoint_id") or agent.checkpoint_id
+        except Exception as exc:
+            if not isinstance(exc, UnknownNameError):
+                logger.exception("fork failed for agent %s", slot.id)
+            result, source = exc, None
+        self._on_loop(self._forked, slot, job, result, interface, source)
+
+    def _forked(
+        self,
+        source: _AgentSlot,
+        job: _Job,
+        result: HostedAgent | BaseException,
+        interface: _SlotInterface,
+        checkpoint_id: str | None,
+    ) -> None:
+        """On the loop: register a fork and answer ``fork``."""
+        name = job.args["name"]
+        self.reserved.discard(name)
+        ids = {"agent_id": source.id, "agent_name": source.name}
+        if isinstance(result, BaseException):
+            code = "unknown_checkpoint" if isinstance(result, UnknownNameError) else "internal"
+            why = str(result) if code != "internal" else "fork failed (the server's log says why)"
+            job.connection.send(
+                _command_response(f"Error: {why}", "fork", **ids, error_code=code, **job.echo)
+            )
+            return
+        try:
+            slot = self._register(result, name, interface, None)
+        except _Refusal as exc:  # an id another agent has as its name: left in the store
+            job.connection.send(
+                _command_response(f"Error: {exc}", "fork", **ids, error_code=exc.code, **job.echo)
+            )
+            return
+        slot.stored = True
+        job.connection.send(
+            _command_response(
+                "OK: Agent forked",
+                "fork",
+                agent_id=slot.id,
+                agent_name=slot.name,
+                model=slot.model,
+                forked_from={**ids, "checkpoint_id": checkpoint_id},
+                current=getattr(result, "checkpoint_id", None),
+                **job.echo,
+            )
+        )
+
+    def _on_loop(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Call ``fn(*args)`` on the loop soon; from any thread."""
+        assert self.loop is not None
+        try:
+            self.loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:  # the loop is closed: nobody is left to answer
+            logger.warning("the server stopped before %s could run", getattr(fn, "__name__", fn))
 
     def _drop_jobs(self, slot: _AgentSlot, message: str, code: str) -> None:
         """Answer every job not yet started as refused; any thread."""
@@ -1303,10 +1597,12 @@ class _ServerCore:
                 for outbox in (job.connection.outbox, *job.followers):
                     _refused_turn(outbox, message, code, slot.id, job.echo)
             else:
+                if job.command == "fork":
+                    self._on_loop(self.reserved.discard, job.args["name"])
                 job.connection.send(
                     _command_response(
                         f"Error: {message}",
-                        "get_memory",
+                        job.command,
                         agent_id=slot.id,
                         error_code=code,
                         **job.echo,
@@ -1412,11 +1708,73 @@ class _ServerCore:
 
     def _build(
         self, config: dict[str, Any], interface: AgentInterface, trusted: bool
-    ) -> HostedAgent:
-        factory = self.agent_factory
+    ) -> tuple[HostedAgent, bool]:
+        """On a worker: the factory's agent, and whether it is in the store (saved there)."""
+        from memgpt_lab.persistence import StateManager
+
+        factory, store = self.agent_factory, self.store
         if isinstance(factory, _PresetFactory):
-            return factory(config, interface, names_only=not trusted)
-        return factory(config, interface)
+            # Made in the store's database: no private database (and its memory) per agent.
+            options = {"persistence_manager": StateManager(store.database)} if store else {}
+            agent = factory(config, interface, names_only=not trusted, **options)
+        else:
+            agent = factory(config, interface)
+        if store is None or not isinstance(
+            getattr(agent, "persistence_manager", None), StateManager
+        ):
+            return agent, False
+        store.save(agent)  # type: ignore[arg-type]  # an Agent: it has a StateManager
+        return agent, True
+
+    async def open_store(self, path: str | os.PathLike[str]) -> None:
+        """Open the store and host every agent it holds (on the model the policy says).
+
+        Raises:
+            LabError: the store cannot be opened, or an agent in it cannot be loaded.
+        """
+        loop = asyncio.get_running_loop()
+        self.store, loaded = await loop.run_in_executor(self.executor, self._load_store, path)
+        for agent, interface in loaded:
+            name = str(agent.name)
+            if name in self.names or name in self.agents:
+                logger.warning(
+                    "two stored agents are named %r: agent %s is addressable by its id only",
+                    name,
+                    agent.id,
+                )
+            self._register(agent, name, interface, None).stored = True
+
+    def _load_store(
+        self, path: str | os.PathLike[str]
+    ) -> tuple[AgentStore, list[tuple[HostedAgent, _SlotInterface]]]:
+        from memgpt_lab.persistence import AgentStore
+
+        store = AgentStore(path)
+        model = self.model_policy if self.model_policy != AS_REQUESTED else None
+        loaded: list[tuple[HostedAgent, _SlotInterface]] = []
+        try:
+            for stored in store.list():
+                interface = _SlotInterface()
+                try:
+                    loaded.append((store.load(stored.id, interface, model), interface))
+                except (LabError, ValueError) as exc:
+                    raise LabError(
+                        f"could not load agent {stored.name!r} ({stored.id}) from {path}: {exc}"
+                    ) from None
+        except BaseException:
+            store.close()
+            raise
+        return store, loaded
+
+    def _forget(self, slot: _AgentSlot) -> None:
+        """Delete a deleted agent from the store, once (any thread; no job of it runs)."""
+        with slot.lock:
+            stored, slot.stored = slot.stored, False
+        if stored and self.store is not None:
+            try:
+                self.store.delete(slot.id)
+            except LabError:
+                logger.exception("could not delete agent %s from the store", slot.id)
 
     def _register(
         self, agent: HostedAgent, name: str, interface: _SlotInterface, config_model: str | None
@@ -1435,7 +1793,7 @@ class _ServerCore:
         agent.interface = interface
         interface.slot = slot
         self.agents[slot.id] = slot
-        self.names[name] = slot.id
+        self.names.setdefault(name, slot.id)  # two stored agents of one name: the first has it
         return slot
 
     async def create_agent(self, config: Mapping[str, Any], *, trusted: bool) -> _AgentSlot:
@@ -1447,13 +1805,15 @@ class _ServerCore:
         interface = _SlotInterface()
         self.reserved.add(name)
         try:
-            agent = await asyncio.get_running_loop().run_in_executor(
+            agent, stored = await asyncio.get_running_loop().run_in_executor(
                 self.executor, self._build, config, interface, trusted
             )
         finally:
             self.reserved.discard(name)
         model = config.get("model")
-        return self._register(agent, name, interface, model if isinstance(model, str) else None)
+        slot = self._register(agent, name, interface, model if isinstance(model, str) else None)
+        slot.stored = stored
+        return slot
 
     async def _create_agent(
         self, connection: _Connection, config: dict[str, Any], echo: dict[str, Any]
@@ -1509,6 +1869,11 @@ class _ServerCore:
                 slot.engine.unsubscribe(connection.outbox)
         # A running turn finishes for its recipients; queued requests are answered now.
         self._drop_jobs(slot, f"agent {slot.name!r} was deleted before the request ran", "deleted")
+        with slot.lock:
+            slot.deleted = True
+            idle = not slot.busy  # else the last job's worker forgets it (see _work)
+        if idle:
+            self._forget(slot)
 
     # -- bookkeeping -------------------------------------------------------------------
 
@@ -1587,6 +1952,8 @@ class _ServerCore:
         server.close()  # closes open connections with 1001 (going away)
         await server.wait_closed()
         self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.store is not None:
+            self.store.close()  # every step so far is committed; an aborted one fails
 
 
 async def _close(ws: ServerConnection, code: int, reason: str) -> None:
@@ -1595,6 +1962,18 @@ async def _close(ws: ServerConnection, code: int, reason: str) -> None:
         await asyncio.wait_for(ws.close(code, reason), ws.close_timeout)
     except (asyncio.TimeoutError, ConnectionClosed):
         ws.transport.abort()
+
+
+def _checkpoint_fields(checkpoint: Any) -> dict[str, Any]:
+    """A :class:`~memgpt_lab.persistence.Checkpoint` as ``list_checkpoints`` sends it."""
+    return {
+        "id": checkpoint.id,
+        "parent_id": checkpoint.parent_id,
+        "turn": checkpoint.turn,
+        "step": checkpoint.step,
+        "label": checkpoint.label,
+        "created_at": checkpoint.created_at.isoformat(),
+    }
 
 
 def _echo(frame: Mapping[str, Any]) -> dict[str, Any]:
@@ -1648,7 +2027,11 @@ class LabServer(BackgroundServer):
             :func:`memgpt_lab.llm.get_model`), or ``"as-requested"``
             (:data:`AS_REQUESTED`). It sets the ``model`` key the factory gets.
         agents: configs of agents to create at start (from Python, so a
-            ``preset`` may be a path), each as ``create_agent``'s config.
+            ``preset`` may be a path), each as ``create_agent``'s config; one
+            whose ``name`` the store already holds is not created again.
+        db: the SQLite file agents are kept in (created if missing): loaded at
+            start, every step committed, so a new server on it has them all. None
+            (the default): one in-memory store shared by the server's agents.
         preset_directories / persona_directories / human_directories: more
             directories the default factory looks names up in.
         recording: where frames are recorded; a new one by default.
@@ -1686,6 +2069,7 @@ class LabServer(BackgroundServer):
         agent_factory: AgentFactory | None = None,
         model: str = "scripted",
         agents: Iterable[Mapping[str, Any]] = (),
+        db: str | os.PathLike[str] | None = None,
         preset_directories: Sequence[str] | None = None,
         persona_directories: Sequence[str] | None = None,
         human_directories: Sequence[str] | None = None,
@@ -1742,6 +2126,7 @@ class LabServer(BackgroundServer):
         if record:  # not `recording or ...`: an empty Recording is falsy
             self.recording = recording if recording is not None else Recording()
         self._startup_agents = [dict(config) for config in agents]
+        self.db = ":memory:" if db is None else os.fspath(db)
         self._core = _ServerCore(
             agent_factory=agent_factory
             or _PresetFactory(
@@ -1777,6 +2162,11 @@ class LabServer(BackgroundServer):
         return list(self._core.rejections)
 
     @property
+    def store(self) -> AgentStore | None:
+        """Where the agents are kept, once started (closed when the server stops)."""
+        return self._core.store
+
+    @property
     def agents(self) -> dict[str, HostedAgent]:
         """The hosted agents by id (a snapshot)."""
         return {agent_id: slot.agent for agent_id, slot in list(self._core.agents.items())}
@@ -1792,22 +2182,33 @@ class LabServer(BackgroundServer):
     async def _open(self) -> Server:
         core = self._core
         core.loop = asyncio.get_running_loop()
-        for number, config in enumerate(self._startup_agents, 1):
+        try:
             try:
-                await core.create_agent(config, trusted=True)
-            except (_Refusal, LabError, ValueError, TypeError, OSError) as exc:
-                core.executor.shutdown(wait=False)
-                raise LabError(
-                    f"could not create agent {number} ({config.get('name', 'unnamed')}): {exc}"
-                ) from None
-        return await serve(
-            core.handle,
-            self.host,
-            self._requested_port,
-            process_request=core.process_request,
-            max_size=self.max_size,
-            server_header=_SERVER_NAME,
-        )
+                await core.open_store(self.db)
+            except (LabError, OSError, sqlite3.Error) as exc:  # sqlite3's: not a database
+                raise LabError(f"could not open the agent store {self.db}: {exc}") from None
+            for number, config in enumerate(self._startup_agents, 1):
+                if config.get("name") in core.names:
+                    continue  # kept in the store from an earlier run
+                try:
+                    await core.create_agent(config, trusted=True)
+                except (_Refusal, LabError, ValueError, TypeError, OSError) as exc:
+                    raise LabError(
+                        f"could not create agent {number} ({config.get('name', 'unnamed')}): {exc}"
+                    ) from None
+            return await serve(
+                core.handle,
+                self.host,
+                self._requested_port,
+                process_request=core.process_request,
+                max_size=self.max_size,
+                server_header=_SERVER_NAME,
+            )
+        except BaseException:
+            core.executor.shutdown(wait=False)
+            if core.store is not None:
+                core.store.close()
+            raise
 
     async def _shutdown(self, server: Server, **options: Any) -> None:
         grace = options.get("grace")
