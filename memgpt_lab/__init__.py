@@ -30,6 +30,7 @@ _EXPORTS: dict[str, str] = {
     # agent core
     "Agent": "memgpt_lab.agent",
     "ModelCall": "memgpt_lab.agent",
+    "NothingToRetryError": "memgpt_lab.errors",
     "AgentConfig": "memgpt_lab.agent",
     "StepResult": "memgpt_lab.agent",
     "TurnResult": "memgpt_lab.agent",
@@ -131,6 +132,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         LabError,
         LLMError,
         MemoryLimitError,
+        NothingToRetryError,
         PresetError,
         ProtocolError,
         RecordingAssertionError,

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from memgpt_lab import system
-from memgpt_lab.errors import LLMError
+from memgpt_lab.errors import LLMError, NothingToRetryError
 from memgpt_lab.functions import FunctionSpec, resolve_functions
 from memgpt_lab.interface import AgentInterface
 from memgpt_lab.llm.base import (
@@ -195,6 +195,7 @@ class ModelCall:
 
 
 _CONFIG_FIELDS = tuple(f.name for f in fields(AgentConfig))
+
 
 #: The name a malformed call is kept under in the history.
 MALFORMED_CALL = "malformed_call"
@@ -564,7 +565,9 @@ class Agent:
         with self._lock:
             found = self.persistence_manager.last_user_step()
             if found is None:
-                raise ValueError(f"nothing to retry: agent {self.id!r} has no user message yet")
+                raise NothingToRetryError(
+                    f"nothing to retry: agent {self.id!r} has no user message yet"
+                )
             parent, message = found
             self.rewind(parent)
             first = not any(m.get("role") == "assistant" for m in self.messages)

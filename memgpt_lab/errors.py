@@ -8,6 +8,7 @@ Every error the package raises on purpose derives from :class:`LabError`, so
     │   │                                      agent name that does not exist; lists
     │   │                                      the names that do
     │   └── UnknownCheckpointError             no checkpoint of that id (persistence)
+    ├── NothingToRetryError (also ValueError)  Agent.retry with no user message to rerun
     ├── StorageError                           a store that cannot be used: a file from a
     │                                          newer version, not ours, a lost write
     ├── PresetError (also ValueError)          a preset that does not validate
@@ -39,6 +40,7 @@ __all__ = [
     "LabConnectionError",
     "LabError",
     "MemoryLimitError",
+    "NothingToRetryError",
     "PresetError",
     "ProtocolError",
     "RecordingAssertionError",
@@ -96,6 +98,10 @@ class ProtocolError(LabError, ValueError):
 
 class InterfaceClosedError(LabError):
     """A WebSocket interface was used after ``close()``."""
+
+
+class NothingToRetryError(LabError, ValueError):
+    """``Agent.retry`` on an agent that has no user message to run again."""
 
 
 class LLMError(LabError):

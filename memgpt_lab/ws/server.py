@@ -162,7 +162,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from memgpt_lab._hosting import is_loopback, run_until_interrupted
-from memgpt_lab.errors import LabError, ProtocolError, UnknownNameError
+from memgpt_lab.errors import LabError, NothingToRetryError, ProtocolError, UnknownNameError
 from memgpt_lab.interface import AgentInterface
 from memgpt_lab.recorder import Recording
 from memgpt_lab.turns import DEFAULT_MAX_QUEUED_BYTES, Outbox, TurnEngine
@@ -1453,13 +1453,8 @@ class _ServerCore:
                 slot.agent.retry()  # type: ignore[attr-defined]  # checked when queued
             else:
                 slot.agent.turn(job.message)
-        except ValueError as exc:
-            # Agent.retry's refusal, raised before anything ran (no type of its own yet).
-            if job.command == "retry" and str(exc).startswith("nothing to retry"):
-                error, code = str(exc), "nothing_to_retry"
-            else:
-                logger.exception("a turn of agent %s failed", slot.id)
-                error, code = f"the turn failed: {type(exc).__name__}: {exc}", "turn_failed"
+        except NothingToRetryError as exc:  # Agent.retry's refusal, before anything ran
+            error, code = str(exc), "nothing_to_retry"
         except Exception as exc:
             logger.exception("a turn of agent %s failed", slot.id)
             error, code = f"the turn failed: {type(exc).__name__}: {exc}", "turn_failed"
