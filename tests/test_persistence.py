@@ -106,6 +106,15 @@ def test_a_store_from_a_newer_release_is_refused(tmp_path: Path) -> None:
         AgentStore(path)
 
 
+def test_a_file_that_is_not_a_database_is_a_storage_error(tmp_path: Path) -> None:
+    path = tmp_path / "notes.sqlite"
+    path.write_text("not a database at all")
+    with pytest.raises(
+        StorageError, match="cannot be opened as a memgpt_lab store: file is not a database"
+    ):
+        AgentStore(path)
+
+
 def test_a_sqlite_file_that_is_not_a_store_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "other.db"
     conn = sqlite3.connect(path)

@@ -378,6 +378,11 @@ class Database:
         try:
             self._configure(durable)
             migrate(self.conn, where=f"{self.path!r}")
+        except sqlite3.DatabaseError as exc:  # not a database at all, or damaged
+            self.conn.close()
+            raise StorageError(
+                f"{self.path!r} cannot be opened as a memgpt_lab store: {exc}"
+            ) from None
         except BaseException:
             self.conn.close()
             raise
