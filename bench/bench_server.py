@@ -399,11 +399,18 @@ def measure_memory(url: str, pid: int, connections: int, agents: int) -> dict[st
 def step_in_process(agents: int, turns: int, warmup: int) -> dict[str, Any]:
     """Baseline B: ``agents`` scripted agents, ``turns`` turns each, round robin, no server.
 
+    The agents are kept as the server keeps them, in one shared in-memory ``AgentStore``,
+    so the baseline steps the same agents the same way and the ratio sees only the server.
     Returns turns/s over the timed turns and the steps per timed turn.
     """
+    from memgpt_lab.persistence import AgentStore
     from memgpt_lab.presets import DEFAULT_PRESET, create_agent_from_preset
 
-    made = [create_agent_from_preset(DEFAULT_PRESET, None, "scripted") for _ in range(agents)]
+    store = AgentStore()
+    made = [
+        store.save(create_agent_from_preset(DEFAULT_PRESET, None, "scripted"))
+        for _ in range(agents)
+    ]
     for _ in range(warmup):
         for agent in made:
             agent.turn(MESSAGE)
@@ -413,6 +420,7 @@ def step_in_process(agents: int, turns: int, warmup: int) -> dict[str, Any]:
         for agent in made:
             steps += len(agent.turn(MESSAGE).steps)
     seconds = time.perf_counter() - start
+    store.close()
     return {"rate": agents * turns / seconds, "steps_per_turn": steps / (agents * turns)}
 
 
