@@ -192,3 +192,26 @@ def test_any_text_reaches_a_strict_socket_through_a_real_agent(text: str) -> Non
         frame.text.encode("utf-8")
     ws.recording.table()
     assert all(f.size > 0 for f in ws.recording)
+
+
+def test_a_client_that_stops_reading_does_not_hang_the_agent(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import asyncio
+
+    class Stuck:
+        async def send(self, text: str) -> None:
+            await asyncio.Event().wait()  # a real socket whose reader went away
+
+    fine = MockWebSocket()
+    with SyncWebSocketInterface(step_timeout=0.05) as interface:
+        interface.register_client(Stuck())
+        interface.register_client(fine)
+        agent = make_agent(interface)
+        with caplog.at_level("WARNING", logger="memgpt_lab.ws.interface"):
+            agent.step("Hello, is anyone there?")  # returns: it does not wait forever
+        assert "not waiting for it" in caplog.text
+        fine.recording.wait_for(count=4)  # the reading client is not held up either
+        for client in interface.clients:
+            if not isinstance(client, MockWebSocket):
+                interface.unregister_client(client)

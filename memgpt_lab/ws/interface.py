@@ -38,6 +38,7 @@ async interface on, or :attr:`SyncWebSocketInterface.loop` (use
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -531,6 +532,8 @@ class SyncWebSocketInterface(_WebSocketInterfaceBase):
         thread_name: the background thread's name.
         max_queued_bytes: a client more than this far behind is dropped
             (:class:`ClientTooSlowError`); None (the default) for no bound.
+        step_timeout: the longest :meth:`step_done` waits for a step's frames to be
+            taken (a client that stopped reading must not hang the agent).
     """
 
     def __init__(
@@ -541,7 +544,9 @@ class SyncWebSocketInterface(_WebSocketInterfaceBase):
         on_drop: DropCallback | None = None,
         thread_name: str = "memgpt_lab-ws-interface",
         max_queued_bytes: int | None = None,
+        step_timeout: float = 10.0,
     ) -> None:
+        self.step_timeout = step_timeout
         self._bg = BackgroundLoop(thread_name, lambda: InterfaceClosedError(_CLOSED_MESSAGE))
         self._close_lock = threading.Lock()
         self._core = _SenderCore(
@@ -596,12 +601,23 @@ class SyncWebSocketInterface(_WebSocketInterfaceBase):
 
         On the interface's own thread (an agent stepped inside a coroutine on
         :attr:`loop`) it cannot wait; there the frames go out at the next await.
+        A client that does not take them within ``step_timeout`` seconds (a real
+        socket whose reader stopped) does not hold the agent up: the frames stay
+        queued for it, and a warning is logged.
         """
         if self._core.closed or self._core.on_loop() or self._bg.closed:
             return
         if self._bg.thread is threading.current_thread():
             return
-        self.flush()
+        waiting = self._bg.submit(self._core.flush())
+        try:
+            waiting.result(self.step_timeout)
+        except concurrent.futures.TimeoutError:
+            waiting.cancel()
+            logger.warning(
+                "a client took more than %ss to receive a step's frames; not waiting for it",
+                self.step_timeout,
+            )
 
     def flush(self) -> None:
         """Block until every frame emitted before this call is sent to every client.
