@@ -189,13 +189,7 @@ class AgentTables:
                 "AND lab_contains(m.text, ?)"
             )
             params = (self.agent_id, needle)
-        with self.database.read() as conn:
-            total = conn.execute(f"SELECT count(*) {source}{said}", params).fetchone()[0]
-            rows = conn.execute(
-                f"SELECT m.created_at, m.message {source}{said} ORDER BY m.id LIMIT ? OFFSET ?",
-                (*params, limit, offset),
-            ).fetchall()
-        return total, rows
+        return self._page("m.created_at, m.message", source + said, params, "m.id", offset, limit)
 
     def date_search(
         self, start: str, end: str, offset: int, limit: int
@@ -203,10 +197,22 @@ class AgentTables:
         """Recall messages stored on days ``start`` to ``end`` (ISO dates, inclusive)."""
         source = "FROM messages WHERE agent_id = ? AND day BETWEEN ? AND ? AND in_recall = 1 AND live = 1"
         params = (self.agent_id, start, end)
+        return self._page("created_at, message", source, params, "id", offset, limit)
+
+    def _page(
+        self,
+        columns: str,
+        source: str,
+        params: tuple[Any, ...],
+        order: str,
+        offset: int,
+        limit: int,
+    ) -> tuple[int, list[Any]]:
+        """(how many rows ``source`` matches, one page of ``columns`` in ``order``), in one read."""
         with self.database.read() as conn:
             total = conn.execute(f"SELECT count(*) {source}", params).fetchone()[0]
             rows = conn.execute(
-                f"SELECT created_at, message {source} ORDER BY id LIMIT ? OFFSET ?",
+                f"SELECT {columns} {source} ORDER BY {order} LIMIT ? OFFSET ?",
                 (*params, limit, offset),
             ).fetchall()
         return total, rows
@@ -302,13 +308,7 @@ class AgentTables:
         """Passages whose text contains ``needle`` (lower case), oldest first (a scan)."""
         source = "FROM archival a WHERE a.agent_id = ? AND a.live = 1 AND lab_contains(a.text, ?)"
         params = (self.agent_id, clean_text(needle))
-        with self.database.read() as conn:
-            total = conn.execute(f"SELECT count(*) {source}", params).fetchone()[0]
-            rows = conn.execute(
-                f"SELECT {self._PASSAGE} {source} ORDER BY a.seq LIMIT ? OFFSET ?",
-                (*params, limit, offset),
-            ).fetchall()
-        return total, rows
+        return self._page(self._PASSAGE, source, params, "a.seq", offset, limit)
 
     def search_passages_by_vector(
         self, vector: Sequence[float], offset: int, limit: int
