@@ -461,6 +461,29 @@ def test_the_default_factory_hosts_the_real_offline_agent() -> None:
     assert odd["ignored"] == ["colour", "user_id"]
 
 
+def test_a_turns_frames_reach_the_socket_in_one_write() -> None:
+    # The offline agent steps on the loop thread, so all of a turn's frames are queued
+    # before the writer runs: one transport write (one system call) for the lot.
+    with LabServer() as server, open_client(server.url) as ws:
+        agent_id = create(ws)
+        (connection,) = server._core.connections.values()
+        transport = connection.ws.transport
+        writes: list[bytes] = []
+        write = transport.write
+
+        def counting(data: bytes) -> None:
+            writes.append(bytes(data))
+            write(data)
+
+        transport.write = counting  # type: ignore[method-assign]
+        frames = talk(ws, agent_id, "hello there")
+        ask(ws, protocol.command("list_agents"))
+        written = len(writes)  # before the close handshake writes again
+    assert [f["seq"] for f in frames] == list(range(frames[0]["seq"], frames[-1]["seq"] + 1))
+    assert len(frames) >= 5
+    assert written == 2  # the turn, then the answer to list_agents
+
+
 @pytest.mark.parametrize(
     ("policy", "asked", "model"),
     [

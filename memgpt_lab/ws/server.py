@@ -738,12 +738,24 @@ class _Connection:
                     await self.wake.wait()
                     continue
                 self.idle.clear()
+                # Encoded first, strictly: a frame that is not text fails here, not in ws,
+                # and the frames before it still go out (and are recorded) before the close.
+                payloads: list[bytes] = []
+                failure: UnicodeEncodeError | None = None
                 for text in texts:
-                    if not text.isascii():
-                        text.encode()  # strict: a frame that is not text fails here, not in ws
-                    await ws.send(text)
+                    try:
+                        payloads.append(text.encode())
+                    except UnicodeEncodeError as exc:
+                        failure = exc
+                        break
+                if payloads:
+                    # Everything ready goes out as one write (see _BatchingConnection).
+                    await _send_texts(ws, payloads)
                     if recording is not None:
-                        recording.record("out", text, connection_id=self.id)
+                        for text in texts[: len(payloads)]:
+                            recording.record("out", text, connection_id=self.id)
+                if failure is not None:
+                    raise failure
         except ConnectionClosed:
             pass
         except Exception:
@@ -1951,6 +1963,42 @@ class _ServerCore:
             self.store.close()  # every step so far is committed; an aborted one fails
 
 
+class _BatchingConnection(ServerConnection):
+    """A server connection that hands the kernel all its pending bytes in one write.
+
+    websockets writes each frame with its own ``transport.write``: on a socket with
+    Nagle off, one system call and one TCP segment per frame. A turn's frames are
+    ready together, so :func:`_send_texts` frames them all and this writes them at
+    once: the client gets the same frames, in order, for a fraction of the cost.
+    """
+
+    def send_data(self) -> None:
+        pending: list[bytes] = []
+        for data in self.protocol.data_to_send():
+            if data:
+                pending.append(data)
+                continue
+            # An empty chunk means end of stream: write what came before it first.
+            if pending:
+                self.transport.write(b"".join(pending))
+                pending = []
+            if self.transport.can_write_eof():
+                with contextlib.suppress(Exception):
+                    self.transport.write_eof()
+            else:
+                self.transport.close()
+        if pending:
+            self.transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+
+
+async def _send_texts(ws: ServerConnection, payloads: Sequence[bytes]) -> None:
+    """Send each UTF-8 payload as a text frame, in order, with flow control; raises
+    :exc:`ConnectionClosed` as :meth:`ServerConnection.send` does."""
+    async with ws.send_context():
+        for payload in payloads:
+            ws.protocol.send_text(payload)
+
+
 async def _close(ws: ServerConnection, code: int, reason: str) -> None:
     """Close with ``code``; a client that reads nothing cannot hold the close up for long."""
     try:
@@ -2198,6 +2246,7 @@ class LabServer(BackgroundServer):
                 process_request=core.process_request,
                 max_size=self.max_size,
                 server_header=_SERVER_NAME,
+                create_connection=_BatchingConnection,
             )
         except BaseException:
             core.executor.shutdown(wait=False)
