@@ -102,7 +102,11 @@ def test_a_store_from_a_newer_release_is_refused(tmp_path: Path) -> None:
     conn = sqlite3.connect(path)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     conn.close()
-    with pytest.raises(StorageError, match="newer memgpt_lab .schema version 2; this one reads"):
+    with pytest.raises(
+        StorageError,
+        match=f"newer memgpt_lab .schema version {SCHEMA_VERSION + 1}; "
+        f"this one reads versions up to {SCHEMA_VERSION}",
+    ):
         AgentStore(path)
 
 
@@ -151,6 +155,99 @@ def test_migrations_run_in_order_once_each() -> None:
     # all or nothing: version 3 still, and no t4
     assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
     assert not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 't4'").fetchone()
+
+
+def _fts_consistent(database: Database) -> None:
+    """Index what waits, then FTS5's own check of the index against its table: raises
+    ("malformed") if a row is missing, extra, or was taken out of the index wrongly."""
+    database.index_messages()
+    database.conn.execute(
+        "INSERT INTO messages_fts(messages_fts, rank) VALUES ('integrity-check', 1)"
+    )
+
+
+def test_messages_wait_for_the_index_and_a_search_indexes_them_first() -> None:
+    agent = make_agent()
+    database = agent.persistence_manager.database
+    agent.turn("my favourite colour is vermilion")
+    waiting = database.conn.execute("SELECT count(*) FROM messages_unindexed").fetchone()[0]
+    assert waiting > 0 and database.unindexed == waiting
+    assert agent.persistence_manager.recall_memory.text_search("vermilion").total >= 1
+    assert database.conn.execute("SELECT count(*) FROM messages_unindexed").fetchone()[0] == 0
+    _fts_consistent(database)
+
+
+def test_enough_waiting_messages_are_indexed_without_a_search() -> None:
+    from memgpt_lab.persistence.database import INDEX_BATCH
+
+    agent = make_agent()
+    database = agent.persistence_manager.database
+    conn = database.conn
+    stored = 0
+    while stored <= INDEX_BATCH:
+        agent.turn(f"note {stored}")
+        assert database.unindexed < INDEX_BATCH
+        stored = conn.execute("SELECT count(*) FROM messages").fetchone()[0]
+    waiting = conn.execute("SELECT count(*) FROM messages_unindexed").fetchone()[0]
+    assert waiting == database.unindexed
+    assert stored - waiting >= INDEX_BATCH  # indexed on the way, no search asked
+    _fts_consistent(database)
+
+
+def test_rewinding_messages_that_wait_for_the_index_keeps_it_consistent() -> None:
+    store = AgentStore()
+    agent = store.save(make_agent())
+    manager = agent.persistence_manager
+    agent.turn("first thing: apricots")
+    checkpoint = manager.checkpoints()[-1]
+    agent.turn("second thing: blueberries")
+    database = store.database
+    database.index_messages()
+    agent.turn("third thing: cherries")  # waits for the index
+    manager.rewind(checkpoint.id)
+    assert manager.prune() > 0  # deletes indexed and waiting rows alike
+    _fts_consistent(database)
+    search = manager.recall_memory.text_search
+    assert search("apricots").total >= 1
+    assert search("blueberries").total == 0
+    assert search("cherries").total == 0
+    _fts_consistent(database)
+
+
+def test_a_version_1_file_is_migrated_and_its_messages_stay_searchable(tmp_path: Path) -> None:
+    from memgpt_lab.persistence.database import MIGRATIONS
+
+    path = tmp_path / "v1.db"
+    with AgentStore(path) as store:
+        store.save(make_agent(config={"name": "old"})).turn("the password is swordfish")
+        store.database.index_messages()
+    # Take the file back to version 1 as that release wrote it: triggers and all.
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("DROP TABLE messages_unindexed")
+    for trigger in ("insert", "delete", "update"):
+        conn.execute(f"DROP TRIGGER messages_fts_{trigger}")
+    v1_triggers = [s for s in _schema_v1_statements() if s.startswith("CREATE TRIGGER messages")]
+    assert len(v1_triggers) == 3
+    for statement in v1_triggers:
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 1")
+    conn.close()
+    assert max(MIGRATIONS) == SCHEMA_VERSION == 2
+    with AgentStore(path) as store:
+        agent = store.load("old")
+        version = store.database.conn.execute("PRAGMA user_version").fetchone()[0]
+        assert version == 2
+        agent.turn("and the backup password is marlin")
+        search = agent.persistence_manager.recall_memory.text_search
+        assert search("swordfish").total >= 1
+        assert search("marlin").total >= 1
+        _fts_consistent(store.database)
+
+
+def _schema_v1_statements() -> list[str]:
+    from memgpt_lab.persistence import database
+
+    return database._statements(database._SCHEMA_V1)
 
 
 def test_the_in_memory_default_is_the_same_engine() -> None:

@@ -136,6 +136,7 @@ class AgentTables:
                 for offset, (message, timestamp, text, said) in enumerate(messages)
             ]
             insert_rows(conn, "messages", _MESSAGE_COLUMNS, rows)
+        self.database.note_unindexed(len(rows))
         self.next_uid = first + len(rows)
         if in_recall:
             self.recall_count += len(rows)
@@ -177,6 +178,7 @@ class AgentTables:
         said = " AND m.said = 1" if said_only else ""
         needle = clean_text(needle)
         if len(needle) >= 3:
+            self.database.index_messages()  # what the last steps stored is searchable
             match = '"' + needle.replace('"', '""') + '"'
             source = (
                 "FROM messages_fts f CROSS JOIN messages m ON m.id = f.rowid "
