@@ -455,11 +455,13 @@ def run() -> list[Result]:
             result: dict[str, Any] = pool.apply_async(fn, args).get(TIMEOUT + 10)
             return result
 
-        with (
-            ServerProcess(LAB_SERVER, "memgpt-lab serve") as server,
-            ServerProcess(BARE_SERVER, "the bare websockets server") as bare_server,
-        ):
-            for _ in range(REPEAT):
+        for _ in range(REPEAT):
+            # Fresh servers each round, as the in-process baseline starts from a fresh store:
+            # every figure sees agents of the same age in a store of the same size.
+            with (
+                ServerProcess(LAB_SERVER, "memgpt-lab serve") as server,
+                ServerProcess(BARE_SERVER, "the bare websockets server") as bare_server,
+            ):
                 for n in CLIENTS:
                     lab[n].append(call(drive, server.url, n, TURNS, WARMUP, server.pid))
                     bare[n].append(call(drive, bare_server.url, n, TURNS, WARMUP, bare_server.pid))
