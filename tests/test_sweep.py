@@ -574,3 +574,28 @@ def test_the_cli_gate_passes_fails_and_refuses(tmp_path, capsys):
     bad = write_yaml(tmp_path / "bad.yaml", {"conversations": [{"name": "x", "turns": [3]}]})
     assert main(["sweep", str(bad)]) == 2
     assert "conversation 'x', turn 1" in capsys.readouterr().err
+
+
+def test_a_remote_model_runs_on_threads_and_its_warnings_stay_with_the_run(capfd):
+    from memgpt_lab.llm.server import Faults, LLMServer
+
+    conversation = Conversation(
+        "alps",
+        (
+            ConversationTurn("I went hiking in the Alps last weekend."),
+            ConversationTurn("What did I say about the Alps?"),
+        ),
+    )
+    # a served model whose window is smaller than the agent believes: it summarises, then
+    # finds nothing left to summarise and raises
+    with LLMServer(faults=Faults(overflow_after=1800)) as server:
+        model = f"openai-compatible:scripted@{server.base_url}"
+        with default_executor([model]) as pool:
+            assert isinstance(pool, concurrent.futures.ThreadPoolExecutor)
+        result = Sweep([conversation], models=[model]).run(progress=False)
+    run = result[0]
+    assert run["status"] == "error" and run["error"]["turn"] == 2
+    assert "cannot make room" in run["error"]["message"]
+    assert len(run["log"]) == 1 and "summarising and trying once more" in run["log"][0]
+    assert run["turns"][0]["steps"][0]["tokens_estimated"] is False  # the server's count
+    assert "summarising" not in capfd.readouterr().err

@@ -363,11 +363,11 @@ def _relative_to(source: Path, key: str, value: Any) -> Any:
     if not isinstance(value, str):
         return value
     if key == "presets" and value.endswith((".yaml", ".yml")):
-        return str(source.parent / value)
+        return os.path.normpath(source.parent / value)
     if key == "models":
         kind, sep, rest = value.partition(":")
         if sep and kind in ("replay", "cassette"):
-            return f"{kind}:{source.parent / rest}"
+            return f"{kind}:{os.path.normpath(source.parent / rest)}"
     return value
 
 

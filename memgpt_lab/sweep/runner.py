@@ -20,15 +20,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
+import threading
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from memgpt_lab.interface import AgentInterface, MultiInterface
 from memgpt_lab.messages import function_call_of, packet_of
 from memgpt_lab.sweep.conversations import Conversation
+
+if TYPE_CHECKING:
+    from memgpt_lab.llm.base import ChatModel
 
 __all__ = [
     "RUN_STATUSES",
@@ -108,6 +113,21 @@ class _StepMeter(AgentInterface):
         )
 
 
+class _RunLog(logging.Handler):
+    """Keeps the package's log records from this run's thread (a summarising agent's
+    warning...) with the run. While one is attached, Python's last-resort handler stays
+    quiet, so a sweep in a notebook or a worker prints nothing of its own."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.thread = threading.get_ident()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread == self.thread:
+            self.lines.append(f"{record.levelname} {record.name}: {record.getMessage()}")
+
+
 def _functions(messages: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
     called: list[str] = []
     failed: list[str] = []
@@ -132,8 +152,12 @@ def _error(exc: BaseException, turn: int) -> dict[str, Any]:
     }
 
 
-def execute_run(spec: RunSpec) -> dict[str, Any]:
+def execute_run(spec: RunSpec, model: ChatModel | None = None) -> dict[str, Any]:
     """Run ``spec``'s conversation on a fresh agent; return the run as plain data.
+
+    ``model`` replaces the model ``spec.model`` names, for this process only (a
+    :class:`~memgpt_lab.llm.cassette.Cassette` recording the answers that
+    ``spec.model`` will replay, say); the run keeps ``spec.model`` as its name.
 
     Never raises for what the run does: an error (a model that fails, an unknown
     preset...) ends the run and is returned under ``"error"`` (type, message, the
@@ -145,8 +169,19 @@ def execute_run(spec: RunSpec) -> dict[str, Any]:
         ``error``, ``turns`` (per turn: ``user``, ``replies``, ``functions``,
         ``failed_functions``, ``steps`` with latency and tokens, ``truncated``,
         ``checks``, ``messages``), ``core_memory`` (at the end), ``traffic`` (the
-        frames, :meth:`~memgpt_lab.recorder.Frame.to_dict`) and ``duration``.
+        frames, :meth:`~memgpt_lab.recorder.Frame.to_dict`), ``duration`` and ``log``
+        (the package's warnings during the run, which are not printed).
     """
+    log = _RunLog()
+    package_logger = logging.getLogger("memgpt_lab")
+    package_logger.addHandler(log)
+    try:
+        return _execute(spec, model, log)
+    finally:
+        package_logger.removeHandler(log)
+
+
+def _execute(spec: RunSpec, model: ChatModel | None, log: _RunLog) -> dict[str, Any]:
     from memgpt_lab import system
     from memgpt_lab.humans import get_human_text
     from memgpt_lab.personas import get_persona_text
@@ -167,7 +202,7 @@ def execute_run(spec: RunSpec) -> dict[str, Any]:
             agent = create_agent_from_preset(
                 spec.preset,
                 None,
-                spec.model,
+                spec.model if model is None else model,
                 get_persona_text(spec.persona),
                 get_human_text(spec.human),
                 MultiInterface([ws_if, meter]),
@@ -217,7 +252,7 @@ def execute_run(spec: RunSpec) -> dict[str, Any]:
             )
     if error is not None:
         turns.extend(unrun_turns(spec, len(turns) + 1, error))
-    return run_record(
+    run = run_record(
         spec,
         error,
         turns,
@@ -225,6 +260,8 @@ def execute_run(spec: RunSpec) -> dict[str, Any]:
         [frame.to_dict() for frame in recording],
         time.perf_counter() - started,
     )
+    run["log"] = log.lines
+    return run
 
 
 def run_record(
@@ -246,6 +283,7 @@ def run_record(
         "core_memory": core_memory,
         "traffic": traffic,
         "duration": duration,
+        "log": [],
     }
 
 
