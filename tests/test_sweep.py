@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from memgpt_lab.cli import main
 from memgpt_lab.errors import LabError, UnknownNameError
@@ -599,3 +601,33 @@ def test_a_remote_model_runs_on_threads_and_its_warnings_stay_with_the_run(capfd
     assert len(run["log"]) == 1 and "summarising and trying once more" in run["log"][0]
     assert run["turns"][0]["steps"][0]["tokens_estimated"] is False  # the server's count
     assert "summarising" not in capfd.readouterr().err
+
+
+#: All of Unicode, with lone surrogates drawn often (plain characters() almost never draws them).
+ANY_TEXT = st.text(
+    st.one_of(st.characters(exclude_categories=()), st.integers(0xD800, 0xDFFF).map(chr)),
+    min_size=1,
+    max_size=40,
+).filter(str.strip)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@example("\ud800")
+@example("a\udfff\ud83d")
+@given(text=ANY_TEXT)
+def test_any_text_goes_through_a_run_and_the_store(tmp_path_factory, text: str) -> None:
+    """All of Unicode, surrogates included, as a conversation's name and its user's message:
+    the run completes, its frames are valid UTF-8, and it is stored and read back whole."""
+    conversation = Conversation(text, (ConversationTurn(text, Expect(max_steps=3)),))
+    spec = Sweep([conversation]).specs()[0]
+    run = execute_run(spec)
+    assert run["status"] == "passed", run["error"]
+    assert run["turns"][0]["user"] == text
+    for frame in run["traffic"]:
+        frame["text"].encode("utf-8")
+    store = ResultStore(tmp_path_factory.mktemp("store"))
+    store.save(run)
+    assert store.finished() == {spec.run_id}
+    # as JSON carries it: a pair of lone surrogates reads back as the one character they make
+    assert store.load(spec.run_id) == json.loads(json.dumps(run))
+    SweepResult([run]).summary()

@@ -79,7 +79,7 @@ class RunSpec:
         so editing a conversation makes its runs new (a resumed sweep reruns them)."""
         identity = {**self.key(), "turns": self.conversation.to_mapping()["turns"]}
         digest = hashlib.blake2b(
-            json.dumps(identity, sort_keys=True, ensure_ascii=False).encode("utf-8"),
+            json.dumps(identity, sort_keys=True).encode("ascii"),  # lone surrogates escaped
             digest_size=6,
         ).hexdigest()
         readable = ".".join(
