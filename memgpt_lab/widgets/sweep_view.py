@@ -139,6 +139,14 @@ def pass_rate_svg(
     return "".join(parts)
 
 
+def _expected(value: Any) -> str:
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    if isinstance(value, dict):
+        return ", ".join(f"{k} ∋ {v!r}" for k, v in value.items())
+    return str(value)
+
+
 def transcript_html(run: Mapping[str, Any]) -> str:
     """A run, turn by turn: the user's message, the replies, the functions called, each
     check with its outcome, and the error if the turn raised."""
@@ -182,7 +190,7 @@ def transcript_html(run: Mapping[str, Any]) -> str:
             kind = "mlab-function-ok" if ok else "mlab-function-error"
             parts.append(
                 f'<div class="mlab-entry {kind}">{mark} {esc(check["check"])} '
-                f"{esc(check['expected'])}{detail}</div>"
+                f"{esc(_expected(check['expected']))}{detail}</div>"
             )
         if turn["error"]:
             parts.append(f'<div class="mlab-entry mlab-error">{esc(turn["error"])}</div>')
