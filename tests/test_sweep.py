@@ -265,6 +265,9 @@ def test_the_default_executor_suits_the_models():
         assert isinstance(pool, concurrent.futures.ProcessPoolExecutor)
     with default_executor(["scripted", "ollama:llama3.1"]) as pool:
         assert isinstance(pool, concurrent.futures.ThreadPoolExecutor)
+        assert pool._max_workers == 8
+    with default_executor(["ollama:llama3.1"], runs=3) as pool:
+        assert pool._max_workers == 3  # no more workers than runs
 
 
 def test_the_default_executor_runs_the_sweep(conversations_file, reference):
@@ -573,6 +576,10 @@ def test_the_cli_gate_passes_fails_and_refuses(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "failing turns:" in out and "name_and_fact turn 2 [memgpt_minimal" in out
     assert len(list((results / "runs").glob("*.json"))) == 6
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster:
+        assert main(["sweep", str(failing), "--scheduler", cluster.scheduler_address]) == 1
+    assert "name_and_fact turn 2 [memgpt_minimal" in capsys.readouterr().out
     bad = write_yaml(tmp_path / "bad.yaml", {"conversations": [{"name": "x", "turns": [3]}]})
     assert main(["sweep", str(bad)]) == 2
     assert "conversation 'x', turn 1" in capsys.readouterr().err

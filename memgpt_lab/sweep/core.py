@@ -131,23 +131,24 @@ def offline_model(model: str) -> bool:
 
 
 def default_executor(
-    models: Iterable[str], workers: int | None = None
+    models: Iterable[str], workers: int | None = None, runs: int | None = None
 ) -> concurrent.futures.Executor:
     """The executor :meth:`Sweep.run` uses when given none: processes when every model
     is offline (one per CPU by default), threads when any model is remote (8 by
     default: remote runs wait on the network, and the provider's rate limit is the
-    bound, not this machine)."""
+    bound, not this machine); never more than ``runs`` workers."""
+    cap = runs if runs else None
     if all(offline_model(m) for m in models):
         methods = multiprocessing.get_all_start_methods()
         # forkserver (spawn elsewhere): forking a process that runs threads (a Jupyter
         # kernel, a SyncWebSocketInterface) can deadlock the child
         method = "forkserver" if "forkserver" in methods else "spawn"
         return concurrent.futures.ProcessPoolExecutor(
-            max_workers=workers or os.cpu_count() or 1,
+            max_workers=min(workers or os.cpu_count() or 1, cap or 1 << 16),
             mp_context=multiprocessing.get_context(method),
         )
     return concurrent.futures.ThreadPoolExecutor(
-        max_workers=workers or 8, thread_name_prefix="memgpt_lab-sweep"
+        max_workers=min(workers or 8, cap or 1 << 16), thread_name_prefix="memgpt_lab-sweep"
     )
 
 
@@ -309,7 +310,7 @@ class Sweep:
         todo = [spec for spec in specs if spec.run_id not in results]
         skipped = len(specs) - len(todo)
         own = executor is None and bool(todo)
-        pool = default_executor(self.models, workers) if own else executor
+        pool = default_executor(self.models, workers, len(todo)) if own else executor
         bar = tqdm(
             total=len(specs), initial=skipped, disable=not progress, desc="sweep", unit="run"
         )
