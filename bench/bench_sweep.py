@@ -1,6 +1,7 @@
 """Sweeps: 1,000 scripted runs of a 5-turn conversation, in-process and on executors.
 
-Figures (each the better of two measurements): runs/s in this process (``execute_run`` in a loop, the baseline), on a
+Figures (each the better of two measurements): runs/s in one process (``execute_run`` in a
+loop in a fresh interpreter, the baseline), on a
 process pool of 1 and of 2, and on a 2-worker Dask ``LocalCluster`` (worker
 processes, started before timing, as a cluster already running would be); each
 executor's rate as a ratio of the in-process rate; and each executor's overhead
@@ -13,13 +14,17 @@ from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from bench._common import Result
 from memgpt_lab.sweep import Conversation, ConversationTurn, Expect, Sweep, execute_run
 
 RUNS = 1000
+ROOT = Path(__file__).resolve().parents[1]
 TURNS = (
     ConversationTurn("Hello, is anyone there?", Expect(max_steps=2)),
     ConversationTurn("My name is Ada.", Expect(reply="Ada", calls=("core_memory_replace",))),
@@ -33,13 +38,23 @@ def _sweep(runs: int) -> Sweep:
     return Sweep([Conversation("five_turns", TURNS)], repeats=runs)
 
 
-def _in_process(runs: int) -> float:
+def _loop(runs: int) -> float:
     specs = _sweep(runs).specs()
     start = time.perf_counter()
     for spec in specs:
         run = execute_run(spec)
         assert run["status"] == "passed", run["error"]
     return runs / (time.perf_counter() - start)
+
+
+def _in_process(runs: int) -> float:
+    # a fresh interpreter, as a script looping over runs would be: this one has imported
+    # pandas, dask and distributed, whose objects make every garbage collection slower
+    code = f"from bench.bench_sweep import _loop; print(_loop({runs}))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    return float(out.stdout.strip())
 
 
 def _on(executor: concurrent.futures.Executor, runs: int) -> float:

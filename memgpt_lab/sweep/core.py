@@ -321,7 +321,7 @@ class Sweep:
                 futures = {pool.submit(execute_run, spec): spec for spec in todo}
             problems = 0
             for future in concurrent.futures.as_completed(futures):
-                spec = futures[future]
+                spec = futures.pop(future)  # let go of it: a Dask result leaves the cluster
                 try:
                     run = future.result()
                 except Exception as exc:  # the executor failed the run: not stored
