@@ -638,3 +638,14 @@ def test_any_text_goes_through_a_run_and_the_store(tmp_path_factory, text: str) 
     # as JSON carries it: a pair of lone surrogates reads back as the one character they make
     assert store.load(spec.run_id) == json.loads(json.dumps(run))
     SweepResult([run]).summary()
+
+
+def test_progress_is_a_text_bar_outside_jupyter(tmp_path, conversations_file, capsys):
+    sweep = Sweep(conversations_file, results_dir=tmp_path / "results")
+    sweep.run(concurrent.futures.ThreadPoolExecutor(2))
+    bar = capsys.readouterr().err
+    assert "sweep: 100%" in bar and "3/3" in bar
+    sweep.run(concurrent.futures.ThreadPoolExecutor(2))  # all finished: the bar starts full
+    assert "3/3" in capsys.readouterr().err
+    sweep.run(concurrent.futures.ThreadPoolExecutor(2), progress=False)
+    assert capsys.readouterr().err == ""
