@@ -88,6 +88,14 @@ _EXPORTS: dict[str, str] = {
     "MockWebSocket": "memgpt_lab.recorder",
     "Recording": "memgpt_lab.recorder",
     "TickClock": "memgpt_lab.recorder",
+    # sweeps
+    "Conversation": "memgpt_lab.sweep",
+    "ConversationError": "memgpt_lab.sweep",
+    "Sweep": "memgpt_lab.sweep",
+    "SweepError": "memgpt_lab.sweep",
+    "SweepResult": "memgpt_lab.sweep",
+    "load_conversations": "memgpt_lab.sweep",
+    "load_sweep": "memgpt_lab.sweep",
     # errors
     "FrameTimeoutError": "memgpt_lab.errors",
     "ContextWindowExceededError": "memgpt_lab.llm",
@@ -187,6 +195,15 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         use_preset,
     )
     from memgpt_lab.recorder import Frame, MockWebSocket, Recording, TickClock
+    from memgpt_lab.sweep import (
+        Conversation,
+        ConversationError,
+        Sweep,
+        SweepError,
+        SweepResult,
+        load_conversations,
+        load_sweep,
+    )
     from memgpt_lab.system import FixedClock
     from memgpt_lab.turns import Outbox, TurnEngine
     from memgpt_lab.ws.interface import (

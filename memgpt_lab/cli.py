@@ -19,6 +19,11 @@
     faults to inject (``--rate-limit N``, ``--overflow-after N``...; see
     ``memgpt-lab serve-llm --help``). Any OpenAI client pointed at it works
     offline. An API key is required to bind beyond loopback.
+``memgpt-lab sweep sweep.yaml [--workers N] [--scheduler tcp://host:port] [--results DIR]``
+    Run a sweep file (conversations x presets x models...; see
+    :func:`memgpt_lab.sweep.load_sweep`) on local processes (threads for remote
+    models) or a Dask cluster, print pass rates and the failing turns, and exit
+    1 when a check failed or a run raised: a CI gate.
 """
 
 from __future__ import annotations
@@ -80,7 +85,65 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--width", type=int, default=110, help="table width (default 110)")
     _add_serve(commands)
     _add_serve_llm(commands)
+    _add_sweep(commands)
     return parser
+
+
+def _add_sweep(commands: Any) -> None:
+    sweep = commands.add_parser(
+        "sweep",
+        help="run a sweep file; exit 1 when a check fails (a CI gate)",
+        description="Run every conversation of a sweep file against every combination of its "
+        "presets, models, personas and humans; print pass rates and the failing turns. Exit "
+        "status: 0 all passed, 1 a check failed or a run raised, 2 a bad sweep file.",
+    )
+    add = sweep.add_argument
+    add("file", help="the sweep file (YAML)")
+    add(
+        "--workers",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help="local workers (default: one process per CPU; 8 threads when a model is remote)",
+    )
+    add(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="run on this Dask scheduler (tcp://host:port) instead of local workers",
+    )
+    add(
+        "--results",
+        default=None,
+        metavar="DIR",
+        help="keep finished runs here; a run again "
+        "skips them (default: the file's 'results', else nothing kept)",
+    )
+    add("--no-progress", action="store_true", help="no progress bar")
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from memgpt_lab.errors import LabError
+    from memgpt_lab.sweep import load_sweep
+
+    try:
+        sweep = load_sweep(args.file)
+        if args.results is not None:
+            sweep.results_dir = Path(args.results)
+        if args.scheduler is not None:
+            from distributed import Client
+
+            with Client(args.scheduler) as client:
+                result = sweep.run(client.get_executor(), progress=not args.no_progress)
+        else:
+            result = sweep.run(progress=not args.no_progress, workers=args.workers)
+    except (LabError, OSError) as exc:
+        print(f"memgpt-lab sweep: {exc}", file=sys.stderr)
+        return 2
+    print(result.summary())
+    return 0 if result.passed else 1
 
 
 def _positive(text: str) -> int:
@@ -346,6 +409,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "serve-llm":
         return _serve_llm(args)
+    if args.command == "sweep":
+        return _sweep(args)
     return _serve(args)
 
 

@@ -20,6 +20,7 @@ def test_there_are_benchmarks() -> None:
         "bench_inspector",
         "bench_server",
         "bench_llm",
+        "bench_sweep",
     } <= set(MODULES)
 
 

@@ -11,6 +11,7 @@ from memgpt_lab.widgets.history import CheckpointDiff, HistoryView, diff_checkpo
 from memgpt_lab.widgets.inspector import FrameFilter, TrafficInspector
 from memgpt_lab.widgets.lab import Lab
 from memgpt_lab.widgets.memory_view import MemoryView
+from memgpt_lab.widgets.sweep_view import SweepView
 from memgpt_lab.widgets.timeline import Timeline, timeline_svg
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "Lab",
     "MemoryView",
     "PresetBuilder",
+    "SweepView",
     "Timeline",
     "TrafficInspector",
     "diff_checkpoints",

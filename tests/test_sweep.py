@@ -1,0 +1,651 @@
+"""Sweeps: conversation files, runs on any executor, resuming, errors, results, the CLI gate."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from memgpt_lab.cli import main
+from memgpt_lab.errors import LabError, UnknownNameError
+from memgpt_lab.recorder import Recording
+from memgpt_lab.sweep import (
+    Conversation,
+    ConversationError,
+    ConversationTurn,
+    Expect,
+    ResultStore,
+    Sweep,
+    SweepError,
+    SweepResult,
+    default_executor,
+    execute_run,
+    load_conversations,
+    load_sweep,
+    normalise_run,
+)
+
+CONVERSATIONS = [
+    {
+        "name": "greeting",
+        "turns": [{"user": "Hello, is anyone there?", "expect": {"max_steps": 2}}],
+    },
+    {
+        "name": "name_and_fact",
+        "turns": [
+            {
+                "user": "My name is Ada.",
+                "expect": {
+                    "reply": "Ada",
+                    "calls": ["core_memory_replace"],
+                    "core_memory": {"human": "Ada"},
+                },
+            },
+            {
+                "user": "Remember that my favourite language is OCaml.",
+                "expect": {"calls": ["archival_memory_insert"], "not_calls": ["pause_heartbeats"]},
+            },
+            "What do you remember about my favourite language?",
+        ],
+    },
+    {"name": "unicode", "turns": ["Grüße, 世界! 🎉 Ça va?", "Ünïcödé again: ∑ ≠ ∞"]},
+]
+
+
+def write_yaml(path: Path, data: Any) -> Path:
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def conversations_file(tmp_path: Path) -> Path:
+    return write_yaml(tmp_path / "conversations.yaml", {"conversations": CONVERSATIONS})
+
+
+def small_sweep(conversations_file: Path, **options: Any) -> Sweep:
+    return Sweep(conversations_file, presets=["memgpt_chat", "memgpt_minimal"], **options)
+
+
+def normalised(runs: Any) -> list[dict[str, Any]]:
+    return [normalise_run(run) for run in runs]
+
+
+# --------------------------------------------------------------------------- conversation files
+
+
+def test_a_yaml_file_and_a_jsonl_file_give_the_same_conversations(tmp_path, conversations_file):
+    lines = tmp_path / "conversations.jsonl"
+    lines.write_text(
+        "".join(json.dumps(c, ensure_ascii=False) + "\n\n" for c in CONVERSATIONS), "utf-8"
+    )
+    from_yaml = load_conversations(conversations_file)
+    assert from_yaml == load_conversations(lines)
+    assert [c.name for c in from_yaml] == ["greeting", "name_and_fact", "unicode"]
+    turn = from_yaml[1].turns[0]
+    assert turn == ConversationTurn(
+        "My name is Ada.",
+        Expect(reply="Ada", calls=("core_memory_replace",), core_memory=(("human", "Ada"),)),
+    )
+    assert from_yaml[1].checks == 5
+    assert from_yaml[2].turns[1].expect == Expect()
+    # the mapping round-trips
+    assert [Conversation.from_mapping(c.to_mapping()) for c in from_yaml] == from_yaml
+
+
+BAD_TURNS = [
+    (5, "a turn is a user message"),
+    ({"user": ""}, "'user' must be the user's message"),
+    ({"user": "hi", "expect": {"replies": "x"}}, "unknown check(s) replies"),
+    ({"user": "hi", "expect": {"reply": "(unclosed"}}, "not a valid regular expression"),
+    ({"user": "hi", "expect": {"calls": ["send_mesage"]}}, "unknown function(s) send_mesage"),
+    ({"user": "hi", "expect": {"calls": 3}}, "'calls' must be a list of function names"),
+    (
+        {"user": "hi", "expect": {"calls": ["send_message"], "not_calls": ["send_message"]}},
+        "both in 'calls' and 'not_calls'",
+    ),
+    ({"user": "hi", "expect": {"core_memory": {"soul": "x"}}}, "no core memory block 'soul'"),
+    ({"user": "hi", "expect": {"core_memory": ["human"]}}, "'core_memory' must map"),
+    ({"user": "hi", "expect": {"max_steps": 0}}, "'max_steps' must be a whole number"),
+    ({"user": "hi", "expect": {"max_steps": True}}, "'max_steps' must be a whole number"),
+    ({"user": "hi", "then": 1}, "unknown field(s) then"),
+]
+
+
+@pytest.mark.parametrize(("turn", "problem"), BAD_TURNS)
+def test_a_bad_turn_is_named_by_file_conversation_and_turn(tmp_path, turn, problem):
+    path = write_yaml(
+        tmp_path / "bad.yaml",
+        [{"name": "fine", "turns": ["hi"]}, {"name": "b", "turns": ["ok", turn]}],
+    )
+    with pytest.raises(ConversationError) as info:
+        load_conversations(path)
+    error = info.value
+    assert (error.source, error.conversation, error.turn) == (str(path), "'b'", 2)
+    assert problem in str(error)
+    assert str(error).startswith(f"{path}: conversation 'b', turn 2: ")
+
+
+@pytest.mark.parametrize(
+    ("content", "problem", "conversation"),
+    [
+        ("[", "not valid YAML", None),
+        ("{}", "a mapping with only 'conversations'", None),
+        ("conversations: []", "non-empty list of conversations", None),
+        ("- 3", "must be a mapping with 'name' and 'turns'", "#1"),
+        ("- {turns: [hi]}", "needs a 'name'", "#1"),
+        ("- {name: a, turns: []}", "needs 'turns'", "'a'"),
+        ("- {name: a, turns: [hi], extra: 1}", "unknown field(s) extra", "'a'"),
+        ("- {name: a, turns: [hi]}\n- {name: a, turns: [ho]}", "used twice", "'a'"),
+    ],
+)
+def test_a_bad_file_is_named(tmp_path, content, problem, conversation):
+    path = tmp_path / "conversations.yaml"
+    path.write_text(content, "utf-8")
+    with pytest.raises(ConversationError) as info:
+        load_conversations(path)
+    assert problem in str(info.value)
+    assert info.value.source == str(path) and info.value.conversation == conversation
+
+
+def test_bad_jsonl_and_missing_and_unknown_files(tmp_path):
+    lines = tmp_path / "c.jsonl"
+    lines.write_text('{"name": "a", "turns": ["hi"]}\n{"name": \n', "utf-8")
+    with pytest.raises(ConversationError, match="line 2 is not JSON"):
+        load_conversations(lines)
+    with pytest.raises(ConversationError, match="cannot read the file"):
+        load_conversations(tmp_path / "missing.yaml")
+    text = tmp_path / "c.txt"
+    text.write_text("hi", "utf-8")
+    with pytest.raises(ConversationError, match=r"YAML \(.yaml, .yml\) or JSON lines"):
+        load_conversations(text)
+    assert issubclass(ConversationError, LabError) and issubclass(ConversationError, ValueError)
+
+
+def test_checks_evaluate_every_check_and_say_what_failed():
+    expect = Expect(
+        reply="(?i)ocaml",
+        calls=("archival_memory_search",),
+        not_calls=("send_message",),
+        core_memory=(("human", "Ada"), ("persona", "Sam")),
+        max_steps=1,
+    )
+    outcomes = expect.evaluate(
+        ["It is Python."], ["send_message"], {"human": "Name: Ada", "persona": "Bob"}, 2
+    )
+    assert [(o["check"], o["passed"]) for o in outcomes] == [
+        ("reply", False),
+        ("calls", False),
+        ("not_calls", False),
+        ("core_memory", True),
+        ("core_memory", False),
+        ("max_steps", False),
+    ]
+    assert outcomes[1]["detail"] == "not called: archival_memory_search"
+    assert outcomes[5]["detail"] == "took 2 steps"
+    assert expect.count == 6
+
+
+# --------------------------------------------------------------------------- the same on any executor
+
+
+@pytest.fixture
+def reference(conversations_file: Path) -> list[dict[str, Any]]:
+    """Every run of the small sweep, executed in this process one after another."""
+    return [execute_run(spec) for spec in small_sweep(conversations_file).specs()]
+
+
+def test_runs_in_process_are_deterministic_and_keep_everything(conversations_file, reference):
+    again = [execute_run(spec) for spec in small_sweep(conversations_file).specs()]
+    assert normalised(again) == normalised(reference)
+    assert again[0]["traffic"][0]["time"] != 0.0  # real times, blanked only by normalising
+    run = next(r for r in reference if r["conversation"] == "name_and_fact")
+    assert run["preset"] == "memgpt_chat" and run["status"] == "passed"
+    first = run["turns"][0]
+    assert first["functions"][0] == "core_memory_replace" and "Ada" in " ".join(first["replies"])
+    assert all(step["latency"] > 0 and step["prompt_tokens"] > 0 for step in first["steps"])
+    assert "Ada" in run["core_memory"]["human"]
+    # the traffic: the client's message in, then the turn bracketed as the server does
+    types = [json.loads(f["text"]).get("type") for f in run["traffic"]]
+    assert types[:2] == ["user_message", "agent_response_start"]
+    assert types.count("agent_response_start") == types.count("agent_response_end") == 3
+    assert all(
+        f["direction"] == "in" for f in run["traffic"] if f["text"].startswith('{"type": "user')
+    )
+    # a run with an agent lacking archival memory fails the check it cannot meet
+    minimal = next(
+        r
+        for r in reference
+        if (r["conversation"], r["preset"]) == ("name_and_fact", "memgpt_minimal")
+    )
+    assert minimal["status"] == "failed"
+    assert [c["passed"] for c in minimal["turns"][1]["checks"]] == [False, True]
+
+
+def test_thread_pool_and_process_pool_give_identical_results(conversations_file, reference):
+    sweep = small_sweep(conversations_file)
+    with concurrent.futures.ThreadPoolExecutor(3) as threads:
+        by_threads = sweep.run(threads, progress=False)
+    context = multiprocessing.get_context("forkserver")
+    with concurrent.futures.ProcessPoolExecutor(2, mp_context=context) as processes:
+        by_processes = sweep.run(processes, progress=False)
+    assert normalised(by_threads) == normalised(reference)
+    assert normalised(by_processes) == normalised(reference)
+    assert by_threads.executed == by_processes.executed == 6
+
+
+def test_a_dask_local_cluster_gives_identical_results(conversations_file, reference):
+    distributed = pytest.importorskip("distributed")
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        result = small_sweep(conversations_file).run(client.get_executor(), progress=False)
+        workers = len(client.scheduler_info()["workers"])
+    assert workers == 2
+    assert normalised(result) == normalised(reference)
+
+
+def test_the_default_executor_suits_the_models():
+    with default_executor(["scripted", "replay:x.json", "cassette:c.jsonl"], 2) as pool:
+        assert isinstance(pool, concurrent.futures.ProcessPoolExecutor)
+    with default_executor(["scripted", "ollama:llama3.1"]) as pool:
+        assert isinstance(pool, concurrent.futures.ThreadPoolExecutor)
+        assert pool._max_workers == 8
+    with default_executor(["ollama:llama3.1"], runs=3) as pool:
+        assert pool._max_workers == 3  # no more workers than runs
+
+
+def test_the_default_executor_runs_the_sweep(conversations_file, reference):
+    result = small_sweep(conversations_file).run(progress=False, workers=2)
+    assert normalised(result) == normalised(reference)
+
+
+# --------------------------------------------------------------------------- resuming
+
+
+def replay_file(path: Path, *answers: str) -> Path:
+    path.write_text(json.dumps(list(answers)), "utf-8")
+    return path
+
+
+def open_writer(fifo: Path, process: subprocess.Popen[bytes], deadline: float) -> int:
+    """Open ``fifo`` for writing once the sweep's run opens it for reading."""
+    while True:
+        try:
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:  # ENXIO: no reader yet
+            if process.poll() is not None:
+                raise AssertionError(f"the sweep ended early: {process.returncode}") from None
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the sweep never opened {fifo}") from None
+            time.sleep(0.005)
+
+
+def test_a_killed_sweep_run_again_finishes_only_what_was_missing(tmp_path):
+    """Six runs, one per model; each model reads its answers from a FIFO that this test
+    fills. The sweep runs in a subprocess on one thread: after three FIFOs are filled its
+    fourth run blocks, and the process is killed (SIGKILL: no clean-up at all)."""
+    answers = json.dumps(["Hi there!", "Still here."])
+    fifos = [tmp_path / f"answers{i}.json" for i in range(6)]
+    for fifo in fifos:
+        os.mkfifo(fifo)
+    conversation = [{"name": "two", "turns": [{"user": "hi", "expect": {"reply": "Hi"}}, "and?"]}]
+    conversations = write_yaml(tmp_path / "conversations.yaml", conversation)
+    results = tmp_path / "results"
+    models = [f"replay:{fifo}" for fifo in fifos]
+    script = tmp_path / "sweep_script.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import concurrent.futures
+            from memgpt_lab.sweep import Sweep
+
+            sweep = Sweep({str(conversations)!r}, models={models!r}, results_dir={str(results)!r})
+            sweep.run(concurrent.futures.ThreadPoolExecutor(1), progress=False)
+            """
+        ),
+        "utf-8",
+    )
+    process = subprocess.Popen([sys.executable, str(script)])
+    try:
+        deadline = time.monotonic() + 60
+        for fifo in fifos[:3]:
+            descriptor = open_writer(fifo, process, deadline)
+            os.write(descriptor, answers.encode())
+            os.close(descriptor)
+        runs = results / "runs"
+        while len(list(runs.glob("*.json"))) < 3:  # the third run's file, written by the driver
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.005)
+        process.kill()
+        process.wait(30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(30)
+    sweep = Sweep(conversations, models=models, results_dir=results)
+    specs = sweep.specs()
+    assert sorted(p.stem for p in runs.glob("*.json")) == sorted(s.run_id for s in specs[:3])
+    for fifo in fifos:  # the same paths, now plain files: the runs keep their ids
+        fifo.unlink()
+        fifo.write_text(answers, "utf-8")
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        resumed = sweep.run(pool, progress=False)
+    assert (resumed.skipped, resumed.executed) == (3, 3)
+    assert [run["run_id"] for run in resumed] == [spec.run_id for spec in specs]
+    assert all(run["status"] == "passed" for run in resumed)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        whole = Sweep(conversations, models=models, results_dir=tmp_path / "fresh").run(
+            pool, progress=False
+        )
+    assert whole.executed == 6
+    assert normalised(resumed) == normalised(whole)
+    # and a third run has nothing left to do
+    again = sweep.run(concurrent.futures.ThreadPoolExecutor(1), progress=False)
+    assert (again.skipped, again.executed) == (6, 0)
+    assert not list(results.rglob("*.part"))
+
+
+# --------------------------------------------------------------------------- failures
+
+
+def test_a_failing_run_is_recorded_with_its_error_and_the_sweep_goes_on(tmp_path):
+    short = replay_file(tmp_path / "short.json", "Only one answer.")
+    enough = replay_file(tmp_path / "enough.json", "One.", "Two.")
+    conversation = Conversation(
+        "two_turns",
+        (ConversationTurn("hi", Expect(reply="One")), ConversationTurn("more", Expect(reply="."))),
+    )
+    results = tmp_path / "results"
+    sweep = Sweep(
+        [conversation], models=[f"replay:{short}", f"replay:{enough}"], results_dir=results
+    )
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        result = sweep.run(pool, progress=False)
+    failed, fine = result
+    assert fine["status"] == "passed"
+    assert failed["status"] == "error"
+    assert failed["error"]["type"] == "LLMError" and failed["error"]["turn"] == 2
+    assert "no more responses" in failed["error"]["message"]
+    assert "Traceback" in failed["error"]["traceback"]
+    assert result.status_counts() == {"passed": 1, "failed": 0, "error": 1}
+    assert not result.passed and result.failures == [failed]
+    # the error reached the client as the server would send it
+    error_frame = result.recording(failed["run_id"]).assert_sent({"type": "agent_response_error"})
+    assert "no more responses" in error_frame.json["message"]
+    table = result.to_pandas()
+    row = table[(table["run_id"] == failed["run_id"]) & (table["turn"] == 2)].iloc[0]
+    assert row["error"].startswith("LLMError: ReplayModel has no more responses")
+    assert not row["passed"] and row["failed_checks"][0].startswith("reply: LLMError")
+    assert "raised" in result.summary() and "two_turns turn 2" in result.summary()
+    # stored: finished, so skipped next time, unless asked to retry errors
+    again = sweep.run(concurrent.futures.ThreadPoolExecutor(1), progress=False)
+    assert (again.skipped, again.executed) == (2, 0)
+    assert normalised(again) == normalised(result)
+    retried = sweep.run(concurrent.futures.ThreadPoolExecutor(1), progress=False, retry_errors=True)
+    assert (retried.skipped, retried.executed) == (1, 1)
+
+
+def test_a_run_that_cannot_start_is_an_error_of_turn_0(tmp_path):
+    conversation = Conversation(
+        "c", (ConversationTurn("hi", Expect(reply="x")), ConversationTurn("ho"))
+    )
+    sweep = Sweep([conversation], models=["nosuchprovider:model"])
+    result = sweep.run(concurrent.futures.ThreadPoolExecutor(1), progress=False)
+    run = result[0]
+    assert run["status"] == "error" and run["error"]["turn"] == 0
+    assert run["error"]["type"] == "UnknownNameError"
+    assert [t["error"] for t in run["turns"]] == [
+        "not run: the run stopped with UnknownNameError"
+    ] * 2
+    assert result.pass_rates("model")["pass_rate"].tolist() == [0.0]
+
+
+class FailingExecutor(concurrent.futures.Executor):
+    """An executor whose worker dies: every future fails, as a broken pool's do."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        future.set_exception(concurrent.futures.process.BrokenProcessPool("worker died"))
+        return future
+
+
+def test_a_run_the_executor_lost_is_reported_but_not_stored(tmp_path, conversations_file):
+    results = tmp_path / "results"
+    sweep = Sweep(conversations_file, results_dir=results)
+    lost = sweep.run(FailingExecutor(), progress=False)
+    assert {run["status"] for run in lost} == {"error"}
+    assert lost[0]["error"]["type"] == "BrokenProcessPool" and lost[0]["error"]["executor"]
+    assert not list((results / "runs").glob("*.json"))
+    done = sweep.run(concurrent.futures.ThreadPoolExecutor(2), progress=False)
+    assert done.executed == 3 and done.passed
+
+
+def test_bad_sweeps_fail_at_once(conversations_file):
+    with pytest.raises(SweepError, match="presets is empty"):
+        Sweep(conversations_file, presets=[])
+    with pytest.raises(SweepError, match="models must be names"):
+        Sweep(conversations_file, models=[object()])  # type: ignore[list-item]
+    with pytest.raises(SweepError, match="lists a name twice"):
+        Sweep(conversations_file, models=["scripted", "scripted"])
+    with pytest.raises(SweepError, match="repeats must be"):
+        Sweep(conversations_file, repeats=0)
+    with pytest.raises(UnknownNameError, match="unknown preset 'nope'"):
+        Sweep(conversations_file, presets=["nope"])
+    with pytest.raises(UnknownNameError, match="persona"):
+        Sweep(conversations_file, personas=["nobody"])
+    with pytest.raises(SweepError, match="unknown traffic format 'har'"):
+        Sweep(conversations_file, traffic_format="har")
+
+
+# --------------------------------------------------------------------------- results
+
+
+def test_results_as_a_table_pass_rates_and_repeats(conversations_file):
+    result = small_sweep(conversations_file, repeats=2).run(
+        concurrent.futures.ThreadPoolExecutor(2), progress=False
+    )
+    assert len(result) == 12
+    table = result.to_pandas()
+    assert len(table) == 2 * 2 * (1 + 3 + 2)  # presets x repeats x turns
+    assert list(table.columns[:8]) == [
+        "run_id",
+        "preset",
+        "model",
+        "persona",
+        "human",
+        "conversation",
+        "repeat",
+        "turn",
+    ]
+    assert {"reply", "functions", "failed_functions", "steps", "prompt_tokens", "latency"} <= set(
+        table.columns
+    )
+    rates = result.pass_rates(["preset", "model"])
+    chat = rates.loc[("memgpt_chat", "scripted")]
+    minimal = rates.loc[("memgpt_minimal", "scripted")]
+    assert chat["pass_rate"] == 1.0 and chat["runs"] == chat["runs_passed"] == 6
+    assert minimal["pass_rate"] < 1.0 and minimal["runs_passed"] == 4
+    by_turn = result.pass_rates("turn")
+    assert by_turn["turns"].sum() == len(table)
+    with pytest.raises(KeyError, match="no column colour"):
+        result.pass_rates("colour")
+    # the same as a plain SweepResult of the same runs
+    assert SweepResult(result.runs).to_pandas().equals(table)
+    assert result.transcript(result[0]["run_id"])[0]["role"] == "user"
+
+
+def test_compare_says_what_was_fixed_and_what_regressed(conversations_file):
+    pool = concurrent.futures.ThreadPoolExecutor(2)
+    chat = Sweep(conversations_file, presets=["memgpt_chat"]).run(pool, progress=False)
+    minimal = Sweep(conversations_file, presets=["memgpt_minimal"]).run(pool, progress=False)
+    pool.shutdown()
+    key = ["model", "persona", "human", "conversation", "repeat", "turn"]
+    worse = minimal.compare(chat, on=key)
+    assert len(worse) == 6
+    pairs = zip(worse["conversation"], worse["turn"], strict=True)
+    changes = dict(zip(pairs, worse["change"], strict=True))
+    assert changes[("name_and_fact", 2)] == "regressed"
+    assert changes[("greeting", 1)] == "still passing"
+    assert minimal.compare(minimal, on=key)["change"].isin(["still passing", "still failing"]).all()
+    better = chat.compare(minimal, on=key)
+    assert (better["change"] == "fixed").sum() == (worse["change"] == "regressed").sum()
+    assert set(chat.compare(minimal)["change"]) == {"new", "gone"}  # the presets differ
+    with pytest.raises(ValueError, match="do not identify"):
+        chat.compare(chat, on=["preset"])
+    with pytest.raises(KeyError, match="cannot compare on reply"):
+        chat.compare(chat, on=["reply"])
+
+
+def test_the_store_writes_each_run_whole(tmp_path, conversations_file):
+    run = execute_run(Sweep(conversations_file).specs()[0])
+    store = ResultStore(tmp_path / "results")
+    store.save(run)
+    assert store.finished() == {run["run_id"]}
+    assert store.load(run["run_id"]) == run
+    lines = Recording.from_jsonl(store.traffic_path(run["run_id"]))
+    assert [f.to_dict() for f in lines] == run["traffic"]
+    assert "traffic" not in json.loads(store.run_path(run["run_id"]).read_text("utf-8"))
+    store.run_path("broken").write_text("{", "utf-8")
+    with pytest.raises(SweepError, match="delete it"):
+        store.load("broken")
+
+
+# --------------------------------------------------------------------------- sweep files and the CLI
+
+
+def sweep_file(tmp_path: Path, **fields: Any) -> Path:
+    write_yaml(tmp_path / "conversations.yaml", CONVERSATIONS)
+    return write_yaml(tmp_path / "sweep.yaml", {"conversations": "conversations.yaml", **fields})
+
+
+def test_a_sweep_file_names_its_files_relative_to_itself(tmp_path):
+    replay_file(tmp_path / "answers.json", "x")
+    path = sweep_file(
+        tmp_path, presets=["memgpt_chat"], models=["scripted", "replay:answers.json"], results="out"
+    )
+    sweep = load_sweep(path)
+    assert sweep.models == ("scripted", f"replay:{tmp_path / 'answers.json'}")
+    assert sweep.results_dir == tmp_path / "out"
+    assert len(sweep.specs()) == 6
+    inline = write_yaml(tmp_path / "inline.yaml", {"conversations": CONVERSATIONS[:1]})
+    assert [c.name for c in load_sweep(inline).conversations] == ["greeting"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        ({"colour": "red"}, "unknown field(s) colour"),
+        ({"presets": {"a": 1}}, "'presets' must be a list of names"),
+        ({"repeats": 0}, "repeats must be"),
+    ],
+)
+def test_a_bad_sweep_file_is_named(tmp_path, fields, problem):
+    path = sweep_file(tmp_path, **fields)
+    with pytest.raises(SweepError) as info:
+        load_sweep(path)
+    assert problem in str(info.value) and str(path) in str(info.value)
+
+
+def test_the_cli_gate_passes_fails_and_refuses(tmp_path, capsys):
+    passing = sweep_file(tmp_path, presets=["memgpt_chat"])
+    assert main(["sweep", str(passing), "--workers", "2", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "memgpt_chat" in out and "3 runs: 3 passed" in out
+    failing = write_yaml(
+        tmp_path / "failing.yaml",
+        {"conversations": "conversations.yaml", "presets": ["memgpt_chat", "memgpt_minimal"]},
+    )
+    results = tmp_path / "kept"
+    assert main(["sweep", str(failing), "--results", str(results), "--no-progress"]) == 1
+    out = capsys.readouterr().out
+    assert "failing turns:" in out and "name_and_fact turn 2 [memgpt_minimal" in out
+    assert len(list((results / "runs").glob("*.json"))) == 6
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster:
+        assert main(["sweep", str(failing), "--scheduler", cluster.scheduler_address]) == 1
+    assert "name_and_fact turn 2 [memgpt_minimal" in capsys.readouterr().out
+    bad = write_yaml(tmp_path / "bad.yaml", {"conversations": [{"name": "x", "turns": [3]}]})
+    assert main(["sweep", str(bad)]) == 2
+    assert "conversation 'x', turn 1" in capsys.readouterr().err
+
+
+def test_a_remote_model_runs_on_threads_and_its_warnings_stay_with_the_run(capfd):
+    from memgpt_lab.llm.server import Faults, LLMServer
+
+    conversation = Conversation(
+        "alps",
+        (
+            ConversationTurn("I went hiking in the Alps last weekend."),
+            ConversationTurn("What did I say about the Alps?"),
+        ),
+    )
+    # a served model whose window is smaller than the agent believes: it summarises, then
+    # finds nothing left to summarise and raises
+    with LLMServer(faults=Faults(overflow_after=1800)) as server:
+        model = f"openai-compatible:scripted@{server.base_url}"
+        with default_executor([model]) as pool:
+            assert isinstance(pool, concurrent.futures.ThreadPoolExecutor)
+        result = Sweep([conversation], models=[model]).run(progress=False)
+    run = result[0]
+    assert run["status"] == "error" and run["error"]["turn"] == 2
+    assert "cannot make room" in run["error"]["message"]
+    assert len(run["log"]) == 1 and "summarising and trying once more" in run["log"][0]
+    assert run["turns"][0]["steps"][0]["tokens_estimated"] is False  # the server's count
+    assert "summarising" not in capfd.readouterr().err
+
+
+#: All of Unicode, with lone surrogates drawn often (plain characters() almost never draws them).
+ANY_TEXT = st.text(
+    st.one_of(st.characters(exclude_categories=()), st.integers(0xD800, 0xDFFF).map(chr)),
+    min_size=1,
+    max_size=40,
+).filter(str.strip)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@example("\ud800")
+@example("a\udfff\ud83d")
+@given(text=ANY_TEXT)
+def test_any_text_goes_through_a_run_and_the_store(tmp_path_factory, text: str) -> None:
+    """All of Unicode, surrogates included, as a conversation's name and its user's message:
+    the run completes, its frames are valid UTF-8, and it is stored and read back whole."""
+    conversation = Conversation(text, (ConversationTurn(text, Expect(max_steps=3)),))
+    spec = Sweep([conversation]).specs()[0]
+    run = execute_run(spec)
+    assert run["status"] == "passed", run["error"]
+    assert run["turns"][0]["user"] == text
+    for frame in run["traffic"]:
+        frame["text"].encode("utf-8")
+    store = ResultStore(tmp_path_factory.mktemp("store"))
+    store.save(run)
+    assert store.finished() == {spec.run_id}
+    # as JSON carries it: a pair of lone surrogates reads back as the one character they make
+    assert store.load(spec.run_id) == json.loads(json.dumps(run))
+    SweepResult([run]).summary()
+
+
+def test_progress_is_a_text_bar_outside_jupyter(tmp_path, conversations_file, capsys):
+    sweep = Sweep(conversations_file, results_dir=tmp_path / "results")
+    sweep.run(concurrent.futures.ThreadPoolExecutor(2))
+    bar = capsys.readouterr().err
+    assert "sweep: 100%" in bar and "3/3" in bar
+    sweep.run(concurrent.futures.ThreadPoolExecutor(2))  # all finished: the bar starts full
+    assert "3/3" in capsys.readouterr().err
+    sweep.run(concurrent.futures.ThreadPoolExecutor(2), progress=False)
+    assert capsys.readouterr().err == ""
