@@ -8,13 +8,11 @@ import re
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
 
 import pytest
 
 from memgpt_lab.recorder import Recording, TickClock
 from memgpt_lab.widgets import Timeline, TrafficInspector, timeline_svg
-from memgpt_lab.widgets._util import Coalescer
 from memgpt_lab.widgets.inspector import FrameFilter, FrameIndex, hexdump
 
 MESSAGE_TYPES = ("internal_monologue", "assistant_message", "function_message")
@@ -239,7 +237,7 @@ def test_cleared_recording_starts_over(rec, inspector):
     turn(rec, "fresh")
     inspector.refresh()
     assert inspector.total_count == 6
-    assert [r["seq"] for r in inspector.rows] == [6]  # following: the last page
+    assert [r["seq"] for r in inspector.rows] == [2, 3, 4, 5, 6]  # following: the newest full page
     inspector.go_to_page(0)
     assert [r["seq"] for r in inspector.rows] == [1, 2, 3, 4, 5]
 
@@ -268,44 +266,6 @@ def test_close_unsubscribes(rec):
     assert rec._subscribers == ()
 
 
-class ManualTimer:
-    """A timer the test fires itself: no clock, no thread."""
-
-    made: list[ManualTimer] = []
-
-    def __init__(self, interval: float, function: Callable[[], None]) -> None:
-        self.interval, self.function = interval, function
-        self.daemon = False
-        self.started = self.cancelled = False
-        ManualTimer.made.append(self)
-
-    def start(self) -> None:
-        self.started = True
-
-    def cancel(self) -> None:
-        self.cancelled = True
-
-    def fire(self) -> None:
-        assert self.started and not self.cancelled
-        self.function()
-
-
-def test_coalescer_bursts_make_one_call():
-    ManualTimer.made = []
-    calls: list[int] = []
-    coalescer = Coalescer(lambda: calls.append(1), interval=0.05, timer=ManualTimer)
-    for _ in range(1000):
-        coalescer.poke()
-    assert len(ManualTimer.made) == 1 and ManualTimer.made[0].interval == 0.05
-    assert calls == [] and coalescer.pending
-    ManualTimer.made[0].fire()
-    assert calls == [1] and not coalescer.pending
-    coalescer.poke()  # a poke after the call schedules the next one
-    assert len(ManualTimer.made) == 2
-    coalescer.close()
-    assert ManualTimer.made[1].cancelled and calls == [1]
-
-
 def test_page_holds_only_page_size_rows_of_100k():
     big = Recording(clock=TickClock())
     for i in range(100_000):
@@ -316,7 +276,7 @@ def test_page_holds_only_page_size_rows_of_100k():
     assert len(widget.table.rows) == 50
     widget.set_filter(message_type="assistant_message")
     assert widget.filtered_count == 33_333
-    assert len(widget.table.rows) == 33  # following: the last page, 33_333 % 50
+    assert len(widget.table.rows) == 50  # following: the newest full page, not 33_333 % 50
     widget.go_to_page(3)
     assert len(widget.table.rows) == 50
     assert len(json.dumps(widget.table.rows)) < 20_000  # what goes to the browser
