@@ -32,7 +32,12 @@ from memgpt_lab.llm.server import LLMServer
 from memgpt_lab.widgets import AgentConsole, Lab, MemoryView, PresetBuilder
 from memgpt_lab.widgets.builder import CUSTOM
 from memgpt_lab.widgets.console import entry_html
-from memgpt_lab.widgets.memory_view import context_bar_html
+from memgpt_lab.widgets.memory_view import (
+    CHART_STEPS,
+    ContextSample,
+    context_bar_html,
+    context_chart_svg,
+)
 
 SEND_KINDS = ["user", "monologue", "function_call", "assistant", "function_ok"]
 
@@ -1068,3 +1073,57 @@ def test_buttons_run_in_the_background_and_show_progress(console: AgentConsole) 
     assert console.entries[0] == ("user", "hello")
     assert console._busy.busy is False and console._buttons["stop"].layout.display == "none"
     assert console._busy.label == "Thinking… step 1"
+
+
+def test_memory_search_runs_on_enter() -> None:
+    agent = make_agent()
+    agent.turn("remember that my cat is called Tom")
+    view = MemoryView(agent)
+    try:
+        view._query._handle_custom_msg({"event": "submit", "value": "cat"}, [])  # Enter
+        assert "mlab-result-archival" in view._results.value and "Tom" in view._results.value
+    finally:
+        view.close()
+
+
+def test_memory_chart_shows_tokens_per_step_the_warning_and_summaries() -> None:
+    agent = make_agent(context_window=2600)
+    view = MemoryView(agent)
+    try:
+        steps = 0
+        for i in range(12):
+            steps += len(
+                agent.turn(f"I thought about topic {i} for a long time, and here is why").steps
+            )
+        view.refresh()
+        samples = view.samples
+        assert [s.step for s in samples] == list(range(1, steps + 1))  # one per step
+        assert agent.summaries >= 2
+        assert sum(s.summarised for s in samples) == agent.summaries
+        summarised = [s for s in samples if s.summarised]
+        before = samples[samples.index(summarised[0]) - 1]
+        assert summarised[0].sections["messages"] < before.sections["messages"]
+        html = view._chart.value
+        assert f'data-steps="{steps}"' in html and f'data-summaries="{agent.summaries}"' in html
+        assert html.count('class="mlab-chart-summary"') == agent.summaries
+        assert 'class="mlab-chart-warning"' in html and "warning at 1950 of 2600" in html
+        assert html.count('<g class="mlab-chart-step"') == steps
+        # another agent starts another chart; the old one is no longer watched
+        other = make_agent()
+        view.agent = other
+        agent.turn("hello")
+        other.turn("hello")
+        assert len(view.samples) == 1
+    finally:
+        view.close()
+    other.turn("hello again")  # a closed view hears nothing
+    assert len(view.samples) == 1
+
+
+def test_context_chart_keeps_the_last_steps_only() -> None:
+    sample = ContextSample(1, {"system": 10, "messages": 5}, 100, 75, False)
+    many = [ContextSample(i, sample.sections, 100, 75, i % 50 == 0) for i in range(1, 501)]
+    html = context_chart_svg(many)
+    assert html.count('<g class="mlab-chart-step"') == CHART_STEPS
+    assert 'data-step="500"' in html and 'data-step="1"' not in html
+    assert "The chart fills" in context_chart_svg([])
