@@ -19,6 +19,7 @@ import json
 import math
 import re
 import threading
+import time
 import weakref
 from array import array
 from collections.abc import Iterable, Sequence
@@ -45,6 +46,8 @@ _ALL = "\x00all"
 _PREVIEW_CHARS = 120
 #: Frames a live inspector indexes per refresh, so a long backlog never blocks a refresh.
 CHUNK = 50_000
+#: Frames indexed between two chances for other threads (the server) to run.
+_SLICE = 512
 _HEXDUMP_LIMIT = 4096
 
 
@@ -175,26 +178,43 @@ class FrameIndex:
     def extend(self, frames: Iterable[Frame]) -> None:
         """Append frames (in recording order) to the index."""
         framelist = self.frames
-        fields = COLUMNS
-        codes = [self.codes[f] for f in fields]
+        codes, columns, postings = self.codes, self.columns, self.postings
+        direction_codes, type_codes = codes["direction"], codes["type"]
+        message_codes, connection_codes, lane_codes = (
+            codes["message_type"],
+            codes["connection_id"],
+            codes["lane"],
+        )
+        loads = _loads
         for frame in frames:
             pos = len(framelist)
             framelist.append(frame)
-            frame_type, message_type = frame_fields(frame)
-            values = (
-                _key(frame.direction),
-                _key(frame_type),
-                _key(message_type),
-                _key(frame.connection_id),
-                lane_name(frame_type, message_type, frame.opcode),
-            )
-            for i, value in enumerate(values):
-                code = codes[i].get(value)
+            frame_type = message_type = None
+            text = frame.text
+            if text is not None and frame.opcode == "text":
+                try:
+                    body = loads(text)
+                except ValueError:
+                    body = None
+                if type(body) is dict:
+                    frame_type, message_type = body.get("type"), body.get("message_type")
+            for field, known, value in (
+                ("direction", direction_codes, frame.direction),
+                ("type", type_codes, frame_type),
+                ("message_type", message_codes, message_type),
+                ("connection_id", connection_codes, frame.connection_id),
+            ):
+                key = value if type(value) is str else _key(value)
+                code = known.get(key)
                 if code is None:
-                    code = self._code(fields[i], value)
-                self.columns[fields[i]].append(code)
-                if i < 4:
-                    self.postings[fields[i]][code].append(pos)
+                    code = self._code(field, key)
+                columns[field].append(code)
+                postings[field][code].append(pos)
+            lane = lane_name(frame_type, message_type, frame.opcode)
+            code = lane_codes.get(lane)
+            if code is None:
+                code = self._code("lane", lane)
+            columns["lane"].append(code)
 
     def catch_up(self, recording: Sequence[Frame], limit: int | None = None) -> bool:
         """Index the frames of ``recording`` not indexed yet, at most ``limit`` of them.
@@ -209,9 +229,12 @@ class FrameIndex:
                 self.generation += 1
                 done = 0
             end = total if limit is None else min(total, done + limit)
-            if end > done:
-                frames = recording[done:end]
+            for at in range(done, end, _SLICE):
+                frames = recording[at : min(at + _SLICE, end)]
                 self.extend(frames.frames() if hasattr(frames, "frames") else frames)
+                if limit is not None:
+                    # A live refresh shares the GIL with the server it watches: let it run.
+                    time.sleep(0)
             return end < total
 
     def value_at(self, field: str, pos: int) -> str:

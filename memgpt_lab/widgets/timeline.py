@@ -273,7 +273,8 @@ class TimelineModel:
         def x_of_bin(b: int) -> float:
             return plot_left + min((b + 0.5) * self.bin, span) * scale
 
-        out.extend(self._turns_svg(used, span, scale, plot_left, _TOP, plot_bottom, columns))
+        bounds = _bounds(used, column_of)
+        out.extend(self._turns_svg(used, span, scale, plot_left, _TOP, plot_bottom, bounds))
         for name, lane in lanes.items():
             y = _TOP + lane * lane_height
             colour = PALETTE[lane % len(PALETTE)]
@@ -291,7 +292,7 @@ class TimelineModel:
             colour = PALETTE[lane % len(PALETTE)]
             y = _TOP + lane * lane_height + lane_height / 2
             direction = "out" if outgoing else "in"
-            for col_first, count, first, last in _group(cells, used, column_of):
+            for col_first, count, first, last in _group(cells, bounds):
                 ms = (col_first + 0.5) * self.bin * 1000.0
                 if count == 1:
                     title = f"#{first} {direction} {name} +{min(ms, span * 1000):.1f} ms"
@@ -319,7 +320,7 @@ class TimelineModel:
         left: float,
         top: float,
         bottom: float,
-        columns: int,
+        bounds: list[tuple[int, int]],
     ) -> list[str]:
         out: list[str] = []
         width = self.bin
@@ -336,17 +337,9 @@ class TimelineModel:
             lines = [(self._starts, "start"), (self._ends, "end")]
         else:
             lines = [(self._gaps, "gap")]
-        groups = [
-            (
-                kind,
-                list(
-                    _group(cells, used, lambda b: min(int(b * width / span * columns), columns - 1))
-                ),
-            )
-            for cells, kind in lines
-        ]
+        groups = [(kind, list(_group(cells, bounds))) for cells, kind in lines]
         # Boundaries closer than a few pixels would paint solid bars: the shading shows them.
-        if sum(len(g) for _, g in groups) > columns // 2:
+        if sum(len(g) for _, g in groups) > len(bounds) // 2:
             return out
         for kind, group in groups:
             for col_first, count, first, _last in group:
@@ -361,27 +354,33 @@ class TimelineModel:
         return out
 
 
-def _group(
-    cells: _Cells, used: int, column_of: Callable[[int], int]
-) -> Iterator[tuple[int, int, int, int]]:
-    """``(first bin, count, first seq, last seq)`` per column with frames, left to right."""
-    count, first, last = cells.count, cells.first, cells.last
-    current = -1
-    acc = (0, 0, 0, 0)
-    for b in range(used):
-        n = count[b]
-        if not n:
-            continue
+def _bounds(used: int, column_of: Callable[[int], int]) -> list[tuple[int, int]]:
+    """The bins ``[start, end)`` of each column that has any, left to right."""
+    out: list[tuple[int, int]] = []
+    start, current = 0, column_of(0) if used else 0
+    for b in range(1, used):
         column = column_of(b)
         if column != current:
-            if current >= 0:
-                yield acc
-            current = column
-            acc = (b, n, first[b], last[b])
-        else:
-            acc = (acc[0], acc[1] + n, acc[2], last[b])
-    if current >= 0:
-        yield acc
+            out.append((start, b))
+            start, current = b, column
+    if used:
+        out.append((start, used))
+    return out
+
+
+def _group(cells: _Cells, bounds: list[tuple[int, int]]) -> Iterator[tuple[int, int, int, int]]:
+    """``(first bin, count, first seq, last seq)`` per column with frames, left to right."""
+    count, first, last = cells.count, cells.first, cells.last
+    for b, end in bounds:
+        total = sum(count[b:end])  # C-speed: the bins of a column at once
+        if total:
+            lo = b
+            while not count[lo]:
+                lo += 1
+            hi = end - 1
+            while not count[hi]:
+                hi -= 1
+            yield lo, total, first[lo], last[hi]
 
 
 def _shading(
