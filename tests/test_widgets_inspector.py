@@ -13,6 +13,7 @@ import pytest
 
 from memgpt_lab.recorder import Recording, TickClock
 from memgpt_lab.widgets import Timeline, TrafficInspector, timeline_svg
+from memgpt_lab.widgets._util import Scheduler
 from memgpt_lab.widgets.inspector import FrameFilter, FrameIndex, hexdump
 
 MESSAGE_TYPES = ("internal_monologue", "assistant_message", "function_message")
@@ -382,3 +383,69 @@ def test_timeline_close_unsubscribes(rec):
     widget.close()
     assert not widget._live.coalescer.pending
     assert rec._subscribers == ()
+
+
+# -- at scale: incremental index, follow ---------------------------------------------
+
+
+def _many(rec: Recording, turns: int) -> None:
+    for i in range(turns):
+        turn(rec, f"message {i}", connection_id=f"c{i % 3}")
+
+
+def test_follow_shows_the_newest_full_page_however_the_pages_fall():
+    rec = Recording(clock=TickClock())
+    widget = TrafficInspector(rec, page_size=50, live=False)
+    for frames in (51, 77, 99, 100, 101, 149):
+        while len(rec) < frames:
+            rec.record("out", json.dumps({"type": "ping", "n": len(rec)}))
+        widget.refresh()
+        assert [r["seq"] for r in widget.rows] == list(range(frames - 49, frames + 1))
+        assert widget.page == widget.page_count - 1
+        assert f"rows {frames - 49}–{frames} of {frames}" in widget._page_label.value
+    widget.go_to_page(widget.page_count - 1)  # paging to the last page stops nothing...
+    widget.follow = False  # ...but once not following, the last page is a page
+    widget.go_to_page(widget.page_count - 1)
+    assert [r["seq"] for r in widget.rows] == list(range(101, 150))
+    widget.close()
+
+
+def test_a_long_recording_shows_its_newest_page_before_it_is_indexed():
+    rec = Recording(clock=TickClock())
+    _many(rec, 200)  # 1,200 frames
+    clock = [0.0]
+    scheduler = Scheduler(lambda: clock[0], thread=False)
+    widget = TrafficInspector(rec, page_size=50, chunk=500, scheduler=scheduler)
+    # At once: the newest full page, though only the first chunk is indexed.
+    assert [r["seq"] for r in widget.rows] == list(range(1151, 1201))
+    assert widget.rows[-1]["type"] == "agent_response_end"
+    assert widget.indexed_count == 500 and widget.total_count == 1200
+    assert "indexing: 500 of 1,200 frames" in widget._page_label.value
+    # A filter set now covers what is indexed, and grows as the index catches up.
+    widget.set_filter(type="user_message")
+    assert widget.filtered_count == 84  # frames 1..500: a user message every 6 frames
+    indexed = []
+    while len(scheduler):
+        clock[0] += 1
+        scheduler.run_due()
+        indexed.append(widget.indexed_count)
+    assert indexed == [1000, 1200]
+    assert widget.filtered_count == 200
+    assert widget.counts["type"]["user_message"] == 200
+    assert "indexing" not in widget._page_label.value
+    widget.close()
+
+
+def test_frames_arriving_during_a_live_refresh_are_all_shown():
+    rec = Recording(clock=TickClock())
+    clock = [0.0]
+    scheduler = Scheduler(lambda: clock[0], thread=False)
+    widget = TrafficInspector(rec, page_size=10, scheduler=scheduler)
+    for burst in range(5):
+        _many(rec, 7)
+        clock[0] += 1
+        scheduler.run_due()
+        assert widget.total_count == len(rec) == 42 * (burst + 1)
+        assert [r["seq"] for r in widget.rows] == list(range(len(rec) - 9, len(rec) + 1))
+    assert len(scheduler) == 0
+    widget.close()

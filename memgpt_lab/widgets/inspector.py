@@ -31,7 +31,7 @@ import anywidget
 import ipywidgets as widgets
 import traitlets
 
-from memgpt_lab.widgets._util import LiveRefresh, esc
+from memgpt_lab.widgets._util import LiveRefresh, Scheduler, esc
 
 if TYPE_CHECKING:
     from memgpt_lab.recorder import Frame, Recording
@@ -383,6 +383,10 @@ class TrafficInspector(widgets.VBox):
         live: subscribe to the recording and refresh by itself; with
             ``live=False`` call :meth:`refresh` to pick up new frames.
         interval: seconds between live refreshes, at most one per interval.
+        chunk: frames a live refresh indexes at most, so the newest page of a
+            long recording shows at once and the index catches up behind it.
+        scheduler: where live refreshes run (the process's one widget thread
+            by default); tests pass one on a clock of their own.
 
     Call :meth:`close` when done with it, to unsubscribe from the recording.
     """
@@ -395,9 +399,13 @@ class TrafficInspector(widgets.VBox):
         *,
         live: bool = True,
         interval: float = 0.1,
+        chunk: int = CHUNK,
+        scheduler: Scheduler | None = None,
     ) -> None:
         if page_size < 1:
             raise ValueError(f"page_size must be at least 1, not {page_size}")
+        if chunk < 1:
+            raise ValueError(f"chunk must be at least 1, not {chunk}")
         self._recording = recording
         self._page_size = page_size
         self._lock = threading.RLock()
@@ -479,9 +487,9 @@ class TrafficInspector(widgets.VBox):
 
         if live:
             # The newest page shows at once; the index catches up behind it in chunks.
-            self._refresh(CHUNK)
+            self._refresh(chunk)
             self._live: LiveRefresh | None = LiveRefresh(
-                recording, lambda: self._refresh(CHUNK), interval
+                recording, lambda: self._refresh(chunk), interval, scheduler=scheduler
             )
             if self.indexed_count < len(recording):
                 self._live.poke()
@@ -644,10 +652,12 @@ class TrafficInspector(widgets.VBox):
 
     def close(self) -> None:
         """Unsubscribe from the recording and close the widgets."""
-        if self._live is not None:
-            self._live.close()
-        for child in self._all_children():
-            child.close()
+        live = getattr(self, "_live", None)
+        if live is not None:
+            live.close()
+        if hasattr(self, "_buttons"):  # not when __init__ refused its arguments
+            for child in self._all_children():
+                child.close()
         super().close()
 
     # -- internals ----------------------------------------------------------

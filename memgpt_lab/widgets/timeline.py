@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import ipywidgets as widgets
 
-from memgpt_lab.widgets._util import LiveRefresh, esc
+from memgpt_lab.widgets._util import LiveRefresh, Scheduler, esc
 from memgpt_lab.widgets.inspector import (
     CHUNK,
     FrameIndex,
@@ -87,7 +87,7 @@ BINS = 4096
 #: The width of a bin at first, in seconds; it doubles whenever the frames outgrow the bins.
 BASE_BIN = 1e-6
 #: The most marks drawn, whatever the number of frames and lanes.
-MAX_MARKS = 4000
+MAX_MARKS = 2000
 #: Turn kinds for :meth:`TimelineModel.add`.
 OTHER, TURN_START, TURN_END = 0, 1, 2
 
@@ -508,6 +508,10 @@ class Timeline(widgets.HTML):
         width: SVG width in pixels.
         live: subscribe and redraw by itself; otherwise call :meth:`refresh`.
         interval: the least seconds between live redraws.
+        chunk: frames a live redraw takes in at most (a long recording is
+            drawn as it is taken in, a chunk a redraw).
+        scheduler: where live redraws run (the process's one widget thread by
+            default); tests pass one on a clock of their own.
         gap_ms: without turn markers, a silence this long marks a turn boundary.
         max_marks_per_lane: at most this many marks per lane and direction.
 
@@ -523,7 +527,11 @@ class Timeline(widgets.HTML):
         interval: float = 0.25,
         gap_ms: float = 1000.0,
         max_marks_per_lane: int = 2000,
+        chunk: int = CHUNK,
+        scheduler: Scheduler | None = None,
     ) -> None:
+        if chunk < 1:
+            raise ValueError(f"chunk must be at least 1, not {chunk}")
         super().__init__()
         self.add_class("mlab-timeline-widget")
         self._recording = recording
@@ -537,8 +545,10 @@ class Timeline(widgets.HTML):
         self._drawn = -1
         self._live: LiveRefresh | None = None
         if live:
-            self._refresh(CHUNK)
-            self._live = LiveRefresh(recording, lambda: self._refresh(CHUNK), interval)
+            self._refresh(chunk)
+            self._live = LiveRefresh(
+                recording, lambda: self._refresh(chunk), interval, scheduler=scheduler
+            )
             if self._model.count < len(recording):
                 self._live.poke()
         else:
@@ -565,7 +575,10 @@ class Timeline(widgets.HTML):
                     self._generation = index.generation
                     self._model = TimelineModel(self._gap_ms)
                     self._drawn = -1
-                self._take_in(index, len(index))
+                indexed = len(index)
+                end = indexed if limit is None else min(indexed, self._model.count + limit)
+                self._take_in(index, end)
+                behind = behind or end < indexed
             model = self._model
             if model.count != self._drawn:
                 self._drawn = model.count
@@ -597,6 +610,7 @@ class Timeline(widgets.HTML):
 
     def close(self) -> None:
         """Unsubscribe from the recording and close the widget."""
-        if self._live is not None:
-            self._live.close()
+        live = getattr(self, "_live", None)  # None too when __init__ refused its arguments
+        if live is not None:
+            live.close()
         super().close()
