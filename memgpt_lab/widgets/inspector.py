@@ -352,6 +352,13 @@ def _preview(frame: Frame, body: Any = None) -> str:
     return text if len(text) <= _PREVIEW_CHARS else text[: _PREVIEW_CHARS - 1] + "…"
 
 
+def _row(children: list[widgets.Widget], css_class: str) -> widgets.HBox:
+    """A row of controls that wraps rather than scrolling sideways in a narrow cell."""
+    box = widgets.HBox(children, layout=widgets.Layout(flex_flow="row wrap", width="100%"))
+    box.add_class(css_class)
+    return box
+
+
 class _FrameTable(anywidget.AnyWidget):
     """The clickable table of one page of frames (the view is inspector.js)."""
 
@@ -445,7 +452,10 @@ class TrafficInspector(widgets.VBox):
         )
         self._message = widgets.HTML()
         self._buttons = {
-            name: widgets.Button(description=label, layout=widgets.Layout(width="auto"))
+            # flex: none: at narrow widths a button keeps its label ("« first", not "« fi…").
+            name: widgets.Button(
+                description=label, layout=widgets.Layout(width="auto", flex="0 0 auto")
+            )
             for name, label in (("first", "« first"), ("prev", "‹ prev"), ("next", "next ›"))
             + (("last", "last »"),)
         }
@@ -474,11 +484,11 @@ class TrafficInspector(widgets.VBox):
 
         super().__init__(
             children=[
-                widgets.HBox(list(self._dropdowns.values())),
-                widgets.HBox([self._search, self._regex, self._follow_box]),
+                _row(list(self._dropdowns.values()), "mlab-inspector-filters"),
+                _row([self._search, self._regex, self._follow_box], "mlab-inspector-search"),
                 self._message,
                 self.table,
-                widgets.HBox([*self._buttons.values(), self._page_label]),
+                _row([*self._buttons.values(), self._page_label], "mlab-inspector-pager"),
                 self._counts,
                 self.detail,
             ]
