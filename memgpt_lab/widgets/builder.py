@@ -149,7 +149,8 @@ class PresetBuilder(widgets.VBox):
         self._personas = _texts(list_personas(), get_persona_text)
         self._humans = _texts(list_humans(), get_human_text)
 
-        layout = widgets.Layout(width="100%")
+        # "auto" (not 100%): a full-width box plus its margin would overflow its column
+        layout = widgets.Layout(width="auto")
         style = {"description_width": "110px"}
         # (label, value) pairs throughout: a bare name among pairs shows as a tuple
         self.start_from = widgets.Dropdown(
@@ -178,7 +179,7 @@ class PresetBuilder(widgets.VBox):
                 description=name,
                 indent=False,
                 tooltip=spec.schema.get("description", ""),
-                layout=widgets.Layout(width="230px"),
+                layout=widgets.Layout(width="auto"),
             )
             for name, spec in DEFAULT_FUNCTIONS.items()
         }
@@ -302,7 +303,9 @@ class PresetBuilder(widgets.VBox):
                 title("Functions"),
                 widgets.GridBox(
                     list(self._function_boxes.values()),
-                    layout=widgets.Layout(grid_template_columns="repeat(3, 240px)"),
+                    layout=widgets.Layout(
+                        grid_template_columns="repeat(auto-fill, minmax(210px, 1fr))"
+                    ),
                 ),
                 title("Persona"),
                 self.persona_choice,

@@ -339,7 +339,7 @@ class AgentConsole(widgets.VBox):
                 self._busy,
                 widgets.HBox(
                     [self._input, self._buttons["send"], self._buttons["step"]],
-                    layout=widgets.Layout(width="100%"),
+                    layout=widgets.Layout(width="auto"),
                 ),
                 widgets.HBox(
                     [

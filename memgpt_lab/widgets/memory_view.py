@@ -117,7 +117,7 @@ def context_chart_svg(samples: list[ContextSample], height: int = 120) -> str:
     window, warning = shown[-1].window, shown[-1].warning
     top = max(window, *(s.total for s in shown), 1)
     bar = 10
-    width = bar * len(shown)
+    width = bar * max(len(shown), 40)  # a few steps stay narrow bars, not wide blocks
     parts: list[str] = []
     for i, sample in enumerate(shown):
         y = float(height)
@@ -190,7 +190,7 @@ class _BlockEditor:
         self.name = name
         self.loaded = ""
         self.text = widgets.Textarea(
-            rows=5, layout=widgets.Layout(width="100%"), continuous_update=True
+            rows=5, layout=widgets.Layout(width="auto"), continuous_update=True
         )
         self.text.add_class(f"mlab-memory-{name}")
         self.count = widgets.HTML()
@@ -261,7 +261,7 @@ class MemoryView(widgets.VBox):
                 self._status,
                 self._counts,
                 widgets.HBox(
-                    [self._query, self._search_button], layout=widgets.Layout(width="100%")
+                    [self._query, self._search_button], layout=widgets.Layout(width="auto")
                 ),
                 self._results,
             ]
