@@ -50,7 +50,7 @@ def _until_idle(started: float) -> float:
         at, cpu = time.monotonic(), time.process_time()
         time.sleep(IDLE_WINDOW)
         if time.process_time() - cpu < IDLE_CPU * IDLE_WINDOW:
-            return at - started
+            return round(at - started, 3)
         if at - started > IDLE_GIVE_UP:
             return float("inf")
 
