@@ -30,7 +30,7 @@ from bench._common import Result
 CLIENTS = 10
 TURNS = 400
 WARMUP = 10
-REPEAT = 2
+REPEAT = 3
 SAMPLE = 0.02
 IDLE_WINDOW = 0.25
 IDLE_CPU = 0.10  # of one core

@@ -230,11 +230,11 @@ class FrameIndex:
                 done = 0
             end = total if limit is None else min(total, done + limit)
             for at in range(done, end, _SLICE):
-                frames = recording[at : min(at + _SLICE, end)]
-                self.extend(frames.frames() if hasattr(frames, "frames") else frames)
-                if limit is not None:
+                if at > done and limit is not None:
                     # A live refresh shares the GIL with the server it watches: let it run.
                     time.sleep(0)
+                frames = recording[at : min(at + _SLICE, end)]
+                self.extend(frames.frames() if hasattr(frames, "frames") else frames)
             return end < total
 
     def value_at(self, field: str, pos: int) -> str:
@@ -426,6 +426,7 @@ class TrafficInspector(widgets.VBox):
         self._matched_upto = 0
         self._seen = 0  # frames in the recording as of the last refresh
         self._shown: tuple[int, ...] | None = None
+        self._row_cache: dict[int, dict[str, Any]] = {}
         self._option_keys: dict[str, tuple[str, ...]] = {}
         self._counted_upto = -1
         self._syncing = False
@@ -707,6 +708,7 @@ class TrafficInspector(widgets.VBox):
                 self._matches = None if self._unfiltered() else array("I")
                 self._matched_upto = 0
                 self._shown = None
+                self._row_cache = {}
                 self._counted_upto = -1
             indexed = len(index)
             if self._matches is not None and self._matched_upto < indexed:
@@ -746,7 +748,11 @@ class TrafficInspector(widgets.VBox):
             shown = tuple(self._matches[start:end])
         with table.hold_sync():
             if shown != self._shown:
-                table.rows = [self._row(pos) for pos in shown]
+                # Following, the page slides: rows already built are reused.
+                cache = self._row_cache
+                rows = [cache.get(pos) or self._row(pos) for pos in shown]
+                self._row_cache = dict(zip(shown, rows, strict=True))
+                table.rows = rows
                 self._shown = shown
             table.total_count = max(self._seen, len(self._index))
             table.filtered_count = count

@@ -286,27 +286,43 @@ class TimelineModel:
                 f'<text x="{plot_left - 6}" y="{_fmt(y + lane_height / 2 + 4)}" text-anchor="end"'
                 f' fill="{colour}">{esc(name)}</text></g>'
             )
-        names = {number: name for name, number in lanes.items()}
+        names = {number: esc(name) for name, number in lanes.items()}
+        bin_ms, span_ms = self.bin * 1000.0, span * 1000.0
         for (lane, outgoing), cells in sorted(self._marks.items()):
-            name = names[lane]
+            name = names[lane]  # escaped once: it is in every mark of the lane
             colour = PALETTE[lane % len(PALETTE)]
             y = _TOP + lane * lane_height + lane_height / 2
             direction = "out" if outgoing else "in"
+            # The part of a mark that is the same for the whole lane, made once.
+            if outgoing:
+                head, tail = (
+                    "<circle cx=",
+                    (
+                        f' cy="{_fmt(y)}" r="{_fmt(_MARK)}" fill="{colour}" stroke="#ffffff"'
+                        f' stroke-width="0.5" class="mlab-mark"'
+                    ),
+                )
+                close = "</circle>"
+                shift = 0.0
+            else:
+                head, tail = (
+                    "<rect x=",
+                    (
+                        f' y="{_fmt(y - _MARK)}" width="{_fmt(2 * _MARK)}" height="{_fmt(2 * _MARK)}"'
+                        f' fill="{colour}" stroke="#ffffff" stroke-width="0.5" class="mlab-mark"'
+                    ),
+                )
+                close = "</rect>"
+                shift = _MARK
             for col_first, count, first, last in _group(cells, bounds):
-                ms = (col_first + 0.5) * self.bin * 1000.0
                 if count == 1:
-                    title = f"#{first} {direction} {name} +{min(ms, span * 1000):.1f} ms"
+                    ms = min((col_first + 0.5) * bin_ms, span_ms)
+                    title = f"#{first} {direction} {name} +{ms:.1f} ms"
                 else:
                     title = f"{count:,} {direction} {name} frames, #{first}–#{last}"
                 out.append(
-                    _mark(
-                        x_of_bin(col_first),
-                        y,
-                        colour,
-                        direction,
-                        f'data-seq="{first}" data-lane="{esc(name)}" data-count="{count}"',
-                        title,
-                    )
+                    f'{head}"{_fmt(x_of_bin(col_first) - shift)}"{tail} data-seq="{first}"'
+                    f' data-lane="{name}" data-count="{count}"><title>{title}</title>{close}'
                 )
         out.extend(_axis(span * 1000.0, scale / 1000.0, plot_left, plot_right, plot_bottom))
         out.append("</svg>")
@@ -457,22 +473,6 @@ def timeline_svg(
     for frame in recording:
         model.add_frame(frame)
     return model.svg(width, height, max_marks_per_lane=max_marks_per_lane)
-
-
-def _mark(x: float, y: float, colour: str, direction: str, attrs: str, title: str) -> str:
-    if direction == "in":
-        tag = "rect"
-        shape = (
-            f'<rect x="{_fmt(x - _MARK)}" y="{_fmt(y - _MARK)}" width="{_fmt(2 * _MARK)}"'
-            f' height="{_fmt(2 * _MARK)}" fill="{colour}" stroke="#ffffff" stroke-width="0.5"'
-        )
-    else:
-        tag = "circle"
-        shape = (
-            f'<circle cx="{_fmt(x)}" cy="{_fmt(y)}" r="{_fmt(_MARK)}" fill="{colour}"'
-            ' stroke="#ffffff" stroke-width="0.5"'
-        )
-    return f'{shape} class="mlab-mark" {attrs}><title>{esc(title)}</title></{tag}>'
 
 
 def _axis(span_ms: float, scale: float, left: float, right: float, bottom: float) -> list[str]:
