@@ -250,6 +250,8 @@ class TimelineModel:
         out = [
             f'<svg xmlns="http://www.w3.org/2000/svg" class="mlab-timeline" width="{width}"'
             f' height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif"'
+            # In a narrower cell the drawing shrinks to fit instead of scrolling sideways.
+            ' style="max-width:100%;height:auto"'
             f' font-size="11" data-frames="{self.count}" data-lanes="{len(lanes)}">',
             f'<rect x="0" y="0" width="{width}" height="{height}" fill="#ffffff"/>',
         ]
