@@ -48,13 +48,15 @@ _LAYOUT = f"""
 CSS = (
     _LAYOUT
     + """
-.mlab-transcript {
+.mlab-transcript, .jupyter-widgets.widget-box.mlab-transcript {
   max-height: 380px; overflow-y: auto; overflow-x: hidden; display: flex;
-  flex-direction: column-reverse; border: 1px solid var(--jp-border-color2, #ddd);
+  flex-direction: column-reverse; justify-content: flex-start; border: 1px solid var(--jp-border-color2, #ddd);
   border-radius: 4px; padding: 4px; background: var(--jp-layout-color0, #fff);
   color: var(--jp-ui-font-color1, #000);
 }
 .mlab-transcript-chunks, .mlab-transcript-chunk { width: 100%; margin: 0; }
+/* the chunks' box grows with them: the transcript, not the box, scrolls */
+.jupyter-widgets.widget-box.mlab-transcript-chunks { flex: 0 0 auto; overflow: visible; }
 .mlab-transcript-chunk .widget-html-content { display: block; }
 .mlab-long summary { cursor: pointer; list-style-position: inside; }
 .mlab-long[open] .mlab-preview { display: none; }
