@@ -1,11 +1,14 @@
 """TrafficInspector: the frames of a Recording as a filterable, paged, live table.
 
-The Python side keeps a :class:`FrameIndex` (a few short strings per frame,
-built once as frames arrive) and sends the browser only the visible page of
-rows, so a recording of 100,000 frames filters in milliseconds and the
-notebook stays responsive. Frames recorded from any thread reach the view
-through a :class:`~memgpt_lab.widgets._util.Coalescer`: at most one refresh per
-``interval`` seconds, done by updating traits of the existing widgets.
+The Python side keeps a :class:`FrameIndex` (a few small integer codes per
+frame, built once as frames arrive and shared with the recording's Timeline)
+and sends the browser only the visible page of rows, so a recording of
+100,000 frames filters in milliseconds and the notebook stays responsive. A
+long recording shows its newest page at once; the index catches up behind it
+a chunk per refresh. Frames recorded from any thread reach the view through a
+:class:`~memgpt_lab.widgets._util.Coalescer`: at most one refresh in flight and
+one per ``interval`` seconds, on the process's one widget thread, done by
+updating traits of the existing widgets.
 
 Typical use, as the last expression of a cell::
 
