@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 
 import pytest
 
@@ -166,3 +167,40 @@ def test_chunk_must_be_positive():
         TrafficInspector(Recording(), chunk=0)
     with pytest.raises(ValueError, match="page_size must be at least 1"):
         TrafficInspector(Recording(), page_size=0)
+
+
+def test_inspector_and_timeline_live_together_on_frames_from_another_thread():
+    rec = Recording()
+    inspector = TrafficInspector(rec, interval=0.01)
+    timeline = Timeline(rec, interval=0.01)
+    total = 6 * 500
+    inspector_done, timeline_done = threading.Event(), threading.Event()
+    inspector.table.observe(
+        lambda change: change["new"] == total and inspector_done.set(), "total_count"
+    )
+    timeline.observe(
+        lambda change: f'data-frames="{total}"' in change["new"] and timeline_done.set(), "value"
+    )
+    worker = threading.Thread(target=lambda: busy_into(rec, 500), daemon=True)
+    worker.start()
+    while worker.is_alive():  # the user reads the shared index while it grows
+        counts = inspector.counts
+        assert sum(counts["direction"].values()) <= total
+    worker.join()
+    try:
+        assert inspector_done.wait(timeout=30) and timeline_done.wait(timeout=30)
+        assert inspector.counts["type"]["agent_response"] == 3 * 500
+        assert sum(marks(timeline.value)) == total
+    finally:
+        inspector.close()
+        timeline.close()
+
+
+def busy_into(rec: Recording, turns: int) -> None:
+    for n in range(turns):
+        rec.record("in", json.dumps({"type": "user_message", "message": f"m{n}"}))
+        rec.record("out", json.dumps({"type": "agent_response_start"}))
+        for kind in KINDS:
+            frame = {"type": "agent_response", "message_type": kind, "message": f"{kind} {n}"}
+            rec.record("out", json.dumps(frame))
+        rec.record("out", json.dumps({"type": "agent_response_end"}))

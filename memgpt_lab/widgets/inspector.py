@@ -589,7 +589,7 @@ class TrafficInspector(widgets.VBox):
     @property
     def counts(self) -> dict[str, dict[str, int]]:
         """Frames per ``type``, ``message_type``, ``direction`` and ``connection_id``."""
-        with self._lock:
+        with self._lock, self._index.lock:
             return {field: self._index.counts(field) for field in FILTER_FIELDS}
 
     @property
@@ -772,8 +772,10 @@ class TrafficInspector(widgets.VBox):
         self._buttons["next"].disabled = self._buttons["last"].disabled = page == page_count - 1
         if self._counted_upto != indexed:
             self._counted_upto = indexed
-            self._update_options()
-            self._counts.value = self._counts_html()
+            with self._index.lock:  # shared: another widget's refresh may be extending it
+                self._update_options()
+                counts = self._counts_html()
+            self._counts.value = counts
 
     def _row(self, pos: int) -> dict[str, Any]:
         rec = self._recording
@@ -861,7 +863,8 @@ class TrafficInspector(widgets.VBox):
         syncing, self._syncing = self._syncing, True
         try:
             self._counted_upto = -1  # an unseen value must be added to the options
-            self._update_options()
+            with self._index.lock:
+                self._update_options()
             for field, dropdown in self._dropdowns.items():
                 value = getattr(flt, field)
                 dropdown.value = _ALL if value is None else value
