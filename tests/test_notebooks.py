@@ -98,3 +98,15 @@ def test_notebook_never_closes_a_widget_it_shows(path: Path) -> None:
                 shown.add(last)
             shown.update(re.findall(rf"\bdisplay\(({_NAME})\)", cell.source))
     assert not shown & closed, f"closes widgets it shows: {sorted(shown & closed)}"
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.name)
+def test_notebook_uses_only_the_public_api(path: Path) -> None:
+    # What a notebook teaches, readers copy: never `builder._persona_choice`.
+    private = [
+        found
+        for cell in load(path).cells
+        if cell.cell_type == "code"
+        for found in re.findall(r"\b[A-Za-z_]\w*\._(?!_)\w+", cell.source)
+    ]
+    assert not private, f"private names used: {private}"
