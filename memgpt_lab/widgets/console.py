@@ -673,10 +673,6 @@ class AgentConsole(widgets.VBox):
             f"model {esc(agent.model.name)}</div>"
         )
 
-    def _render(self) -> None:
-        """Kept for callers of the old name: the header (the transcript renders as it grows)."""
-        self._render_header()
-
     def _set_pending(self, pending: str | None) -> None:
         self._pending = pending
         described = _describe_pending(pending)
