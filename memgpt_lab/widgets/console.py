@@ -241,6 +241,9 @@ class AgentConsole(widgets.VBox):
             clears the view.
         server_frames: record the frames a server adds around each action (the
             client's ``user_message``, ``agent_response_start`` / ``_end``).
+        background: the buttons (and Enter) run their action in a background
+            thread, so Stop reaches the kernel while a model thinks; :meth:`wait`
+            waits for it. False runs them in the caller's thread.
 
     Call :meth:`close` when done: it detaches from the agent and closes the
     socket interface the console made (not one it found).
