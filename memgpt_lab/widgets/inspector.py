@@ -22,7 +22,6 @@ import json
 import math
 import re
 import threading
-import time
 import weakref
 from array import array
 from collections.abc import Iterable, Sequence
@@ -49,8 +48,8 @@ _ALL = "\x00all"
 _PREVIEW_CHARS = 120
 #: Frames a live inspector indexes per refresh, so a long backlog never blocks a refresh.
 CHUNK = 50_000
-#: Frames indexed between two chances for other threads (the server) to run.
-_SLICE = 512
+#: Frames a new live inspector indexes before it first shows (a small recording: all of them).
+FIRST_CHUNK = 5_000
 _HEXDUMP_LIMIT = 4096
 
 
@@ -232,11 +231,8 @@ class FrameIndex:
                 self.generation += 1
                 done = 0
             end = total if limit is None else min(total, done + limit)
-            for at in range(done, end, _SLICE):
-                if at > done and limit is not None:
-                    # A live refresh shares the GIL with the server it watches: let it run.
-                    time.sleep(0)
-                frames = recording[at : min(at + _SLICE, end)]
+            if end > done:
+                frames = recording[done:end]
                 self.extend(frames.frames() if hasattr(frames, "frames") else frames)
             return end < total
 
@@ -501,7 +497,7 @@ class TrafficInspector(widgets.VBox):
 
         if live:
             # The newest page shows at once; the index catches up behind it in chunks.
-            self._refresh(chunk)
+            self._refresh(min(chunk, FIRST_CHUNK))
             self._live: LiveRefresh | None = LiveRefresh(
                 recording, lambda: self._refresh(chunk), interval, scheduler=scheduler
             )

@@ -24,6 +24,7 @@ import ipywidgets as widgets
 from memgpt_lab.widgets._util import LiveRefresh, Scheduler, esc
 from memgpt_lab.widgets.inspector import (
     CHUNK,
+    FIRST_CHUNK,
     FrameIndex,
     frame_fields,
     lane_name,
@@ -547,7 +548,7 @@ class Timeline(widgets.HTML):
         self._drawn = -1
         self._live: LiveRefresh | None = None
         if live:
-            self._refresh(chunk)
+            self._refresh(min(chunk, FIRST_CHUNK))
             self._live = LiveRefresh(
                 recording, lambda: self._refresh(chunk), interval, scheduler=scheduler
             )
