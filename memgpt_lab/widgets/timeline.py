@@ -527,7 +527,7 @@ class Timeline(widgets.HTML):
         width: int = 800,
         *,
         live: bool = True,
-        interval: float = 0.25,
+        interval: float = 0.2,
         gap_ms: float = 1000.0,
         max_marks_per_lane: int = 2000,
         chunk: int = CHUNK,
