@@ -27,9 +27,11 @@ function render({ model, el }) {
   box.placeholder = model.get("placeholder");
   box.disabled = model.get("disabled");
   box.setAttribute("aria-label", model.get("placeholder"));
+  // JupyterLab's shortcuts (Shift+Enter runs the cell, Escape leaves edit mode) match
+  // from the focused element upwards; this attribute stops them at the box.
+  box.setAttribute("data-lm-suppress-shortcuts", "true");
   box.addEventListener("input", () => { model.set("value", box.value); model.save_changes(); });
   box.addEventListener("keydown", (event) => {
-    // Lab shortcuts (Shift+Enter runs a cell, Escape leaves edit mode) must not fire here.
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
       event.preventDefault(); event.stopPropagation();
       model.set("value", box.value); model.save_changes();
@@ -37,8 +39,12 @@ function render({ model, el }) {
     } else if (event.key === "Escape") {
       event.preventDefault(); event.stopPropagation();
       model.send({ event: "cancel" });
-    } else if (event.key === "Enter") {
-      event.stopPropagation();  // Shift+Enter: a new line, not "run the cell"
+    } else if (event.key === "Enter" && rows > 1) {
+      // Shift+Enter: a new line, not "run the cell". Inserted here: the page may swallow
+      // the keypress that would have typed it.
+      event.preventDefault(); event.stopPropagation();
+      box.setRangeText("\\n", box.selectionStart, box.selectionEnd, "end");
+      model.set("value", box.value); model.save_changes();
     }
   });
   model.on("change:value", () => {
