@@ -65,7 +65,8 @@ class Scheduler:
         """Run ``callback()`` once, as soon as ``clock()`` reaches ``when``."""
         with self._cond:
             heapq.heappush(self._queue, (when, next(self._order), callback))
-            if self._threaded and self._thread is None:
+            # Not alive: never started, or this is a child process forked after it started.
+            if self._threaded and (self._thread is None or not self._thread.is_alive()):
                 self._thread = threading.Thread(
                     target=self._serve, name="memgpt-lab-widgets", daemon=True
                 )
