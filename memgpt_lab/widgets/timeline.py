@@ -300,10 +300,7 @@ class TimelineModel:
             if outgoing:
                 head, tail = (
                     "<circle cx=",
-                    (
-                        f' cy="{_fmt(y)}" r="{_fmt(_MARK)}" fill="{colour}" stroke="#ffffff"'
-                        f' stroke-width="0.5" class="mlab-mark"'
-                    ),
+                    (f' cy="{_fmt(y)}" r="{_fmt(_MARK)}" class="mlab-mark"'),
                 )
                 close = "</circle>"
                 shift = 0.0
@@ -312,11 +309,16 @@ class TimelineModel:
                     "<rect x=",
                     (
                         f' y="{_fmt(y - _MARK)}" width="{_fmt(2 * _MARK)}" height="{_fmt(2 * _MARK)}"'
-                        f' fill="{colour}" stroke="#ffffff" stroke-width="0.5" class="mlab-mark"'
+                        ' class="mlab-mark"'
                     ),
                 )
                 close = "</rect>"
                 shift = _MARK
+            # Colour and outline once per lane and direction, not once per mark.
+            out.append(
+                f'<g class="mlab-marks" data-lane="{name}" data-direction="{direction}"'
+                f' fill="{colour}" stroke="#ffffff" stroke-width="0.5">'
+            )
             for col_first, count, first, last in _group(cells, bounds):
                 if count == 1:
                     ms = min((col_first + 0.5) * bin_ms, span_ms)
@@ -327,6 +329,7 @@ class TimelineModel:
                     f'{head}"{_fmt(x_of_bin(col_first) - shift)}"{tail} data-seq="{first}"'
                     f' data-lane="{name}" data-count="{count}"><title>{title}</title>{close}'
                 )
+            out.append("</g>")
         out.extend(_axis(span * 1000.0, scale / 1000.0, plot_left, plot_right, plot_bottom))
         out.append("</svg>")
         return "".join(out)
