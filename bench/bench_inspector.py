@@ -1,8 +1,18 @@
-"""TrafficInspector on 100,000 frames: filtering and computing the visible page."""
+"""TrafficInspector: filtering 100,000 frames, and what the widgets cost at scale.
+
+- filters and the visible page over 100,000 frames (milliseconds);
+- memory: bytes per frame the TrafficInspector and the Timeline add to a
+  recording of server frames, against the recording's own bytes per frame
+  (``tracemalloc``, both measured in this run);
+- 1,000,000 frames: how long before a new TrafficInspector shows its newest
+  page, and how long its index takes to catch up behind it.
+"""
 
 from __future__ import annotations
 
 import json
+import time
+import tracemalloc
 from typing import TYPE_CHECKING
 
 from bench._common import Result, best_time
@@ -11,6 +21,8 @@ if TYPE_CHECKING:
     from memgpt_lab.recorder import Recording
 
 FRAMES = 100_000
+MEMORY_FRAMES = 200_000
+BIG = 1_000_000
 MESSAGE_TYPES = ("internal_monologue", "assistant_message", "function_message")
 
 
@@ -41,7 +53,32 @@ def _recording() -> Recording:
     return rec
 
 
-def run() -> list[Result]:
+def server_recording(frames: int, step: float = 0.000057) -> Recording:
+    """``frames`` frames as ``memgpt-lab serve`` sends them: a user message, then one-step turns.
+
+    Every frame's text is its own string (its ``seq`` differs), as on the wire;
+    the clock ticks ``step`` seconds a frame (~17,500 frames/s by default).
+    """
+    from bench.bench_server import BARE_TURN
+    from memgpt_lab.recorder import Recording, TickClock
+
+    rec = Recording(clock=TickClock(step=step))
+    user = '{"type":"user_message","message":"hello there","agent_id":"agent_%d"}'
+    turn = [user, *BARE_TURN]
+    seq = 0
+    while len(rec) < frames:
+        for text in turn:
+            if len(rec) >= frames:
+                break
+            seq += 1
+            conn = f"c{seq % 10 + 1}"
+            direction = "in" if text is user else "out"
+            body = user % (seq % 10) if text is user else text.replace('"seq":', f'"seq":{seq}', 1)
+            rec.record(direction, body, connection_id=conn)
+    return rec
+
+
+def _filters() -> list[Result]:
     from memgpt_lab.widgets import TrafficInspector
 
     inspector = TrafficInspector(_recording(), page_size=50, live=False)
@@ -80,3 +117,68 @@ def run() -> list[Result]:
     )
     inspector.close()
     return results
+
+
+def widget_memory(frames: int = MEMORY_FRAMES) -> tuple[float, float]:
+    """Bytes per frame of a recording of server frames, and what both widgets add to it."""
+    from memgpt_lab.widgets import Timeline, TrafficInspector
+
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        rec = server_recording(frames)
+        recorded = tracemalloc.get_traced_memory()[0]
+        inspector = TrafficInspector(rec, live=False)
+        timeline = Timeline(rec, live=False)
+        with_widgets = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    inspector.close()
+    timeline.close()
+    return (recorded - before) / frames, (with_widgets - recorded) / frames
+
+
+def _memory() -> list[Result]:
+    per_frame, added = widget_memory()
+    return [
+        Result(
+            "widgets: memory added per frame / the recording's (Inspector + Timeline)",
+            added / per_frame,
+            "ratio",
+            target=0.30,
+            higher_is_better=False,
+            note=f"{MEMORY_FRAMES:,} server frames: the recording {per_frame:,.0f} B/frame,"
+            f" the widgets add {added:,.0f} B/frame",
+        )
+    ]
+
+
+def _first_row() -> list[Result]:
+    from memgpt_lab.widgets import TrafficInspector
+
+    rec = server_recording(BIG)
+    start = time.perf_counter()
+    inspector = TrafficInspector(rec, page_size=50)
+    shown = time.perf_counter() - start
+    rows = inspector.rows
+    ok = len(rows) == 50 and rows[-1]["seq"] == rec[-1].seq
+    deadline = time.monotonic() + 120
+    while getattr(inspector, "indexed_count", BIG) < BIG and time.monotonic() < deadline:
+        time.sleep(0.05)
+    indexed = time.perf_counter() - start
+    inspector.close()
+    return [
+        Result(
+            f"inspector: time to the newest page, {BIG:,} frames",
+            shown,
+            "s",
+            target=0.5,
+            higher_is_better=False,
+            note=f"{'the newest 50 rows' if ok else 'NOT the newest full page'};"
+            f" the index caught up behind it in {indexed:.1f} s",
+        )
+    ]
+
+
+def run() -> list[Result]:
+    return _filters() + _memory() + _first_row()

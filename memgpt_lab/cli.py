@@ -29,9 +29,14 @@
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 import sys
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from memgpt_lab.recorder import Frame, Recording
 
 __all__ = ["DEMO_MESSAGES", "main", "run_demo"]
 
@@ -44,8 +49,67 @@ DEMO_MESSAGES = (
 )
 
 
-def run_demo(out: TextIO, width: int = 110) -> int:
-    """Run the demo conversation and print its frames to ``out``. Returns the frame count."""
+#: What ``memgpt-lab --help`` says first (plain text: argparse prints it as it is).
+DESCRIPTION = "memgpt-lab: a testbench for MemGPT-style agents, offline by default."
+#: The examples under ``memgpt-lab --help``.
+EXAMPLES = """examples:
+  memgpt-lab demo                       an offline conversation and the frames it sent
+  memgpt-lab demo --width 200           the same, previews up to 200 columns wide
+  memgpt-lab serve                      agents on ws://127.0.0.1:8282 (MemGPT 0.2's protocol)
+  memgpt-lab serve --agent sam --db lab.sqlite
+                                        a named agent, kept in a file across restarts
+  memgpt-lab serve-llm --port 8484      an OpenAI-compatible endpoint, offline
+  memgpt-lab serve-llm --rate-limit 2   ... whose first two answers are 429s
+
+Each command has its own help: memgpt-lab serve --help."""
+
+
+def _terminal_width() -> int:
+    """The terminal's width (COLUMNS when set), 110 when it cannot be told."""
+    return shutil.get_terminal_size((110, 24)).columns
+
+
+def _useful_text(frame: Frame) -> str:
+    """What a frame says, first: its ``message`` (or ``status``), then the other fields."""
+    value = frame.json
+    if not isinstance(value, dict):
+        return frame.preview(10_000)
+    said = value.get("message", value.get("status"))
+    rest = {
+        k: v
+        for k, v in value.items()
+        if k not in ("type", "message_type", "message", "status", "seq")
+    }
+    extra = " ".join(
+        f"{k}={v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)}"
+        for k, v in rest.items()
+    )
+    text = said if isinstance(said, str) else ("" if said is None else json.dumps(said))
+    return " · ".join(part for part in (" ".join(text.split()), extra) if part)
+
+
+def demo_table(recording: Recording, width: int) -> str:
+    """The demo's frames, one line each: seq, direction, kind (the message_type, else the
+    type), size, then what the frame says, cut to ``width`` columns."""
+    head = f"{'seq':>4} {'dir':<3} {'kind':<20} {'size':>5} "
+    room = max(width - len(head), 10)
+    lines = [head + "says"]
+    for frame in recording.frames():
+        kind = frame.message_type or frame.type or f"({frame.opcode})"
+        text = _useful_text(frame)
+        if len(text) > room:
+            text = text[: room - 1] + "…"
+        lines.append(
+            f"{frame.seq:>4} {frame.direction:<3} {kind:<20} {frame.size:>5} {text}".rstrip()
+        )
+    return "\n".join(lines)
+
+
+def run_demo(out: TextIO, width: int | None = None) -> int:
+    """Run the demo conversation and print its frames to ``out``. Returns the frame count.
+
+    ``width`` is the table's width; by default the terminal's.
+    """
     from memgpt_lab import system
     from memgpt_lab.humans import get_human_text
     from memgpt_lab.personas import get_persona_text
@@ -74,15 +138,34 @@ def run_demo(out: TextIO, width: int = 110) -> int:
             for reply in turn.replies:
                 print(f"{agent.name}> {reply}", file=out)
     print(f"\n{len(recording)} frames captured by the mock socket:\n", file=out)
-    print(recording.table(width=width, show_time=False), file=out)
+    print(demo_table(recording, width if width is not None else _terminal_width()), file=out)
     return len(recording)
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="memgpt-lab", description=__doc__.splitlines()[0])
+    from memgpt_lab import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="memgpt-lab",
+        description=DESCRIPTION,
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"memgpt-lab {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
-    demo = commands.add_parser("demo", help="a short offline conversation, its frames printed")
-    demo.add_argument("--width", type=int, default=110, help="table width (default 110)")
+    demo = commands.add_parser(
+        "demo",
+        help="a short offline conversation, its frames printed",
+        description="A short offline conversation with the scripted model, then the frames "
+        "a WebSocket client would have received, one line each. The same on every run.",
+    )
+    demo.add_argument(
+        "--width",
+        type=_positive,
+        default=None,
+        metavar="COLUMNS",
+        help="table width (default: the terminal's)",
+    )
     _add_serve(commands)
     _add_serve_llm(commands)
     _add_sweep(commands)

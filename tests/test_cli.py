@@ -3,6 +3,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 from websockets.sync.client import connect
 
+import memgpt_lab
 from memgpt_lab.cli import DEMO_MESSAGES, main, run_demo
 
 
@@ -34,11 +36,11 @@ def test_demo_shows_the_conversation_and_its_frames():
         in text
     )
     table = text.split("frames captured by the mock socket:", 1)[1].strip().splitlines()
-    assert table[0].split()[:5] == ["seq", "dir", "type", "message_type", "size"]
+    assert table[0].split() == ["seq", "dir", "kind", "size", "says"]
     rows = table[1:]
     assert len(rows) == 25
     assert [int(row.split()[0]) for row in rows] == list(range(1, 26))
-    kinds = [row.split()[3] for row in rows]
+    kinds = [row.split()[2] for row in rows]
     assert kinds[:4] == [
         "internal_monologue",
         "function_message",
@@ -46,6 +48,44 @@ def test_demo_shows_the_conversation_and_its_frames():
         "function_message",
     ]
     assert kinds.count("assistant_message") == len(DEMO_MESSAGES)
+
+
+def test_demo_previews_start_with_what_the_frame_says():
+    out = io.StringIO()
+    run_demo(out, width=200)
+    rows = out.getvalue().split("frames captured by the mock socket:", 1)[1].strip().splitlines()
+    said = [row for row in rows if " assistant_message " in row]
+    assert said[1].endswith("Nice to meet you, Ada! I've written your name down.")
+    assert not any(row.split(maxsplit=4)[-1].startswith("{") for row in rows[1:])
+    # the useful text is cut only by the width asked for, not at ~50 characters
+    last = said[-1]
+    assert last.endswith("your favourite language is OCaml") and len(last) > 110
+
+
+def test_demo_uses_the_terminal_width_by_default():
+    result = subprocess.run(
+        [sys.executable, "-m", "memgpt_lab.cli", "demo"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "72"},
+    )
+    rows = [line for line in result.stdout.splitlines() if line[:4].strip().isdigit()]
+    assert len(rows) == 25 and max(len(row) for row in rows) == 72
+
+
+def test_help_is_plain_text_with_examples_and_a_version(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "``" not in text and "examples:" in text
+    assert "memgpt-lab demo" in text and "memgpt-lab serve-llm" in text
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"memgpt-lab {memgpt_lab.__version__}"
 
 
 def test_console_script_runs_the_demo():

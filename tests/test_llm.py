@@ -443,3 +443,89 @@ def test_user_rules_call_what_they_say_even_if_not_offered() -> None:
         [{"role": "system", "content": ""}, {"role": "user", "content": "ping"}], []
     )
     assert response["choices"][0]["message"]["function_call"]["name"] == "no_such_function"
+
+
+# --- the questions a demo asks, answered from memory ---------------------------------------
+
+
+def thought_of(response: dict[str, Any]) -> str:
+    return str(response["choices"][0]["message"]["content"])
+
+
+@pytest.mark.parametrize(
+    "question", ["What is my name?", "what's my name", "Who am I?", "do you know my name?"]
+)
+def test_what_is_my_name_is_answered_from_the_human_block(question: str) -> None:
+    model = ScriptedModel()
+    known = ask(model, *greeted(model), user(question), human="Name: Bob\nLikes tea.")
+    assert said(known) == "Your name is Bob."
+    unknown = ask(model, *greeted(model), user(question), human="Name: unknown (ask for it)")
+    assert said(unknown) == "I don't know your name yet. What should I call you?"
+
+
+@pytest.mark.parametrize("question", ["What is your name?", "who are you?", "What's your name"])
+def test_what_is_your_name_is_answered_from_the_persona(question: str) -> None:
+    model = ScriptedModel()
+    assert said(ask(model, *greeted(model), user(question))) == "I'm Sam."
+    nameless = model.chat(
+        [system_message(persona="A helpful lab assistant."), user("hi"), user(question)], SCHEMAS
+    )
+    assert "no name" in said(nameless)
+
+
+def test_what_do_you_remember_reads_the_human_block_and_counts_archival() -> None:
+    model = ScriptedModel()
+    human = "Name: Bob\nLikes green tea."
+    for question in ("What do you remember?", "what do you know about me?"):
+        answer = said(ask(model, *greeted(model), user(question), human=human))
+        assert answer == "Here's what I know about you: Name: Bob; Likes green tea."
+    # a name still unknown is no fact; archival passages are counted from the prompt
+    system_text = system_message("Name: unknown (ask for it)")["content"]
+    prompt = {"role": "system", "content": "3 passages are in archival memory.\n" + system_text}
+    answer = said(model.chat([prompt, user("hi"), user("what do you remember?")], SCHEMAS))
+    assert answer.startswith("I don't know anything about you yet.")
+    assert "3 passages in archival memory" in answer
+
+
+def test_what_can_you_do_lists_the_offered_functions_in_a_fixed_order() -> None:
+    model = ScriptedModel()
+    full = said(ask(model, *greeted(model), user("What can you do?")))
+    assert full.startswith("I can talk with you, note what I learn about you in core memory")
+    assert "search archival memory" in full
+    minimal = [s for s in SCHEMAS if s["name"] in ("send_message", "conversation_search")]
+    for _ in range(3):  # the offered names arrive as a set: the answer must not vary
+        answer = said(model.chat([system_message(), user("hi"), user("what can you do")], minimal))
+        assert answer == "I can talk with you and search what we said earlier."
+
+
+def test_a_search_reports_the_count_it_showed() -> None:
+    model = ScriptedModel()
+    question = user("what did I say about tea?")
+    search = ask(model, *greeted(model), question)["choices"][0]["message"]
+    shown = json.dumps(
+        [
+            "Showing 3 of 3 results (page 0/0):",
+            "timestamp: 2026-01-01 09:00, user: I like tea",
+            "timestamp: 2026-01-01 09:00, assistant: Tea is nice.",
+            "timestamp: 2026-01-01 09:00, user: what did I say about tea?",
+        ]
+    )
+    result = {"role": "function", "content": system.package_function_response(True, shown, T0)}
+    answer = ask(model, question, search, result)
+    assert said(answer) == "Here's what I have about tea: you like tea"
+    assert (
+        thought_of(answer) == "The search showed 3 results. 1 is what the user said: share those."
+    )
+
+
+def test_demo_questions_through_an_agent_are_deterministic() -> None:
+    def run() -> list[str]:
+        agent = create_agent_from_preset("memgpt_chat", None, "scripted", clock=FixedClock())
+        replies = []
+        for text in ("my name is Bob", "what is my name?", "what is your name?"):
+            replies += agent.turn(text).replies
+        return replies
+
+    first = run()
+    assert first[1:] == ["Your name is Bob.", "I'm Sam."]
+    assert run() == first

@@ -78,3 +78,38 @@ def test_notebook_stores_the_state_of_every_widget_it_shows(path: Path) -> None:
                 child_id = child.removeprefix("IPY_MODEL_")
                 assert child_id in models, f"{model_id} has a child with no saved state"
                 stack.append(child_id)
+
+
+_NAME = r"[A-Za-z_][\w.]*"
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.name)
+def test_notebook_never_closes_a_widget_it_shows(path: Path) -> None:
+    # A closed widget is gone from the kernel: a notebook reopened while its kernel
+    # runs shows "Error displaying widget: model not found" where it was.
+    notebook = load(path)
+    shown: set[str] = set()
+    closed: set[str] = set()
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        closed.update(re.findall(rf"\b({_NAME})\.close\(\)", cell.source))
+        if any(WIDGET_VIEW in output.get("data", {}) for output in cell.outputs):
+            lines = cell.source.strip().splitlines()
+            last = lines[-1].split("#")[0].strip() if lines else ""
+            if re.fullmatch(_NAME, last):
+                shown.add(last)
+            shown.update(re.findall(rf"\bdisplay\(({_NAME})\)", cell.source))
+    assert not shown & closed, f"closes widgets it shows: {sorted(shown & closed)}"
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.name)
+def test_notebook_uses_only_the_public_api(path: Path) -> None:
+    # What a notebook teaches, readers copy: never `builder._persona_choice`.
+    private = [
+        found
+        for cell in load(path).cells
+        if cell.cell_type == "code"
+        for found in re.findall(r"\b[A-Za-z_]\w*\._(?!_)\w+", cell.source)
+    ]
+    assert not private, f"private names used: {private}"

@@ -8,13 +8,12 @@ import re
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
 
 import pytest
 
 from memgpt_lab.recorder import Recording, TickClock
 from memgpt_lab.widgets import Timeline, TrafficInspector, timeline_svg
-from memgpt_lab.widgets._util import Coalescer
+from memgpt_lab.widgets._util import Scheduler
 from memgpt_lab.widgets.inspector import FrameFilter, FrameIndex, hexdump
 
 MESSAGE_TYPES = ("internal_monologue", "assistant_message", "function_message")
@@ -239,7 +238,7 @@ def test_cleared_recording_starts_over(rec, inspector):
     turn(rec, "fresh")
     inspector.refresh()
     assert inspector.total_count == 6
-    assert [r["seq"] for r in inspector.rows] == [6]  # following: the last page
+    assert [r["seq"] for r in inspector.rows] == [2, 3, 4, 5, 6]  # following: the newest full page
     inspector.go_to_page(0)
     assert [r["seq"] for r in inspector.rows] == [1, 2, 3, 4, 5]
 
@@ -268,44 +267,6 @@ def test_close_unsubscribes(rec):
     assert rec._subscribers == ()
 
 
-class ManualTimer:
-    """A timer the test fires itself: no clock, no thread."""
-
-    made: list[ManualTimer] = []
-
-    def __init__(self, interval: float, function: Callable[[], None]) -> None:
-        self.interval, self.function = interval, function
-        self.daemon = False
-        self.started = self.cancelled = False
-        ManualTimer.made.append(self)
-
-    def start(self) -> None:
-        self.started = True
-
-    def cancel(self) -> None:
-        self.cancelled = True
-
-    def fire(self) -> None:
-        assert self.started and not self.cancelled
-        self.function()
-
-
-def test_coalescer_bursts_make_one_call():
-    ManualTimer.made = []
-    calls: list[int] = []
-    coalescer = Coalescer(lambda: calls.append(1), interval=0.05, timer=ManualTimer)
-    for _ in range(1000):
-        coalescer.poke()
-    assert len(ManualTimer.made) == 1 and ManualTimer.made[0].interval == 0.05
-    assert calls == [] and coalescer.pending
-    ManualTimer.made[0].fire()
-    assert calls == [1] and not coalescer.pending
-    coalescer.poke()  # a poke after the call schedules the next one
-    assert len(ManualTimer.made) == 2
-    coalescer.close()
-    assert ManualTimer.made[1].cancelled and calls == [1]
-
-
 def test_page_holds_only_page_size_rows_of_100k():
     big = Recording(clock=TickClock())
     for i in range(100_000):
@@ -316,7 +277,7 @@ def test_page_holds_only_page_size_rows_of_100k():
     assert len(widget.table.rows) == 50
     widget.set_filter(message_type="assistant_message")
     assert widget.filtered_count == 33_333
-    assert len(widget.table.rows) == 33  # following: the last page, 33_333 % 50
+    assert len(widget.table.rows) == 50  # following: the newest full page, not 33_333 % 50
     widget.go_to_page(3)
     assert len(widget.table.rows) == 50
     assert len(json.dumps(widget.table.rows)) < 20_000  # what goes to the browser
@@ -422,3 +383,69 @@ def test_timeline_close_unsubscribes(rec):
     widget.close()
     assert not widget._live.coalescer.pending
     assert rec._subscribers == ()
+
+
+# -- at scale: incremental index, follow ---------------------------------------------
+
+
+def _many(rec: Recording, turns: int) -> None:
+    for i in range(turns):
+        turn(rec, f"message {i}", connection_id=f"c{i % 3}")
+
+
+def test_follow_shows_the_newest_full_page_however_the_pages_fall():
+    rec = Recording(clock=TickClock())
+    widget = TrafficInspector(rec, page_size=50, live=False)
+    for frames in (51, 77, 99, 100, 101, 149):
+        while len(rec) < frames:
+            rec.record("out", json.dumps({"type": "ping", "n": len(rec)}))
+        widget.refresh()
+        assert [r["seq"] for r in widget.rows] == list(range(frames - 49, frames + 1))
+        assert widget.page == widget.page_count - 1
+        assert f"rows {frames - 49}–{frames} of {frames}" in widget._page_label.value
+    widget.go_to_page(widget.page_count - 1)  # paging to the last page stops nothing...
+    widget.follow = False  # ...but once not following, the last page is a page
+    widget.go_to_page(widget.page_count - 1)
+    assert [r["seq"] for r in widget.rows] == list(range(101, 150))
+    widget.close()
+
+
+def test_a_long_recording_shows_its_newest_page_before_it_is_indexed():
+    rec = Recording(clock=TickClock())
+    _many(rec, 200)  # 1,200 frames
+    clock = [0.0]
+    scheduler = Scheduler(lambda: clock[0], thread=False)
+    widget = TrafficInspector(rec, page_size=50, chunk=500, scheduler=scheduler)
+    # At once: the newest full page, though only the first chunk is indexed.
+    assert [r["seq"] for r in widget.rows] == list(range(1151, 1201))
+    assert widget.rows[-1]["type"] == "agent_response_end"
+    assert widget.indexed_count == 500 and widget.total_count == 1200
+    assert "indexing: 500 of 1,200 frames" in widget._page_label.value
+    # A filter set now covers what is indexed, and grows as the index catches up.
+    widget.set_filter(type="user_message")
+    assert widget.filtered_count == 84  # frames 1..500: a user message every 6 frames
+    indexed = []
+    while len(scheduler):
+        clock[0] += 1
+        scheduler.run_due()
+        indexed.append(widget.indexed_count)
+    assert indexed == [1000, 1200]
+    assert widget.filtered_count == 200
+    assert widget.counts["type"]["user_message"] == 200
+    assert "indexing" not in widget._page_label.value
+    widget.close()
+
+
+def test_frames_arriving_during_a_live_refresh_are_all_shown():
+    rec = Recording(clock=TickClock())
+    clock = [0.0]
+    scheduler = Scheduler(lambda: clock[0], thread=False)
+    widget = TrafficInspector(rec, page_size=10, scheduler=scheduler)
+    for burst in range(5):
+        _many(rec, 7)
+        clock[0] += 1
+        scheduler.run_due()
+        assert widget.total_count == len(rec) == 42 * (burst + 1)
+        assert [r["seq"] for r in widget.rows] == list(range(len(rec) - 9, len(rec) + 1))
+    assert len(scheduler) == 0
+    widget.close()

@@ -30,7 +30,14 @@ from memgpt_lab.interface import CollectingInterface
 from memgpt_lab.llm.providers import PROVIDERS, ModelSpec
 from memgpt_lab.llm.server import LLMServer
 from memgpt_lab.widgets import AgentConsole, Lab, MemoryView, PresetBuilder
-from memgpt_lab.widgets.memory_view import context_bar_html
+from memgpt_lab.widgets.builder import CUSTOM
+from memgpt_lab.widgets.console import entry_html
+from memgpt_lab.widgets.memory_view import (
+    CHART_STEPS,
+    ContextSample,
+    context_bar_html,
+    context_chart_svg,
+)
 
 SEND_KINDS = ["user", "monologue", "function_call", "assistant", "function_ok"]
 
@@ -175,11 +182,11 @@ def test_builder_load_errors_are_shown(builder: PresetBuilder, tmp_path: Path) -
 
 
 def test_builder_named_choices_fill_the_textareas(builder: PresetBuilder) -> None:
-    builder._persona_choice.value = "memgpt_starter"
+    builder.persona_choice.value = "memgpt_starter"
     assert builder.persona_text.value == get_persona_text("memgpt_starter")
-    builder._human_choice.value = "cs_phd"
+    builder.human_choice.value = "cs_phd"
     assert builder.human_text.value == get_human_text("cs_phd")
-    builder._start.value = "memgpt_minimal"
+    builder.start_from.value = "memgpt_minimal"
     assert builder.functions == ["send_message", "core_memory_append", "core_memory_replace"]
     assert builder.build_preset().system_prompt_name == "memgpt_minimal"
 
@@ -203,7 +210,7 @@ def test_console_send_shows_a_send_message_step_in_order(console: AgentConsole) 
     assert console.entries[0] == ("user", "Hello, is anyone there?")
     assert console.entries[3] == ("assistant", result.replies[0])
     assert console.pending is None
-    html = console._transcript.value
+    html = console.transcript_html
     for css in ("mlab-user", "mlab-monologue", "mlab-function-call", "mlab-assistant"):
         assert css in html
     assert html.index("mlab-user") < html.index("mlab-monologue") < html.index("mlab-assistant")
@@ -230,7 +237,7 @@ def test_console_marks_a_failed_function(turn: Turn, error: str) -> None:
         console.step("hi")
         assert kinds(console)[-1] == "function_error"
         assert error in console.entries[-1][1]
-        assert "mlab-function-error" in console._transcript.value
+        assert "mlab-function-error" in console.transcript_html
         pending = json.loads(console.pending or "{}")
         assert pending["type"] == "heartbeat"
         assert pending["reason"] == system.FUNC_FAILED_HEARTBEAT_MESSAGE
@@ -260,7 +267,8 @@ def test_console_walks_a_heartbeat_chain_one_step_at_a_time() -> None:
         pendings = []
         console.step("I like tea")
         pendings.append(json.loads(console.pending or "null"))
-        console._on_step()  # the button sends the pending heartbeat
+        console._buttons["step"].click()  # the button sends the pending heartbeat
+        assert console.wait(10)
         pendings.append(json.loads(console.pending or "null"))
         console.step()
         pendings.append(console.pending)
@@ -268,7 +276,9 @@ def test_console_walks_a_heartbeat_chain_one_step_at_a_time() -> None:
         assert pendings[2] is None
         assert kinds(console).count("heartbeat") == 2
         assert console.entries[-2] == ("assistant", "You like tea.")
-        assert console.step() is None and "Nothing to step" in console.status
+        with pytest.raises(ValueError, match="nothing to step"):
+            console.step()
+        assert "Nothing to step" in console.status
     finally:
         console.close()
 
@@ -298,7 +308,7 @@ def test_console_pending_token_warning_then_alert() -> None:
         assert agent.alerted_about_memory_pressure
         console.step()
         assert ("alert", pending["message"]) in console.entries
-        assert "mlab-alert" in console._transcript.value
+        assert "mlab-alert" in console.transcript_html
     finally:
         console.close()
 
@@ -310,7 +320,7 @@ def test_console_injects_heartbeat_and_memory_warning(console: AgentConsole) -> 
     console.inject_memory_warning()
     alert = [text for kind, text in console.entries if kind == "alert"]
     assert alert and "close to the context window" in alert[0]
-    assert "mlab-heartbeat" in console._transcript.value
+    assert "mlab-heartbeat" in console.transcript_html
     assert len(console.agent.archival_memory) == 1  # the scripted model saves the human block
 
 
@@ -337,17 +347,21 @@ def test_console_reset_with_factory_makes_a_fresh_agent() -> None:
         console.close()
 
 
-def test_console_shows_model_errors_instead_of_raising() -> None:
+def test_console_raises_model_errors_to_code_and_shows_them_from_buttons() -> None:
     console = AgentConsole(make_agent(ReplayModel([])))
     try:
-        assert console.send("hello") is None
+        with pytest.raises(LLMError, match="ReplayModel has no more responses"):
+            console.send("hello")
         assert kinds(console) == ["user", "error"]
         assert "ReplayModel has no more responses" in console.entries[-1][1]
         assert "mlab-status-error" in console.status
         assert console.last_error is not None
         console._input.value = "again"
-        console._buttons["send"].click()  # no exception from the button either
+        console._buttons["send"].click()  # no exception from the button
+        assert console.wait(10)
         assert console._input.value == "again"  # kept, so the user can retry
+        assert kinds(console)[-1] == "error" and "no more responses" in console.status
+        assert not any(b.disabled for b in console._buttons.values())
     finally:
         console.close()
 
@@ -707,7 +721,7 @@ def test_builder_without_a_model_saves_none_and_loading_one_resets_to_offline(
 ) -> None:
     assert "model" not in yaml.safe_load(builder.save(tmp_path / "plain.yaml").read_text())
     fill_model(builder, "http://127.0.0.1:9/v1")
-    builder._start.value = "memgpt_minimal"  # a start preset with no model keeps the fields
+    builder.start_from.value = "memgpt_minimal"  # a start preset with no model keeps the fields
     assert builder.provider.value == "openai-compatible" and builder.model_spec() is not None
     builder.load(tmp_path / "plain.yaml")  # a file without one is the offline model
     assert builder.provider.value == "scripted" and builder.model_spec() is None
@@ -834,8 +848,8 @@ def test_console_shows_which_model_answered_and_each_steps_latency(
             assert len(LATENCY.findall(line)) == len(result.steps)
         assert len(served.calls) > 1  # the second turn chained a heartbeat
         # Latencies live outside the transcript, which is the same as the offline model's.
-        assert served._transcript.value == offline._transcript.value
-        assert not LATENCY.search(served._transcript.value)
+        assert served.transcript_html == offline.transcript_html
+        assert not LATENCY.search(served.transcript_html)
         assert "answered by scripted" in offline._calls_line.value
         served.reset()
         assert served.calls == [] and served._calls_line.value == ""
@@ -851,7 +865,8 @@ def test_console_shows_no_answer_when_the_model_cannot_be_reached() -> None:
         )
     )
     try:
-        assert console.send("hello") is None
+        with pytest.raises(LLMError, match="cannot connect"):
+            console.send("hello")
         assert "cannot connect to http://127.0.0.1:9/v1" in console.status
         assert console.calls == [] and console._calls_line.value == ""
     finally:
@@ -884,3 +899,231 @@ def test_memory_view_shows_reported_prompt_tokens_only_for_a_served_model(
     finally:
         for view in views:
             view.close()
+
+
+# --------------------------------------------------------------------------- what users hit
+
+
+def test_builder_start_from_offers_names_and_a_blank_preset(builder: PresetBuilder) -> None:
+    labels = [label for label, _value in builder.start_from.options]
+    assert labels == ["memgpt_chat", "memgpt_minimal", "(blank)"]  # no "('(none)', '')"
+    builder.start_from.value = CUSTOM
+    assert builder.preset_name.value == "" and builder.prompt_text.value == ""
+    assert builder.functions == ["send_message"]
+    assert builder.prompt_choice.value == CUSTOM
+
+
+def test_builder_dropdowns_follow_their_text(builder: PresetBuilder) -> None:
+    builder.persona_choice.value = "memgpt_starter"
+    builder.persona_text.value = ""
+    assert builder.persona_choice.value == CUSTOM  # the text is no longer memgpt_starter
+    builder.persona_choice.value = "memgpt_starter"  # choosing it again restores the text
+    assert builder.persona_text.value == get_persona_text("memgpt_starter")
+    builder.human_text.value += " Likes tea."
+    assert builder.human_choice.value == CUSTOM
+    builder.prompt_text.value = "Be brief."
+    assert builder.prompt_choice.value == CUSTOM
+    assert builder.create_agent().memory.persona == get_persona_text("memgpt_starter")
+
+
+def test_builder_names_the_agent_apart_from_the_preset(builder: PresetBuilder) -> None:
+    agent = builder.create_agent()
+    assert agent.name == "agent" and agent.preset_name == "memgpt_chat"
+    builder.agent_name.value = "tutor"
+    assert builder.create_agent().name == "tutor"
+    console = AgentConsole(agent)
+    try:
+        assert "preset memgpt_chat" in console._header.value
+        named_like_preset = make_agent(name="memgpt_chat")
+        console.set_agent(named_like_preset)
+        assert "preset memgpt_chat" not in console._header.value  # not said twice
+    finally:
+        console.close()
+
+
+def test_lab_reset_asks_first_and_rebuilds_the_agent_from_the_preset_tab(lab: Lab) -> None:
+    lab.builder.persona_choice.value = "memgpt_starter"
+    lab.builder.human_choice.value = "chad"
+    built = lab.builder.create_agent()
+    assert lab.agent is built
+    lab.console.send("my name is Bob")
+    reset = lab.console._buttons["reset"]
+    reset.click()
+    assert lab.agent is built and "Confirm reset" in reset.description  # asked, nothing wiped
+    assert "press Confirm reset" in lab.console.status
+    lab.console._buttons["heartbeat"].click()  # any other action cancels the question
+    assert lab.console.wait(10)
+    assert reset.description == "Reset" and lab.agent is built
+    reset.click()
+    reset.click()
+    fresh = lab.agent
+    assert fresh is not built and lab.memory.agent is fresh
+    assert fresh.memory.persona == get_persona_text("memgpt_starter")
+    assert fresh.memory.human == get_human_text("chad")
+    assert fresh.preset_name == built.preset_name and "Bob" not in fresh.memory.human
+    lab.console.reset()  # from code: no question
+    assert lab.agent is not fresh and lab.agent.memory.persona == fresh.memory.persona
+
+
+def test_console_says_when_a_new_message_drops_the_pending_step(console: AgentConsole) -> None:
+    console.step("my name is Bob")
+    assert console.pending is not None
+    turn = console.send("what is my name?")
+    assert console.pending is None
+    dropped = [text for kind, text in console.entries if kind == "alert"]
+    assert dropped == [
+        "Dropped the pending heartbeat (request_heartbeat == true): a new message starts a new chain."
+    ]
+    assert turn.replies == ["Your name is Bob."]
+
+
+def test_console_escape_drops_the_pending_step(console: AgentConsole) -> None:
+    console.step("my name is Bob")
+    console._input._handle_custom_msg({"event": "cancel"}, [])  # Escape in the browser
+    assert console.pending is None
+    assert console.entries[-1][0] == "alert" and "cancelled" in console.entries[-1][1]
+
+
+def test_enter_in_the_message_box_sends(console: AgentConsole) -> None:
+    # What the browser sends on Enter (Shift+Enter stays in the box as a new line).
+    console._input._handle_custom_msg({"event": "submit", "value": "hello\nthere"}, [])
+    assert console.wait(10)
+    assert console.entries[0] == ("user", "hello\nthere")
+    assert console._input.value == ""
+    console._input._handle_custom_msg({"event": "submit", "value": "   "}, [])
+    assert console.wait(10) and "Type a message first" in console.status
+
+
+def test_console_send_returns_the_turn_and_raises_on_empty_text(console: AgentConsole) -> None:
+    turn = console.send("hello")
+    assert turn.replies and console.last_error is None
+    with pytest.raises(ValueError, match="empty"):
+        console.send("  ")
+
+
+def test_long_entries_collapse_with_a_way_to_expand(console: AgentConsole) -> None:
+    long = "x" * 5000
+    console.send("hello")  # the first message is greeted, later ones echoed
+    console.send(long)
+    html = console.transcript_html
+    assert html.count('<details class="mlab-long">') == 3  # you, calls, says
+    assert html.count("(5,000 characters: show all)") == 1  # you; calls and says hold more
+    visible = re.sub(r'<div class="mlab-full">.*?</div>', "", html, flags=re.DOTALL)
+    assert long not in visible  # only in the collapsed part
+    assert "(5,000 characters: show all)" in html
+    console.send("short")
+    assert '<details class="mlab-long">' not in entry_html("user", "short")
+
+
+def test_transcript_renders_incrementally(console: AgentConsole) -> None:
+    sent: list[int] = []
+
+    def watch(change: dict) -> None:
+        for chunk in change["new"]:
+            if chunk not in watched:
+                watched.add(chunk)
+                chunk.observe(lambda c: sent.append(len(c["new"])), "value")
+        sent.append(50 * len(change["new"]))  # a model id per child
+
+    watched: set = set()
+    console._chunk_box.observe(watch, "children")
+
+    def cost(turns: int) -> int:
+        console.reset()
+        sent.clear()
+        for i in range(turns):
+            console.send(f"message {i}")
+        return sum(sent)
+
+    small, large = cost(20), cost(80)
+    assert len(console.entries) >= 80 * len(SEND_KINDS)
+    assert large < 6 * small  # linear in the session (whole re-renders: about 16x)
+    assert console.transcript_html.count("mlab-entry") == len(console.entries)
+
+
+def test_stop_ends_the_chain_after_the_step_under_way() -> None:
+    console: AgentConsole
+
+    class Stops(ReplayModel):
+        def chat(self, messages, functions):  # type: ignore[no-untyped-def]
+            console.stop()  # pressed while the first step's model thinks
+            return super().chat(messages, functions)
+
+    model = Stops(
+        [
+            Turn("note", "archival_memory_insert", {"content": "tea", "request_heartbeat": True}),
+            Turn.say("Done."),
+        ]
+    )
+    console = AgentConsole(make_agent(model))
+    try:
+        turn = console.send("remember tea")
+        assert len(turn.steps) == 1 and not turn.truncated
+        assert console.pending is not None and "Stopped after 1 step" in console.entries[-1][1]
+        console.step()  # Step continues the chain
+        assert console.entries[-2] == ("assistant", "Done.")
+    finally:
+        console.close()
+
+
+def test_buttons_run_in_the_background_and_show_progress(console: AgentConsole) -> None:
+    console._input.value = "hello"
+    console._buttons["send"].click()
+    assert console.wait(10)
+    assert console.entries[0] == ("user", "hello")
+    assert console._busy.busy is False and console._buttons["stop"].layout.display == "none"
+    assert console._busy.label == "Thinking… step 1"
+
+
+def test_memory_search_runs_on_enter() -> None:
+    agent = make_agent()
+    agent.turn("remember that my cat is called Tom")
+    view = MemoryView(agent)
+    try:
+        view._query._handle_custom_msg({"event": "submit", "value": "cat"}, [])  # Enter
+        assert "mlab-result-archival" in view._results.value and "Tom" in view._results.value
+    finally:
+        view.close()
+
+
+def test_memory_chart_shows_tokens_per_step_the_warning_and_summaries() -> None:
+    agent = make_agent(context_window=2600)
+    view = MemoryView(agent)
+    try:
+        steps = 0
+        for i in range(12):
+            steps += len(
+                agent.turn(f"I thought about topic {i} for a long time, and here is why").steps
+            )
+        view.refresh()
+        samples = view.samples
+        assert [s.step for s in samples] == list(range(1, steps + 1))  # one per step
+        assert agent.summaries >= 2
+        assert sum(s.summarised for s in samples) == agent.summaries
+        summarised = [s for s in samples if s.summarised]
+        before = samples[samples.index(summarised[0]) - 1]
+        assert summarised[0].sections["messages"] < before.sections["messages"]
+        html = view._chart.value
+        assert f'data-steps="{steps}"' in html and f'data-summaries="{agent.summaries}"' in html
+        assert html.count('class="mlab-chart-summary"') == agent.summaries
+        assert 'class="mlab-chart-warning"' in html and "warning at 1950 of 2600" in html
+        assert html.count('<g class="mlab-chart-step"') == steps
+        # another agent starts another chart; the old one is no longer watched
+        other = make_agent()
+        view.agent = other
+        agent.turn("hello")
+        other.turn("hello")
+        assert len(view.samples) == 1
+    finally:
+        view.close()
+    other.turn("hello again")  # a closed view hears nothing
+    assert len(view.samples) == 1
+
+
+def test_context_chart_keeps_the_last_steps_only() -> None:
+    sample = ContextSample(1, {"system": 10, "messages": 5}, 100, 75, False)
+    many = [ContextSample(i, sample.sections, 100, 75, i % 50 == 0) for i in range(1, 501)]
+    html = context_chart_svg(many)
+    assert html.count('<g class="mlab-chart-step"') == CHART_STEPS
+    assert 'data-step="500"' in html and 'data-step="1"' not in html
+    assert "The chart fills" in context_chart_svg([])

@@ -13,6 +13,11 @@ What the scripted model does with the last message it sees:
 - "what do you remember about Y": searches archival memory, then answers with
   what it found;
 - "what did I say about Y": searches recall memory, then answers;
+- the questions a demo asks, answered from core memory with no function but
+  ``send_message``: "what is my name?" (the human block's ``Name:`` line),
+  "what is your name?" / "who are you?" (the persona's), "what do you
+  remember?" / "what do you know about me?" (the human block), "what can you
+  do?" (the functions the agent offers);
 - a memory-pressure warning: saves the human block to archival memory;
 - anything else: a reply through ``send_message``.
 
@@ -85,6 +90,10 @@ class Context:
     persona_name: str | None
     human_block: str
     first_message: bool
+    #: The functions the agent offers (None: not known).
+    functions: Collection[str] | None = None
+    #: The persona block of core memory.
+    persona_block: str = ""
 
 
 Reply = str | Turn | Callable[[re.Match[str], Context], Turn]
@@ -146,6 +155,21 @@ def _parse(content: Any) -> dict[str, Any]:
     if packet is not None:
         return packet
     return {"type": "user_message", "message": "" if content is None else str(content)}
+
+
+_SHOWING = re.compile(r"^Showing \d+ of (\d+) results?")
+
+
+def _total(text: str) -> int | None:
+    """The total a search function's answer reports ("Showing 3 of 7 results"), if any."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(value, list) or not value:
+        return None
+    found = _SHOWING.match(str(value[0]))
+    return int(found.group(1)) if found else None
 
 
 def _results(text: str) -> list[str]:
@@ -217,6 +241,84 @@ def _recall_conversation(match: re.Match[str], ctx: Context) -> Turn:
     )
 
 
+def _facts(block: str) -> list[str]:
+    """The lines of a core memory block, without a name that is not known yet."""
+    lines = [line.strip() for line in block.splitlines() if line.strip()]
+    return [ln for ln in lines if not (_NAME_LINE.fullmatch(ln) and _name_of(ln) is None)]
+
+
+def _users_name(match: re.Match[str], ctx: Context) -> Turn:
+    if ctx.human_name:
+        return Turn.say(
+            f"Your name is {ctx.human_name}.", "Their name is in my core memory. Tell them."
+        )
+    return Turn.say(
+        "I don't know your name yet. What should I call you?",
+        "My notes have no name for them. Say so and ask.",
+    )
+
+
+def _own_name(match: re.Match[str], ctx: Context) -> Turn:
+    if ctx.persona_name:
+        return Turn.say(
+            f"I'm {ctx.persona_name}.", "My persona names me. Introduce myself in one line."
+        )
+    return Turn.say(
+        "I have no name in my persona notes. What would you like to call me?",
+        "My persona has no name line. Say so.",
+    )
+
+
+_ARCHIVED = re.compile(r"^(\d+) passages? (?:is|are) in archival memory", re.MULTILINE)
+
+
+def _what_i_remember(match: re.Match[str], ctx: Context) -> Turn:
+    facts = _facts(ctx.human_block)
+    archived = _ARCHIVED.search(str(ctx.messages[0].get("content") or "")) if ctx.messages else None
+    kept = int(archived.group(1)) if archived else 0
+    more = (
+        f" I also keep {_count(kept, 'passage')} in archival memory: ask me what I remember "
+        "about something."
+        if kept
+        else ""
+    )
+    if not facts:
+        return Turn.say(
+            "I don't know anything about you yet. Tell me something?" + more,
+            "The human block is empty. Say so honestly.",
+        )
+    return Turn.say(
+        "Here's what I know about you: " + "; ".join(f.rstrip(".") for f in facts) + "." + more,
+        "Read the human block of core memory back to them.",
+    )
+
+
+#: What each function lets the agent do, for "what can you do?".
+_ABILITIES = {
+    "send_message": "talk with you",
+    "core_memory_append": "note what I learn about you in core memory",
+    "core_memory_replace": "correct my notes about you",
+    "archival_memory_insert": "keep facts in archival memory",
+    "archival_memory_search": "search archival memory",
+    "conversation_search": "search what we said earlier",
+    "conversation_search_date": "look up what we said on a date",
+    "pause_heartbeats": "pause my timer heartbeats",
+}
+
+
+def _abilities(match: re.Match[str], ctx: Context) -> Turn:
+    # in a fixed order: `functions` is often a set
+    offered = set(_ABILITIES if ctx.functions is None else ctx.functions)
+    known = [ability for name, ability in _ABILITIES.items() if name in offered]
+    other = sorted(name for name in offered if name not in _ABILITIES)
+    parts = known + [f"call {name}" for name in other]
+    if len(parts) > 1:
+        listed = ", ".join(parts[:-1]) + f" and {parts[-1]}"
+    else:
+        listed = parts[0] if parts else "only think"
+    return Turn.say(f"I can {listed}.", "List what my functions let me do.")
+
+
 def _chat(match: re.Match[str], ctx: Context) -> Turn:
     said = _clean(ctx.text) or "nothing"
     who = f", {ctx.human_name}" if ctx.human_name else ""
@@ -229,8 +331,19 @@ def _chat(match: re.Match[str], ctx: Context) -> Turn:
 BUILTIN_RULES: tuple[Rule, ...] = (
     Rule(r"\bmy name is\s+(.+)", _my_name),
     Rule(r"\bremember that\s+(.+)", _remember),
+    Rule(r"\bwhat (?:do|did) you (?:remember|know)(?: about me)?\s*[?.!]*\s*$", _what_i_remember),
     Rule(r"\bwhat do you remember about\s+(.+)", _recall_archival),
     Rule(r"\bwhat did i say about\s+(.+)", _recall_conversation),
+    Rule(
+        r"\b(?:what(?:'s|’s| is) my name|who am i\b|do you (?:know|remember) my name)",
+        _users_name,
+    ),
+    Rule(r"\b(?:what(?:'s|’s| is) your name|who are you\b|what should i call you)", _own_name),
+    Rule(
+        r"\b(?:what can you do|what are you able to do|how can you help"
+        r"|what are your (?:functions|abilities))\b",
+        _abilities,
+    ),
 )
 _FALLBACK = Rule(r"", _chat)
 
@@ -263,20 +376,34 @@ def _follow_up(call: dict[str, Any], packet: dict[str, Any], ctx: Context) -> Tu
     if name in ("archival_memory_search", "conversation_search", "conversation_search_date"):
         topic = args.get("query") or "that"
         lines = _results(result)
+        shown = len(lines)
+        total = _total(result)
         if name == "conversation_search":  # what the user said, not the question itself
             lines = [ln for ln in lines if not ln.startswith("assistant: ")]
             lines = [ln for ln in lines if "what did i say about" not in ln.lower()]
         if not lines:
             return Turn.say(
                 f"I don't have anything about {_second_person(topic)} yet.",
-                "Nothing found. Say so honestly.",
+                "Nothing found. Say so honestly."
+                if not shown
+                else f"The search showed {_count(shown, 'result')}, none worth sharing. Say so.",
             )
         found = "; ".join(_second_person(ln) for ln in lines)
-        return Turn.say(
-            f"Here's what I have about {_second_person(topic)}: {found}",
-            f"Found {len(lines)} result(s). Share them.",
-        )
+        of_total = f" of {total}" if total is not None and total != shown else ""
+        thought = f"The search showed {_count(shown, 'result')}{of_total}."
+        if len(lines) != shown:
+            thought += f" {_count(len(lines), 'is', 'are')} what the user said: share those."
+        else:
+            thought += " Share it." if shown == 1 else " Share them."
+        return Turn.say(f"Here's what I have about {_second_person(topic)}: {found}", thought)
     return Turn.say(f"Done: {result}", f"{name} returned. Report the result.")
+
+
+def _count(n: int, one: str, many: str | None = None) -> str:
+    """``"1 result"``, ``"3 results"``; with ``many``, ``"1 is"`` / ``"2 are"``."""
+    if many is not None:
+        return f"{n} {one if n == 1 else many}"
+    return f"{n} {one}{'' if n == 1 else 's'}"
 
 
 class ScriptedModel:
@@ -334,7 +461,7 @@ class ScriptedModel:
         system = str(messages[0].get("content") or "")
         if system.startswith(SUMMARY_REQUEST_MARKER):
             return Turn(self._summarise(messages[1:]))
-        ctx = self._context(messages)
+        ctx = self._context(messages, available)
         last = messages[-1]
         role = last.get("role")
         if role in ("function", "tool"):
@@ -373,7 +500,9 @@ class ScriptedModel:
             return _greet(ctx)
         return _FALLBACK.answer(re.match("", ""), ctx)  # type: ignore[arg-type]
 
-    def _context(self, messages: Sequence[Message]) -> Context:
+    def _context(
+        self, messages: Sequence[Message], available: Collection[str] | None = None
+    ) -> Context:
         blocks = dict(_CORE_BLOCK.findall(str(messages[0].get("content") or "")))
         packet = _parse(messages[-1].get("content"))
         text = str(packet.get("message") or "")
@@ -386,6 +515,8 @@ class ScriptedModel:
             _name_of(blocks.get("persona", "")),
             blocks.get("human", ""),
             first,
+            available,
+            blocks.get("persona", ""),
         )
 
     def _after_call(self, messages: Sequence[Message], index: int, ctx: Context) -> Turn:

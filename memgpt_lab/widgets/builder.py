@@ -105,6 +105,15 @@ class PresetBuilder(widgets.VBox):
 
     Attributes:
         agent: the last agent created, or None.
+        agent_factory: makes a fresh agent as the last one was made (the same
+            preset, settings, model and texts), or None before the first; the
+            :class:`~memgpt_lab.widgets.Lab`'s Reset uses it.
+        start_from: the dropdown of presets to start from (``"(blank)"``, value
+            :data:`CUSTOM`, clears the form).
+        prompt_choice / persona_choice / human_choice: the dropdowns of named
+            texts; choosing one fills its Textarea, and editing the text away from
+            the named one shows ``"(custom)"`` (value :data:`CUSTOM`).
+        agent_name: the name of the agents created (``"agent"`` when empty).
         provider: the provider dropdown (``"scripted"`` or a key of
             :data:`~memgpt_lab.llm.providers.PROVIDERS`).
         model_name / base_url / api_key_env: the model's text fields; empty
@@ -123,6 +132,7 @@ class PresetBuilder(widgets.VBox):
         interface_factory: Callable[[], Any] | None = None,
     ) -> None:
         self.agent: Agent | None = None
+        self.agent_factory: Callable[[], Agent] | None = None
         self._clock = clock
         self._interface_factory = interface_factory
         self._callbacks: list[Callable[[Agent], object]] = []
@@ -139,22 +149,28 @@ class PresetBuilder(widgets.VBox):
         self._personas = _texts(list_personas(), get_persona_text)
         self._humans = _texts(list_humans(), get_human_text)
 
-        layout = widgets.Layout(width="100%")
+        # "auto" (not 100%): a full-width box plus its margin would overflow its column
+        layout = widgets.Layout(width="auto")
         style = {"description_width": "110px"}
-        self._start = widgets.Dropdown(
-            options=[*self._presets, ("(none)", CUSTOM)],
+        # (label, value) pairs throughout: a bare name among pairs shows as a tuple
+        self.start_from = widgets.Dropdown(
+            options=[(name, name) for name in self._presets] + [("(blank)", CUSTOM)],
             value=None,
             description="Start from",
             style=style,
         )
-        self._start.add_class("mlab-builder-start")
+        self.start_from.add_class("mlab-builder-start")
         self.preset_name = widgets.Text(description="Preset name", style=style)
         self.preset_name.add_class("mlab-builder-name")
+        self.agent_name = widgets.Text(
+            description="Agent name", placeholder="agent", style=style, layout=layout
+        )
+        self.agent_name.add_class("mlab-builder-agent-name")
         self.description_text = widgets.Text(description="Description", style=style, layout=layout)
-        self._prompt_choice = widgets.Dropdown(
+        self.prompt_choice = widgets.Dropdown(
             options=_choices(self._prompts), value=CUSTOM, description="System prompt", style=style
         )
-        self._prompt_choice.add_class("mlab-builder-prompt-choice")
+        self.prompt_choice.add_class("mlab-builder-prompt-choice")
         self.prompt_text = widgets.Textarea(rows=6, layout=layout)
         self.prompt_text.add_class("mlab-builder-prompt")
         self._function_boxes = {
@@ -163,19 +179,19 @@ class PresetBuilder(widgets.VBox):
                 description=name,
                 indent=False,
                 tooltip=spec.schema.get("description", ""),
-                layout=widgets.Layout(width="230px"),
+                layout=widgets.Layout(width="auto"),
             )
             for name, spec in DEFAULT_FUNCTIONS.items()
         }
         for name, box in self._function_boxes.items():
             box.add_class(f"mlab-builder-fn-{name}")
-        self._persona_choice = widgets.Dropdown(
+        self.persona_choice = widgets.Dropdown(
             options=_choices(self._personas), value=CUSTOM, description="Persona", style=style
         )
         self.persona_text = widgets.Textarea(rows=5, layout=layout)
         self.persona_text.add_class("mlab-builder-persona")
         self._persona_count = widgets.HTML()
-        self._human_choice = widgets.Dropdown(
+        self.human_choice = widgets.Dropdown(
             options=_choices(self._humans), value=CUSTOM, description="Human", style=style
         )
         self.human_text = widgets.Textarea(rows=4, layout=layout)
@@ -244,16 +260,28 @@ class PresetBuilder(widgets.VBox):
         self._status = widgets.HTML()
         self._status.add_class("mlab-builder-status")
 
-        self._start.observe(self._on_start, "value")
+        self.start_from.observe(self._on_start, "value")
         self.provider.observe(lambda _change: self._update_model_fields(), "value")
         for watched in (self.model_name, self.base_url, self.api_key_env):
             watched.observe(lambda _change: self._clear_connection(), "value")
         self._test.on_click(lambda _b: self.test_connection())
-        self._prompt_choice.observe(self._on_prompt_choice, "value")
-        self._persona_choice.observe(self._on_persona_choice, "value")
-        self._human_choice.observe(self._on_human_choice, "value")
+        self.prompt_choice.observe(self._on_prompt_choice, "value")
+        self.persona_choice.observe(self._on_persona_choice, "value")
+        self.human_choice.observe(self._on_human_choice, "value")
         for watched in (self.persona_text, self.human_text, self.persona_limit, self.human_limit):
             watched.observe(lambda _change: self._update_counts(), "value")
+        # a dropdown names the text only while the text is that text
+        for text, choice, named in (
+            (self.prompt_text, self.prompt_choice, self._prompts),
+            (self.persona_text, self.persona_choice, self._personas),
+            (self.human_text, self.human_choice, self._humans),
+        ):
+            text.observe(
+                lambda change, choice=choice, named=named: _follow_text(
+                    choice, named, change["new"]
+                ),
+                "value",
+            )
         self._create.on_click(lambda _b: self._guard(self.create_agent))
         self._save.on_click(lambda _b: self._guard(lambda: self.save(self.path.value)))
         self._load.on_click(lambda _b: self._guard(lambda: self.load(self.path.value)))
@@ -264,22 +292,27 @@ class PresetBuilder(widgets.VBox):
         super().__init__(
             children=[
                 style_tag(),
-                widgets.HBox([self._start, self.preset_name]),
+                widgets.HBox(
+                    [self.start_from, self.preset_name], layout=widgets.Layout(flex_flow="row wrap")
+                ),
                 self.description_text,
+                self.agent_name,
                 title("System prompt"),
-                self._prompt_choice,
+                self.prompt_choice,
                 self.prompt_text,
                 title("Functions"),
                 widgets.GridBox(
                     list(self._function_boxes.values()),
-                    layout=widgets.Layout(grid_template_columns="repeat(3, 240px)"),
+                    layout=widgets.Layout(
+                        grid_template_columns="repeat(auto-fill, minmax(210px, 1fr))"
+                    ),
                 ),
                 title("Persona"),
-                self._persona_choice,
+                self.persona_choice,
                 self.persona_text,
                 self._persona_count,
                 title("Human"),
-                self._human_choice,
+                self.human_choice,
                 self.human_text,
                 self._human_count,
                 title("Model"),
@@ -300,7 +333,7 @@ class PresetBuilder(widgets.VBox):
         if isinstance(preset, Preset):
             self._show_preset(preset)
         elif preset in self._presets:
-            self._start.value = preset
+            self.start_from.value = preset
         else:
             self._show_preset(load_preset(preset))
         # The preset's model (shown above, if it names one) unless another was asked for.
@@ -311,8 +344,8 @@ class PresetBuilder(widgets.VBox):
         elif model != _SCRIPTED:
             self._show_model(ModelSpec.parse(model))
         self._update_model_fields()
-        self._persona_choice.value = persona if persona in self._personas else CUSTOM
-        self._human_choice.value = human if human in self._humans else CUSTOM
+        self.persona_choice.value = persona if persona in self._personas else CUSTOM
+        self.human_choice.value = human if human in self._humans else CUSTOM
         self._update_counts()
 
     def __repr__(self) -> str:
@@ -441,7 +474,7 @@ class PresetBuilder(widgets.VBox):
             raise self._fail("The preset is not valid", problems)
         spec = self.model_spec()
         prompt = self.prompt_text.value.strip()
-        chosen = self._prompt_choice.value
+        chosen = self.prompt_choice.value
         data: dict[str, Any] = {
             "name": self.preset_name.value.strip(),
             "description": self.description_text.value.strip(),
@@ -467,7 +500,9 @@ class PresetBuilder(widgets.VBox):
         """
         try:
             return AgentConfig(
-                name=self.preset_name.value.strip() or "agent",
+                # the agent's own name: named after the preset, the header read
+                # "memgpt_chat · preset memgpt_chat"
+                name=self.agent_name.value.strip() or "agent",
                 context_window=int(self.context_window.value),
                 persona_char_limit=int(self.persona_limit.value),
                 human_char_limit=int(self.human_limit.value),
@@ -505,6 +540,7 @@ class PresetBuilder(widgets.VBox):
         except (LabError, ValueError) as exc:
             raise self._fail("Cannot create the agent", [str(exc)]) from None
         self.agent = agent
+        self.agent_factory = self._factory_like(preset, config, agent.model)
         on_model = f" on {esc(preset.model)}" if preset.model is not None else ""
         self._set_status(
             f"Created agent {esc(agent.name)} from preset {esc(preset.name)} "
@@ -560,6 +596,21 @@ class PresetBuilder(widgets.VBox):
         super().close()
 
     # -- internals ----------------------------------------------------------
+
+    def _factory_like(
+        self, preset: Preset, config: AgentConfig, model: ChatModel
+    ) -> Callable[[], Agent]:
+        """A maker of fresh agents as the one just made (the texts as they were then)."""
+        persona, human = self.persona_text.value, self.human_text.value
+        interface_factory, clock = self._interface_factory, self._clock
+
+        def make() -> Agent:
+            interface = interface_factory() if interface_factory is not None else None
+            return create_agent_from_preset(
+                preset, config, model, persona, human, interface, clock=clock
+            )
+
+        return make
 
     def _all_children(self) -> list[widgets.Widget]:
         out: list[widgets.Widget] = []
@@ -716,9 +767,9 @@ class PresetBuilder(widgets.VBox):
         self.functions = preset.functions
         name = preset.system_prompt_name
         if name is not None and name in self._prompts:
-            self._prompt_choice.value = name
+            self.prompt_choice.value = name
         else:
-            self._prompt_choice.value = CUSTOM
+            self.prompt_choice.value = CUSTOM
         self.prompt_text.value = preset.system_prompt
 
     def _update_counts(self) -> None:
@@ -732,9 +783,14 @@ class PresetBuilder(widgets.VBox):
 
     def _on_start(self, change: dict[str, Any]) -> None:
         preset = self._presets.get(change["new"])
-        if preset is not None:
-            with self.hold_sync():
+        with self.hold_sync():
+            if preset is not None:
                 self._show_preset(preset)
+            elif change["new"] == CUSTOM:  # "(blank)": a preset from nothing
+                self.preset_name.value = self.description_text.value = ""
+                self.prompt_choice.value = CUSTOM
+                self.prompt_text.value = ""
+                self.functions = ["send_message"]
 
     def _on_prompt_choice(self, change: dict[str, Any]) -> None:
         if change["new"] != CUSTOM:
@@ -747,6 +803,12 @@ class PresetBuilder(widgets.VBox):
     def _on_human_choice(self, change: dict[str, Any]) -> None:
         if change["new"] != CUSTOM:
             self.human_text.value = self._humans[change["new"]]
+
+
+def _follow_text(choice: widgets.Dropdown, named: dict[str, str], text: str) -> None:
+    """Show "(custom)" in ``choice`` once ``text`` is no longer the chosen named text."""
+    if choice.value != CUSTOM and named.get(choice.value) != text:
+        choice.value = CUSTOM
 
 
 def _connected(where: str, ids: list[str], wanted: str | None) -> str:

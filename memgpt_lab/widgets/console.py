@@ -33,35 +33,69 @@ on every run while the latencies vary; :attr:`AgentConsole.calls` holds the
 Reset: with a ``factory`` (the :class:`~memgpt_lab.widgets.Lab` passes one),
 :meth:`AgentConsole.reset` builds a fresh agent and switches to it; without
 one it only clears the transcript and the pending step (the agent keeps its
-memory).
+memory). The Reset button asks first: it turns into "Confirm reset", and any
+other action cancels.
+
+From code, :meth:`AgentConsole.send`, :meth:`~AgentConsole.step` and the
+inject methods return what the agent returned and raise what it raised (the
+error shows in the view too). The buttons never raise: they run the action in
+a background thread (``background=True``), show a spinner with the seconds
+elapsed while the model thinks, and put an error in the view; Stop ends a
+chain after the step under way (what it would have sent next stays pending).
+Keys in the message box: Enter sends, Shift+Enter starts a new line, Escape
+drops the pending step (or, while a turn runs, stops it as Stop does).
+
+The transcript is rendered incrementally: entries go into chunks of
+:data:`CHUNK_ENTRIES`; a new entry re-renders only the last chunk, so what goes
+to the browser grows with the entry, not with the session. Entries longer than
+:data:`COLLAPSE_CHARS` characters (or :data:`COLLAPSE_LINES` lines) show
+collapsed, with a click to expand.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import ipywidgets as widgets
 
 from memgpt_lab import system
+from memgpt_lab.agent import TurnResult
 from memgpt_lab.interface import AgentInterface, MultiInterface
 from memgpt_lab.messages import packet_of
 from memgpt_lab.recorder import MockWebSocket, Recording
+from memgpt_lab.widgets._input import BusyIndicator, MessageInput
 from memgpt_lab.widgets._style import status_html, style_tag
 from memgpt_lab.widgets._util import esc
 from memgpt_lab.ws import protocol
 from memgpt_lab.ws.interface import SyncWebSocketInterface
 
 if TYPE_CHECKING:
-    from memgpt_lab.agent import Agent, ModelCall, StepResult, TurnResult
+    from memgpt_lab.agent import Agent, ModelCall, StepResult
 
-__all__ = ["ENTRY_KINDS", "AgentConsole", "ConsoleInterface"]
+__all__ = [
+    "CHUNK_ENTRIES",
+    "COLLAPSE_CHARS",
+    "COLLAPSE_LINES",
+    "ENTRY_KINDS",
+    "AgentConsole",
+    "ConsoleInterface",
+    "entry_html",
+]
 
 _T = TypeVar("_T")
 
 #: Model calls kept for the "answered by" line (a long chain shows its last ones).
 _MAX_CALLS = 20
+#: Transcript entries per rendered chunk (a new entry re-renders only the last chunk).
+CHUNK_ENTRIES = 25
+#: Entries longer than this (characters or lines) show collapsed, with a click to expand.
+COLLAPSE_CHARS = 600
+COLLAPSE_LINES = 12
+#: Characters of a collapsed entry shown before "show all".
+_PREVIEW_CHARS = 240
 
 #: Kinds of transcript entries; each is styled by the class ``mlab-<kind with - for _>``.
 ENTRY_KINDS = (
@@ -102,6 +136,25 @@ def _user_entry(text: str) -> tuple[str, str]:
     if kind == "login":
         return "alert", f"The user logged in (last login: {packet.get('last_login', '?')})."
     return "user", str(packet.get("message", text))
+
+
+def entry_html(kind: str, text: str) -> str:
+    """The markup of one transcript entry; a long one collapses into ``<details>``."""
+    head = (
+        f'<div class="mlab-entry mlab-{kind.replace("_", "-")}" data-kind="{kind}">'
+        f'<span class="mlab-label">{_LABELS.get(kind, kind)}</span> '
+    )
+    lines = text.count("\n") + 1
+    if len(text) <= COLLAPSE_CHARS and lines <= COLLAPSE_LINES:
+        return f"{head}{esc(text)}</div>"
+    preview = text[:_PREVIEW_CHARS].split("\n")[:3]
+    size = f"{len(text):,} characters" + (f", {lines:,} lines" if lines > 1 else "")
+    return (
+        f'{head}<details class="mlab-long"><summary><span class="mlab-preview">'
+        f"{esc(' '.join(preview))}…</span> "
+        f'<span class="mlab-more">({size}: show all)</span></summary>'
+        f'<div class="mlab-full">{esc(text)}</div></details></div>'
+    )
 
 
 def _format_latency(seconds: float) -> str:
@@ -188,6 +241,9 @@ class AgentConsole(widgets.VBox):
             clears the view.
         server_frames: record the frames a server adds around each action (the
             client's ``user_message``, ``agent_response_start`` / ``_end``).
+        background: the buttons (and Enter) run their action in a background
+            thread, so Stop reaches the kernel while a model thinks; :meth:`wait`
+            waits for it. False runs them in the caller's thread.
 
     Call :meth:`close` when done: it detaches from the agent and closes the
     socket interface the console made (not one it found).
@@ -200,8 +256,13 @@ class AgentConsole(widgets.VBox):
         *,
         factory: Callable[[], Agent] | None = None,
         server_frames: bool = True,
+        background: bool = True,
     ) -> None:
         self._factory = factory
+        self._background = background
+        self._worker: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._confirming_reset = False
         self._server_frames = server_frames
         self._given_recording = recording
         self._lock = threading.RLock()
@@ -217,14 +278,28 @@ class AgentConsole(widgets.VBox):
         self.last_error: BaseException | None = None
 
         self._header = widgets.HTML()
-        self._transcript = widgets.HTML()
+        self._header.add_class("mlab-console-header")
+        self._empty = widgets.HTML(
+            '<div class="mlab-empty">No messages yet: type one and press Enter.</div>'
+        )
+        self._chunks: list[widgets.HTML] = []
+        self._chunk_rows: list[str] = []  # the last chunk's entries, rendered
+        self._chunk_box = widgets.VBox([self._empty])
+        self._chunk_box.add_class("mlab-transcript-chunks")
+        # column-reverse on the outer box keeps the newest entry in view as it scrolls
+        self._transcript = widgets.Box([self._chunk_box])
+        self._transcript.add_class("mlab-transcript")
         self._transcript.add_class("mlab-console-transcript")
         self._calls_line = widgets.HTML()
         self._calls_line.add_class("mlab-console-calls")
-        self._input = widgets.Text(
-            placeholder="Message the agent", layout=widgets.Layout(flex="1 1 auto", width="auto")
+        self._input = MessageInput(
+            placeholder="Message the agent (Enter sends, Shift+Enter: new line, Esc: cancel)",
+            rows=2,
+            layout=widgets.Layout(flex="1 1 auto", width="auto", min_width="0"),
         )
         self._input.add_class("mlab-console-input")
+        self._input.on_submit(lambda _box: self._on_send())
+        self._input.on_cancel(lambda _box: self._on_escape())
         self._buttons: dict[str, widgets.Button] = {}
         for name, label, tip in (
             ("send", "Send", "Run a whole turn for the message"),
@@ -232,6 +307,7 @@ class AgentConsole(widgets.VBox):
             ("heartbeat", "Heartbeat", "Inject a heartbeat (one step)"),
             ("warning", "Memory warning", "Inject a memory-pressure warning (one step)"),
             ("reset", "Reset", "A fresh agent (or, without a factory, clear the view)"),
+            ("stop", "Stop", "End the chain after the step under way"),
         ):
             button = widgets.Button(
                 description=label, tooltip=tip, layout=widgets.Layout(width="auto")
@@ -241,9 +317,17 @@ class AgentConsole(widgets.VBox):
         self._buttons["send"].button_style = "primary"
         self._buttons["send"].on_click(lambda _b: self._on_send())
         self._buttons["step"].on_click(lambda _b: self._on_step())
-        self._buttons["heartbeat"].on_click(lambda _b: self.inject_heartbeat())
-        self._buttons["warning"].on_click(lambda _b: self.inject_memory_warning())
-        self._buttons["reset"].on_click(lambda _b: self.reset())
+        self._buttons["heartbeat"].on_click(
+            lambda _b: self._from_button(lambda: self.inject_heartbeat())
+        )
+        self._buttons["warning"].on_click(
+            lambda _b: self._from_button(lambda: self.inject_memory_warning())
+        )
+        self._buttons["reset"].on_click(lambda _b: self._on_reset())
+        self._buttons["stop"].on_click(lambda _b: self.stop())
+        self._buttons["stop"].layout.display = "none"
+        self._busy = BusyIndicator()
+        self._busy.add_class("mlab-console-busy")
         self._pending_label = widgets.HTML()
         self._pending_label.add_class("mlab-console-pending")
         self._status = widgets.HTML()
@@ -255,9 +339,19 @@ class AgentConsole(widgets.VBox):
                 self._header,
                 self._transcript,
                 self._calls_line,
-                widgets.HBox([self._input, self._buttons["send"], self._buttons["step"]]),
+                self._busy,
                 widgets.HBox(
-                    [self._buttons["heartbeat"], self._buttons["warning"], self._buttons["reset"]]
+                    [self._input, self._buttons["send"], self._buttons["step"]],
+                    layout=widgets.Layout(width="auto"),
+                ),
+                widgets.HBox(
+                    [
+                        self._buttons["heartbeat"],
+                        self._buttons["warning"],
+                        self._buttons["reset"],
+                        self._buttons["stop"],
+                    ],
+                    layout=widgets.Layout(flex_flow="row wrap"),
                 ),
                 self._pending_label,
                 self._status,
@@ -266,7 +360,7 @@ class AgentConsole(widgets.VBox):
         self.add_class("mlab-console")
         self._agent = agent
         self._attach(agent)
-        self._render()
+        self._render_header()
 
     def __repr__(self) -> str:
         return f"<AgentConsole {len(self._entries)} entries, pending={_describe_pending(self._pending) or None}>"
@@ -318,26 +412,71 @@ class AgentConsole(widgets.VBox):
         """Call ``callback(console)`` after every action (send, step, inject, reset)."""
         self._callbacks.append(callback)
 
-    def send(self, text: str) -> TurnResult | None:
-        """Run a whole turn for ``text`` (``agent.turn``); None if it failed (shown in the view).
+    @property
+    def busy(self) -> bool:
+        """Whether a button's action is running (in the background thread)."""
+        worker = self._worker
+        return worker is not None and worker.is_alive()
 
-        A pending step is dropped: a new user message starts a new chain.
+    def send(self, text: str) -> TurnResult:
+        """Run a whole turn for ``text``: step, then chain heartbeats as ``agent.turn`` does.
+
+        A pending step is dropped (a new user message starts a new chain), with a
+        line in the transcript saying so. :meth:`stop` (the Stop button) ends the
+        chain after the step under way; what it would have sent next is then
+        pending, for Step.
+
+        Raises:
+            ValueError: ``text`` is empty.
+            Exception: what the agent raised (also shown in the view).
         """
         if not text.strip():
             self._set_status("Type a message first.", ok=False)
-            return None
-        self._set_pending(None)
-        result: TurnResult | None = None
+            raise ValueError("nothing to send: the message is empty")
+        self._drop_pending("a new message starts a new chain")
+        self._stop.clear()
+        agent = self._agent
+        result = TurnResult()
         with self._action(user_text=text):
-            result = self._agent.turn(text)
-            if result.truncated:
+            first = not any(m.get("role") == "assistant" for m in agent.messages)
+            next_input: str | None = system.package_user_message(text, agent.now())
+            limit = agent.config.max_chain_steps
+            for index in range(limit):
+                self._show_busy(index + 1)
+                step = agent.step(next_input, first_message=first and index == 0, skip_verify=True)
+                result.steps.append(step)
+                next_input = agent.next_chain_input(step)
+                if next_input is None:
+                    break
+                if self._stop.is_set():
+                    self._add_entry(
+                        "alert",
+                        f"Stopped after {len(result.steps)} step(s); Step continues the chain.",
+                    )
+                    self._set_pending(next_input)
+                    break
+            else:
+                result.truncated = True
                 self._add_entry(
                     "alert",
                     f"The chain stopped after {len(result.steps)} steps "
                     "(max_chain_steps); Step continues it.",
                 )
-                self._set_pending(self._agent.next_chain_input(result.steps[-1]))
-        return result if self.last_error is None else None
+                self._set_pending(next_input)
+        return result
+
+    def stop(self) -> None:
+        """End the running chain after the step under way (the Stop button)."""
+        self._stop.set()
+        if self.busy:
+            self._set_status("Stopping after this step…", ok=True)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for a button's background action to finish; True if none is running."""
+        worker = self._worker
+        if worker is not None:
+            worker.join(timeout)
+        return not self.busy
 
     def perform(
         self, action: Callable[[Agent], _T], *, note: str | None = None, frames: bool = True
@@ -350,42 +489,53 @@ class AgentConsole(widgets.VBox):
         the server's turn frames around it (leave it off for actions that step nothing,
         such as a rewind). Returns what ``action`` returned, or None if it failed.
         """
-        self._set_pending(None)
+        self._drop_pending(None)
         result: _T | None = None
-        with _Action(self, None, frames=frames):
+        with _Action(self, None, frames=frames, raise_errors=False):
             if note:
                 self._add_entry("alert", note)
             result = action(self._agent)
         return result if self.last_error is None else None
 
-    def step(self, text: str | None = None) -> StepResult | None:
+    def step(self, text: str | None = None) -> StepResult:
         """Run one ``agent.step()``: with ``text`` (a user message), else the pending input.
 
-        Afterwards :attr:`pending` holds what the chain would send next. Returns
-        None (with a note in the view) when there is nothing to send or the step failed.
+        Afterwards :attr:`pending` holds what the chain would send next.
+
+        Raises:
+            ValueError: there is nothing to send (no text, nothing pending).
+            Exception: what the agent raised (also shown in the view).
         """
         user_text: str | None = None
         if text is not None and text.strip():
+            self._drop_pending("a new message starts a new chain")
             user_text = message = text
         elif self._pending is not None:
             message = self._pending
         else:
             self._set_status("Nothing to step: type a message, or inject a heartbeat.", ok=False)
-            return None
+            raise ValueError("nothing to step: no message and no pending input")
         return self._one_step(message, user_text)
 
-    def inject_heartbeat(self, reason: str = "Automated timer") -> StepResult | None:
+    def inject_heartbeat(self, reason: str = "Automated timer") -> StepResult:
         """One step on a heartbeat (``agent.heartbeat``), as a timer would send it."""
         return self._one_step(system.get_heartbeat(reason, self._agent.now()), None)
 
-    def inject_memory_warning(self) -> StepResult | None:
+    def inject_memory_warning(self) -> StepResult:
         """One step on the memory-pressure warning (``agent.memory_pressure_warning``)."""
         return self._one_step(system.get_token_limit_warning(self._agent.now()), None)
 
+    def cancel_pending(self) -> bool:
+        """Drop the pending step (Escape in the message box); True if there was one."""
+        if self._pending is None:
+            return False
+        self._drop_pending("cancelled")
+        return True
+
     def reset(self) -> None:
-        """A fresh agent from the factory, or (without one) a cleared view."""
-        with self._lock:
-            self._entries.clear()
+        """A fresh agent from the factory, or (without one) a cleared view; asks nothing."""
+        self._cancel_reset()
+        self._clear_transcript()
         self._set_pending(None)
         self._start_calls()
         self.last_error = None
@@ -394,7 +544,7 @@ class AgentConsole(widgets.VBox):
             self._set_status("Started a fresh agent.", ok=True)
         else:
             self._set_status("Cleared the view; the agent keeps its memory.", ok=True)
-        self._render()
+        self._render_header()
         self._notify()
 
     def set_agent(self, agent: Agent) -> None:
@@ -402,15 +552,21 @@ class AgentConsole(widgets.VBox):
         if agent is self._agent:
             return
         self._detach()
-        with self._lock:
-            self._entries.clear()
+        self._clear_transcript()
         self._agent = agent
         self._set_pending(None)
         self._attach(agent)
-        self._render()
+        self._render_header()
+
+    @property
+    def transcript_html(self) -> str:
+        """The transcript's markup, all chunks joined (what the browser shows)."""
+        with self._lock:
+            return "".join(str(chunk.value) for chunk in self._chunks)
 
     def close(self) -> None:
         """Detach from the agent, close the socket interface the console made, close widgets."""
+        self._stop.set()
         self._detach()
         for child in self._all_children():
             child.close()
@@ -421,7 +577,8 @@ class AgentConsole(widgets.VBox):
     def _all_children(self) -> Iterator[widgets.Widget]:
         yield from self.children
         yield from self._buttons.values()
-        yield self._input
+        yield from self._chunks
+        yield from (self._input, self._busy, self._empty, self._chunk_box)
 
     def _attach(self, agent: Agent) -> None:
         self._start_calls()
@@ -464,10 +621,30 @@ class AgentConsole(widgets.VBox):
 
     def _add_entry(self, kind: str, text: str) -> None:
         # Called by the agent, possibly from another thread: trait updates only.
+        # Only the last chunk is re-rendered: the browser gets this entry's chunk,
+        # never the whole transcript again.
+        row = entry_html(kind, text)
         with self._lock:
             self._entries.append((kind, text))
+            if not self._chunks or len(self._chunk_rows) >= CHUNK_ENTRIES:
+                chunk = widgets.HTML()
+                chunk.add_class("mlab-transcript-chunk")
+                self._chunk_rows = [row]
+                chunk.value = row
+                self._chunks.append(chunk)
+                self._chunk_box.children = tuple(self._chunks)
+            else:
+                self._chunk_rows.append(row)
+                self._chunks[-1].value = "".join(self._chunk_rows)
         self._note_call()
-        self._render()
+
+    def _clear_transcript(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            old, self._chunks, self._chunk_rows = self._chunks, [], []
+            self._chunk_box.children = (self._empty,)
+        for chunk in old:
+            chunk.close()
 
     def _start_calls(self) -> None:
         """Forget the shown calls: what answers from now on is the next action's."""
@@ -489,40 +666,47 @@ class AgentConsole(widgets.VBox):
             calls = list(self._calls)
         self._calls_line.value = _calls_html(calls)
 
-    def _render(self) -> None:
-        with self._lock:
-            entries = list(self._entries)
+    def _render_header(self) -> None:
         agent = self._agent
-        rows = "".join(
-            f'<div class="mlab-entry mlab-{kind.replace("_", "-")}" data-kind="{kind}">'
-            f'<span class="mlab-label">{_LABELS.get(kind, kind)}</span> {esc(text)}</div>'
-            for kind, text in entries
+        preset = agent.preset_name or "—"
+        # "memgpt_chat · preset memgpt_chat" said the same thing twice
+        of_preset = "" if preset == agent.name else f" · preset {esc(preset)}"
+        self._header.value = (
+            f'<div class="mlab-console-title"><b>{esc(agent.name)}</b>{of_preset} · '
+            f"model {esc(agent.model.name)}</div>"
         )
-        if not rows:
-            rows = '<div class="mlab-empty">No messages yet: type one and press Send.</div>'
-        with self.hold_sync():
-            self._header.value = (
-                f"<b>{esc(agent.name)}</b> · preset {esc(agent.preset_name or '—')} · "
-                f"model {esc(agent.model.name)}"
-            )
-            self._transcript.value = f'<div class="mlab-transcript"><div>{rows}</div></div>'
 
     def _set_pending(self, pending: str | None) -> None:
         self._pending = pending
         described = _describe_pending(pending)
         self._pending_label.value = (
-            f'<div class="mlab-pending">Step will send: {esc(described)}</div>' if described else ""
+            f'<div class="mlab-pending">Step will send: {esc(described)} (Esc drops it)</div>'
+            if described
+            else ""
         )
+
+    def _drop_pending(self, why: str | None) -> None:
+        """Forget the pending step, saying so in the transcript when ``why`` is given."""
+        pending = self._pending
+        if pending is None:
+            return
+        self._set_pending(None)
+        if why is not None:
+            self._add_entry("alert", f"Dropped the pending {_describe_pending(pending)}: {why}.")
 
     def _set_status(self, message: str, ok: bool) -> None:
         self._status.value = status_html(esc(message), ok)
 
-    def _one_step(self, message: str, user_text: str | None) -> StepResult | None:
-        result: StepResult | None = None
+    def _show_busy(self, step: int) -> None:
+        self._busy.label = f"Thinking… step {step}"
+
+    def _one_step(self, message: str, user_text: str | None) -> StepResult:
+        self._stop.clear()
         with self._action(user_text=user_text):
+            self._show_busy(1)
             result = self._agent.step(message, skip_verify=True)
             self._set_pending(self._agent.next_chain_input(result))
-        return result if self.last_error is None else None
+        return result
 
     def _action(self, user_text: str | None) -> _Action:
         return _Action(self, user_text)
@@ -556,29 +740,114 @@ class AgentConsole(widgets.VBox):
         for callback in list(self._callbacks):
             callback(self)
 
+    def _set_working(self, working: bool) -> None:
+        """Buttons off (Stop shown) while a background action runs; back on after."""
+        with self.hold_sync():
+            for name, button in self._buttons.items():
+                if name == "stop":
+                    button.layout.display = None if working else "none"
+                    button.disabled = False
+                else:
+                    button.disabled = working
+            self._busy.since = time.time() * 1000.0
+            self._busy.busy = working
+
+    def _from_button(
+        self, action: Callable[[], object], after: Callable[[], None] | None = None
+    ) -> None:
+        """Run a button's action: in the background thread (one at a time), never raising."""
+        self._cancel_reset()
+        if self.busy:
+            self._set_status("Busy: wait for the step under way, or press Stop.", ok=False)
+            return
+
+        def run() -> None:
+            try:
+                action()
+            except Exception:  # shown in the view by _Action (or by the status line)
+                pass
+            else:
+                if after is not None:
+                    after()
+            finally:
+                if self._background:
+                    self._set_working(False)
+
+        if not self._background:
+            run()
+            return
+        self._set_working(True)
+        self._worker = threading.Thread(target=run, name="memgpt_lab AgentConsole", daemon=True)
+        self._worker.start()
+
+    def _clear_input(self, sent: str) -> None:
+        if self._input.value == sent:  # the user may have typed more meanwhile
+            self._input.value = ""
+
     def _on_send(self) -> None:
         text = self._input.value
-        if self.send(text) is not None:
-            self._input.value = ""
+        if not text.strip():
+            self._set_status("Type a message first.", ok=False)
+            return
+        self._from_button(lambda: self.send(text), lambda: self._clear_input(text))
 
     def _on_step(self) -> None:
         text = self._input.value if self._pending is None else None
-        if self.step(text) is not None and text:
-            self._input.value = ""
+        if text is not None and not text.strip():
+            self._set_status("Nothing to step: type a message, or inject a heartbeat.", ok=False)
+            return
+        self._from_button(
+            lambda: self.step(text), (lambda: self._clear_input(text)) if text else None
+        )
+
+    def _on_escape(self) -> None:
+        if self.busy:
+            self.stop()
+        elif self.cancel_pending():
+            self._set_status("Dropped the pending step.", ok=True)
+
+    def _on_reset(self) -> None:
+        if self.busy:
+            self._set_status("Busy: wait for the step under way, or press Stop.", ok=False)
+            return
+        if not self._confirming_reset:
+            self._confirming_reset = True
+            button = self._buttons["reset"]
+            button.description = "Confirm reset"
+            button.button_style = "danger"
+            what = "start a fresh agent" if self._factory is not None else "clear the view"
+            self._set_status(
+                f"Reset will {what}: press Confirm reset; any other action cancels.", ok=False
+            )
+            return
+        self.reset()
+
+    def _cancel_reset(self) -> None:
+        if self._confirming_reset:
+            self._confirming_reset = False
+            self._buttons["reset"].description = "Reset"
+            self._buttons["reset"].button_style = ""
 
 
 class _Action:
-    """One console action: frames around it, errors shown (never raised), callbacks after."""
+    """One console action: frames around it, errors shown (and raised from code), callbacks after."""
 
     def __init__(
-        self, console: AgentConsole, user_text: str | None, *, frames: bool = True
+        self,
+        console: AgentConsole,
+        user_text: str | None,
+        *,
+        frames: bool = True,
+        raise_errors: bool = True,
     ) -> None:
         self.console = console
         self.user_text = user_text
         self.frames = frames
+        self.raise_errors = raise_errors
 
     def __enter__(self) -> None:
         console = self.console
+        console._cancel_reset()
         console.last_error = None
         console._set_status("", ok=True)
         console._start_calls()
@@ -593,8 +862,8 @@ class _Action:
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
         console = self.console
         if exc is not None:
-            # A button must never print a traceback: the error goes in the view,
-            # and stays in last_error for code that wants it.
+            # The error goes in the view (a button must never print a traceback) and
+            # stays in last_error; code that called send/step gets it raised as well.
             console.last_error = exc
             message = f"{type(exc).__name__}: {exc}"
             console._add_entry("error", message)
@@ -608,4 +877,4 @@ class _Action:
             console._set_status(f"Could not record the traffic: {frame_exc}", ok=False)
         console._note_call()  # a step whose answer emitted no event
         console._notify()
-        return exc is not None and isinstance(exc, Exception)
+        return exc is not None and isinstance(exc, Exception) and not self.raise_errors

@@ -206,8 +206,8 @@ class HistoryView(widgets.VBox):
             actions.
 
     Each action method shows an error in the status line, keeps it in
-    :attr:`last_error` and returns None, as the console's do. Call :meth:`close`
-    when done.
+    :attr:`last_error` and returns None, as the console's :meth:`AgentConsole.perform`
+    does. Call :meth:`close` when done.
     """
 
     def __init__(self, agent: Agent | None = None, *, console: AgentConsole | None = None) -> None:

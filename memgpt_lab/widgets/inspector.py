@@ -1,11 +1,14 @@
 """TrafficInspector: the frames of a Recording as a filterable, paged, live table.
 
-The Python side keeps a :class:`FrameIndex` (a few short strings per frame,
-built once as frames arrive) and sends the browser only the visible page of
-rows, so a recording of 100,000 frames filters in milliseconds and the
-notebook stays responsive. Frames recorded from any thread reach the view
-through a :class:`~memgpt_lab.widgets._util.Coalescer`: at most one refresh per
-``interval`` seconds, done by updating traits of the existing widgets.
+The Python side keeps a :class:`FrameIndex` (a few small integer codes per
+frame, built once as frames arrive and shared with the recording's Timeline)
+and sends the browser only the visible page of rows, so a recording of
+100,000 frames filters in milliseconds and the notebook stays responsive. A
+long recording shows its newest page at once; the index catches up behind it
+a chunk per refresh. Frames recorded from any thread reach the view through a
+:class:`~memgpt_lab.widgets._util.Coalescer`: at most one refresh in flight and
+one per ``interval`` seconds, on the process's one widget thread, done by
+updating traits of the existing widgets.
 
 Typical use, as the last expression of a cell::
 
@@ -19,7 +22,9 @@ import json
 import math
 import re
 import threading
-from collections.abc import Iterable
+import weakref
+from array import array
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,7 +33,7 @@ import anywidget
 import ipywidgets as widgets
 import traitlets
 
-from memgpt_lab.widgets._util import LiveRefresh, esc
+from memgpt_lab.widgets._util import LiveRefresh, Scheduler, esc
 
 if TYPE_CHECKING:
     from memgpt_lab.recorder import Frame, Recording
@@ -41,6 +46,10 @@ FILTER_FIELDS = ("direction", "type", "message_type", "connection_id")
 #: Dropdown value that stands for "no constraint" (ipywidgets cannot select ``None``).
 _ALL = "\x00all"
 _PREVIEW_CHARS = 120
+#: Frames a live inspector indexes per refresh, so a long backlog never blocks a refresh.
+CHUNK = 50_000
+#: Frames a new live inspector indexes before it first shows (a small recording: all of them).
+FIRST_CHUNK = 5_000
 _HEXDUMP_LIMIT = 4096
 
 
@@ -84,88 +93,220 @@ def _search_text(frame: Frame) -> str:
     return frame.text if frame.opcode == "text" and frame.text else ""
 
 
-class FrameIndex:
-    """Per-frame columns of what the inspector filters on, grown incrementally.
+_loads = json.loads
 
-    Each frame is looked at once (its JSON parsed once, by the Frame), when it
-    is appended; queries then compare short strings and use posting lists
-    (field value -> positions) so a selective filter never visits every frame.
-    Not thread-safe on its own: the inspector guards it with its lock.
+
+def parse(frame: Frame) -> Any:
+    """The JSON of a text frame, or None, parsed afresh.
+
+    Unlike ``Frame.json`` nothing is cached on the frame: the widgets look at
+    each frame once and keep only a few small codes, so a long recording does
+    not hold a parsed copy of every frame.
+    """
+    text = frame.text
+    if text is None or frame.opcode != "text":
+        return None
+    try:
+        return _loads(text)
+    except ValueError:
+        return None
+
+
+def frame_fields(frame: Frame) -> tuple[Any, Any]:
+    """``(type, message_type)`` of a frame's JSON object (None for what it lacks)."""
+    body = parse(frame)
+    if isinstance(body, dict):
+        return body.get("type"), body.get("message_type")
+    return None, None
+
+
+def lane_name(frame_type: Any, message_type: Any, opcode: str) -> str:
+    """The Timeline lane of a frame with these fields (see :func:`~.timeline.lane_of`)."""
+    if frame_type == "agent_response" and message_type:
+        return str(message_type)
+    if frame_type is not None:
+        return str(frame_type)
+    return str(opcode)
+
+
+#: The coded columns of a :class:`FrameIndex`: the filter fields and the Timeline's lane.
+COLUMNS = (*FILTER_FIELDS, "lane")
+
+
+class FrameIndex:
+    """Compact columns of what the widgets need from each frame, grown incrementally.
+
+    Each frame is looked at once, when it is appended: its JSON is parsed (and
+    dropped) and its direction, ``type``, ``message_type``, connection and
+    Timeline lane are kept as small integer codes (``array('H')``), with a
+    posting list (value -> ascending positions, ``array('I')``) per filter
+    field, so a selective filter never visits every frame. The frames
+    themselves are referenced, not copied: a frame costs the index about 35
+    bytes, whatever its size.
+
+    One index is shared by all the widgets of a recording (:func:`shared_index`);
+    hold :attr:`lock` while using it from more than one thread.
     """
 
     def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.generation = 0  #: bumped when the index starts over (its recording was cleared)
+        self._reset()
+
+    def _reset(self) -> None:
         self.frames: list[Frame] = []
-        self.times: list[float] = []
-        self.columns: dict[str, list[str]] = {f: [] for f in FILTER_FIELDS}
-        self.postings: dict[str, dict[str, list[int]]] = {f: {} for f in FILTER_FIELDS}
-        self.texts: list[str] = []
-        self.lowered: list[str] = []
-        self.by_seq: dict[int, int] = {}
+        self.codes: dict[str, dict[str, int]] = {f: {} for f in COLUMNS}
+        self.names: dict[str, list[str]] = {f: [] for f in COLUMNS}
+        self.columns: dict[str, array[int]] = {f: array("H") for f in COLUMNS}
+        self.postings: dict[str, list[array[int]]] = {f: [] for f in FILTER_FIELDS}
 
     def __len__(self) -> int:
         return len(self.frames)
 
+    def __repr__(self) -> str:
+        return f"<FrameIndex {len(self.frames)} frames>"
+
+    def _code(self, field: str, value: str) -> int:
+        codes = self.codes[field]
+        code = codes[value] = len(codes)
+        self.names[field].append(value)
+        if field in self.postings:
+            self.postings[field].append(array("I"))
+        column = self.columns[field]
+        if code > 0xFFFF and column.typecode == "H":
+            self.columns[field] = array("I", column)
+        return code
+
     def extend(self, frames: Iterable[Frame]) -> None:
         """Append frames (in recording order) to the index."""
-        columns = [self.columns[f] for f in FILTER_FIELDS]
-        postings = [self.postings[f] for f in FILTER_FIELDS]
+        framelist = self.frames
+        codes, columns, postings = self.codes, self.columns, self.postings
+        direction_codes, type_codes = codes["direction"], codes["type"]
+        message_codes, connection_codes, lane_codes = (
+            codes["message_type"],
+            codes["connection_id"],
+            codes["lane"],
+        )
+        loads = _loads
         for frame in frames:
-            pos = len(self.frames)
-            self.frames.append(frame)
-            self.times.append(frame.time)
-            self.by_seq[frame.seq] = pos
-            values = (
-                _key(frame.direction),
-                _key(frame.type),
-                _key(frame.message_type),
-                _key(frame.connection_id),
-            )
-            for column, posting, value in zip(columns, postings, values, strict=True):
-                column.append(value)
-                posting.setdefault(value, []).append(pos)
-            text = _search_text(frame)
-            self.texts.append(text)
-            self.lowered.append(text.lower())
+            pos = len(framelist)
+            framelist.append(frame)
+            frame_type = message_type = None
+            text = frame.text
+            if text is not None and frame.opcode == "text":
+                try:
+                    body = loads(text)
+                except ValueError:
+                    body = None
+                if type(body) is dict:
+                    frame_type, message_type = body.get("type"), body.get("message_type")
+            for field, known, value in (
+                ("direction", direction_codes, frame.direction),
+                ("type", type_codes, frame_type),
+                ("message_type", message_codes, message_type),
+                ("connection_id", connection_codes, frame.connection_id),
+            ):
+                key = value if type(value) is str else _key(value)
+                code = known.get(key)
+                if code is None:
+                    code = self._code(field, key)
+                columns[field].append(code)
+                postings[field][code].append(pos)
+            lane = lane_name(frame_type, message_type, frame.opcode)
+            code = lane_codes.get(lane)
+            if code is None:
+                code = self._code("lane", lane)
+            columns["lane"].append(code)
+
+    def catch_up(self, recording: Sequence[Frame], limit: int | None = None) -> bool:
+        """Index the frames of ``recording`` not indexed yet, at most ``limit`` of them.
+
+        Starts over (bumping :attr:`generation`) when the recording was cleared.
+        Returns True when frames are left to index.
+        """
+        with self.lock:
+            done, total = len(self.frames), len(recording)
+            if done and (total < done or recording[done - 1] is not self.frames[done - 1]):
+                self._reset()
+                self.generation += 1
+                done = 0
+            end = total if limit is None else min(total, done + limit)
+            if end > done:
+                frames = recording[done:end]
+                self.extend(frames.frames() if hasattr(frames, "frames") else frames)
+            return end < total
+
+    def value_at(self, field: str, pos: int) -> str:
+        """The value of ``field`` of the frame at ``pos``."""
+        return self.names[field][self.columns[field][pos]]
 
     def values(self, field: str) -> list[str]:
         """The distinct values of ``field`` seen so far, sorted."""
-        return sorted(self.postings[field])
+        return sorted(self.codes[field])
 
     def counts(self, field: str) -> dict[str, int]:
         """How many frames have each non-empty value of ``field``."""
-        return {v: len(p) for v, p in sorted(self.postings[field].items()) if v}
+        postings = self.postings[field]
+        return {v: len(postings[c]) for v, c in sorted(self.codes[field].items()) if v}
 
     def query(
-        self, flt: FrameFilter, pattern: re.Pattern[str] | None = None, start: int = 0
-    ) -> list[int]:
-        """Positions (ascending) of the frames from ``start`` on that pass ``flt``.
+        self,
+        flt: FrameFilter,
+        pattern: re.Pattern[str] | None = None,
+        start: int = 0,
+        stop: int | None = None,
+    ) -> array[int]:
+        """Positions (ascending) of the frames in ``[start, stop)`` that pass ``flt``.
 
         Args:
             flt: the filter; its ``text`` is searched as a substring unless
                 ``pattern`` is given.
             pattern: the compiled ``flt.pattern()``, compiled once by the caller.
             start: first position to consider, for incremental updates.
+            stop: the position to stop before (by default, the end).
         """
-        equalities = flt.equalities()
+        stop = len(self.frames) if stop is None else min(stop, len(self.frames))
+        wanted: list[tuple[str, int]] = []
+        for field, value in flt.equalities():
+            code = self.codes[field].get(value)
+            if code is None:
+                return array("I")
+            wanted.append((field, code))
         candidates: Iterable[int]
-        if start == 0 and equalities:
+        if wanted:
             # The shortest posting list bounds the work; the others are checked per frame.
-            lists = [(self.postings[f].get(v, []), f) for f, v in equalities]
-            shortest, field = min(lists, key=lambda item: len(item[0]))
-            candidates = shortest
-            equalities = [(f, v) for f, v in equalities if f != field]
+            field, code = min(wanted, key=lambda fc: len(self.postings[fc[0]][fc[1]]))
+            posting = self.postings[field][code]
+            lo = bisect.bisect_left(posting, start)
+            hi = bisect.bisect_left(posting, stop, lo)
+            candidates = posting[lo:hi]
+            wanted.remove((field, code))
         else:
-            candidates = range(start, len(self.frames))
-        for field, value in equalities:
+            candidates = range(start, stop)
+        for field, code in wanted:
             column = self.columns[field]
-            candidates = [i for i in candidates if column[i] == value]
+            candidates = [i for i in candidates if column[i] == code]
+        frames = self.frames
         if pattern is not None:
-            texts, search = self.texts, pattern.search
-            candidates = [i for i in candidates if search(texts[i])]
+            search = pattern.search
+            candidates = [i for i in candidates if search(_search_text(frames[i]))]
         elif flt.text:
-            needle, lowered = flt.text.lower(), self.lowered
-            candidates = [i for i in candidates if needle in lowered[i]]
-        return list(candidates)
+            needle = flt.text.lower()
+            candidates = [i for i in candidates if needle in _search_text(frames[i]).lower()]
+        return candidates if isinstance(candidates, array) else array("I", candidates)
+
+
+_shared: weakref.WeakKeyDictionary[Any, FrameIndex] = weakref.WeakKeyDictionary()
+_shared_lock = threading.Lock()
+
+
+def shared_index(recording: Recording) -> FrameIndex:
+    """The one :class:`FrameIndex` of ``recording`` that its widgets share."""
+    with _shared_lock:
+        index = _shared.get(recording)
+        if index is None:
+            index = _shared[recording] = FrameIndex()
+        return index
 
 
 def hexdump(data: bytes, limit: int = _HEXDUMP_LIMIT) -> str:
@@ -186,21 +327,21 @@ def format_detail(frame: Frame) -> tuple[str, str]:
     if frame.opcode == "close":
         reason = frame.close_reason or ""
         return "close", f"close code: {_key(frame.close_code) or '(none)'}\nreason: {reason}"
-    if frame.json is not None:
-        return "json", json.dumps(frame.json, indent=2, ensure_ascii=False)
+    body = parse(frame)
+    if body is not None:
+        return "json", json.dumps(body, indent=2, ensure_ascii=False)
     if frame.opcode == "text" and frame.text is not None:
         return "text", frame.text
     return "binary", hexdump(frame.data or b"")
 
 
-def _preview(frame: Frame) -> str:
+def _preview(frame: Frame, body: Any = None) -> str:
     if frame.opcode == "close":
         return f"close {_key(frame.close_code)} {_key(frame.close_reason)}".strip()
     if frame.text is None:
         data = frame.data or b""
         head = " ".join(f"{b:02x}" for b in data[:16])
         return f"{len(data)} bytes: {head}" + (" ..." if len(data) > 16 else "")
-    body = frame.json
     if isinstance(body, dict) and "message" in body:
         message = body["message"]
         text = message if isinstance(message, str) else json.dumps(message, ensure_ascii=False)
@@ -208,6 +349,13 @@ def _preview(frame: Frame) -> str:
         text = frame.text
     text = " ".join(text.split())
     return text if len(text) <= _PREVIEW_CHARS else text[: _PREVIEW_CHARS - 1] + "…"
+
+
+def _row(children: list[widgets.Widget], css_class: str) -> widgets.HBox:
+    """A row of controls that wraps rather than scrolling sideways in a narrow cell."""
+    box = widgets.HBox(children, layout=widgets.Layout(flex_flow="row wrap", width="100%"))
+    box.add_class(css_class)
+    return box
 
 
 class _FrameTable(anywidget.AnyWidget):
@@ -241,6 +389,10 @@ class TrafficInspector(widgets.VBox):
         live: subscribe to the recording and refresh by itself; with
             ``live=False`` call :meth:`refresh` to pick up new frames.
         interval: seconds between live refreshes, at most one per interval.
+        chunk: frames a live refresh indexes at most, so the newest page of a
+            long recording shows at once and the index catches up behind it.
+        scheduler: where live refreshes run (the process's one widget thread
+            by default); tests pass one on a clock of their own.
 
     Call :meth:`close` when done with it, to unsubscribe from the recording.
     """
@@ -253,19 +405,27 @@ class TrafficInspector(widgets.VBox):
         *,
         live: bool = True,
         interval: float = 0.1,
+        chunk: int = CHUNK,
+        scheduler: Scheduler | None = None,
     ) -> None:
         if page_size < 1:
             raise ValueError(f"page_size must be at least 1, not {page_size}")
+        if chunk < 1:
+            raise ValueError(f"chunk must be at least 1, not {chunk}")
         self._recording = recording
         self._page_size = page_size
         self._lock = threading.RLock()
-        self._index = FrameIndex()
+        self._index = shared_index(recording)
+        self._generation = -1
         self._filter = FrameFilter()
         self._effective = self._filter
         self._pattern: re.Pattern[str] | None = None
-        self._matches: list[int] = []
+        # Positions that pass a filter; None while the filter is empty (every frame passes).
+        self._matches: array[int] | None = None
         self._matched_upto = 0
+        self._seen = 0  # frames in the recording as of the last refresh
         self._shown: tuple[int, ...] | None = None
+        self._row_cache: dict[int, dict[str, Any]] = {}
         self._option_keys: dict[str, tuple[str, ...]] = {}
         self._counted_upto = -1
         self._syncing = False
@@ -292,7 +452,10 @@ class TrafficInspector(widgets.VBox):
         )
         self._message = widgets.HTML()
         self._buttons = {
-            name: widgets.Button(description=label, layout=widgets.Layout(width="auto"))
+            # flex: none: at narrow widths a button keeps its label ("« first", not "« fi…").
+            name: widgets.Button(
+                description=label, layout=widgets.Layout(width="auto", flex="0 0 auto")
+            )
             for name, label in (("first", "« first"), ("prev", "‹ prev"), ("next", "next ›"))
             + (("last", "last »"),)
         }
@@ -321,19 +484,28 @@ class TrafficInspector(widgets.VBox):
 
         super().__init__(
             children=[
-                widgets.HBox(list(self._dropdowns.values())),
-                widgets.HBox([self._search, self._regex, self._follow_box]),
+                _row(list(self._dropdowns.values()), "mlab-inspector-filters"),
+                _row([self._search, self._regex, self._follow_box], "mlab-inspector-search"),
                 self._message,
                 self.table,
-                widgets.HBox([*self._buttons.values(), self._page_label]),
+                _row([*self._buttons.values(), self._page_label], "mlab-inspector-pager"),
                 self._counts,
                 self.detail,
             ]
         )
         self.add_class("mlab-inspector")
 
-        self.refresh()
-        self._live = LiveRefresh(recording, self.refresh, interval) if live else None
+        if live:
+            # The newest page shows at once; the index catches up behind it in chunks.
+            self._refresh(min(chunk, FIRST_CHUNK))
+            self._live: LiveRefresh | None = LiveRefresh(
+                recording, lambda: self._refresh(chunk), interval, scheduler=scheduler
+            )
+            if self.indexed_count < len(recording):
+                self._live.poke()
+        else:
+            self.refresh()
+            self._live = None
 
     def __repr__(self) -> str:
         return (
@@ -392,6 +564,15 @@ class TrafficInspector(widgets.VBox):
         self.table.follow = bool(value)
 
     @property
+    def indexed_count(self) -> int:
+        """Frames indexed so far: filters, counts and dropdowns cover these.
+
+        A live inspector indexes a long recording in chunks behind the newest
+        page; :meth:`refresh` indexes everything.
+        """
+        return len(self._index)
+
+    @property
     def filter(self) -> FrameFilter:
         """The filter as set (its text may be an invalid regex; see :attr:`message`)."""
         return self._filter
@@ -404,22 +585,27 @@ class TrafficInspector(widgets.VBox):
     @property
     def counts(self) -> dict[str, dict[str, int]]:
         """Frames per ``type``, ``message_type``, ``direction`` and ``connection_id``."""
-        with self._lock:
+        with self._lock, self._index.lock:
             return {field: self._index.counts(field) for field in FILTER_FIELDS}
 
     @property
     def selected_frame(self) -> Frame | None:
         """The selected Frame, or None."""
         seq = self.table.selected_seq
-        with self._lock:
-            pos = None if seq is None else self._index.by_seq.get(seq)
-            return None if pos is None else self._index.frames[pos]
+        if seq is None:
+            return None
+        pos = self._position_of(seq)
+        return None if pos is None else self._recording[pos]
 
     def refresh(self) -> None:
-        """Pick up new frames and bring every part of the widget up to date."""
+        """Pick up new frames, index them all and bring every part of the widget up to date."""
+        self._refresh(None)
+
+    def _refresh(self, limit: int | None) -> bool:
         with self._lock:
-            self._catch_up()
+            behind = self._catch_up(limit)
             self._update_view()
+            return behind
 
     def set_filter(
         self,
@@ -450,13 +636,16 @@ class TrafficInspector(widgets.VBox):
             if seq is None:
                 self.table.selected_seq = None
                 return
-            pos = self._index.by_seq.get(seq)
+            pos = self._position_of(seq)
             if pos is None:
                 raise LookupError(
-                    f"no frame with seq {seq} among the {len(self._index)} frames recorded"
+                    f"no frame with seq {seq} among the {self._seen} frames recorded"
                     " (call refresh() if it was recorded just now)"
                 )
             self.table.selected_seq = seq
+            if self._matches is None:
+                self.go_to_page(pos // self._page_size)
+                return
             at = bisect.bisect_left(self._matches, pos)
             if at < len(self._matches) and self._matches[at] == pos:
                 self.go_to_page(at // self._page_size)
@@ -473,10 +662,12 @@ class TrafficInspector(widgets.VBox):
 
     def close(self) -> None:
         """Unsubscribe from the recording and close the widgets."""
-        if self._live is not None:
-            self._live.close()
-        for child in self._all_children():
-            child.close()
+        live = getattr(self, "_live", None)
+        if live is not None:
+            live.close()
+        if hasattr(self, "_buttons"):  # not when __init__ refused its arguments
+            for child in self._all_children():
+                child.close()
         super().close()
 
     # -- internals ----------------------------------------------------------
@@ -493,63 +684,111 @@ class TrafficInspector(widgets.VBox):
             *self._buttons.values(),
         ]
 
-    def _catch_up(self) -> None:
-        recording, index = self._recording, self._index
-        done = len(index)
-        total = len(recording)
-        if done and (total < done or recording[done - 1] is not index.frames[done - 1]):
-            # The recording was cleared (and perhaps refilled): start over.
-            self._index = index = FrameIndex()
-            self._matches, self._matched_upto, self._shown = [], 0, None
-            self._counted_upto = -1
-            done = 0
-        if total > done:
-            index.extend(recording[done:total])
-        if self._matched_upto < len(index):
-            self._matches.extend(index.query(self._effective, self._pattern, self._matched_upto))
-            self._matched_upto = len(index)
+    def _position_of(self, seq: int) -> int | None:
+        """Where the frame with ``seq`` is among the frames seen, or None."""
+        rec, seen = self._recording, min(self._seen, len(self._recording))
+        if not seen:
+            return None
+        guess = seq - rec[0].seq  # a recording numbers its frames 1, 2, 3...
+        if 0 <= guess < seen and rec[guess].seq == seq:
+            return guess
+        for pos in range(seen):  # a loaded recording may number them otherwise
+            if rec[pos].seq == seq:
+                return pos
+        return None
+
+    def _catch_up(self, limit: int | None) -> bool:
+        index = self._index
+        with index.lock:
+            behind = index.catch_up(self._recording, limit)
+            if index.generation != self._generation:
+                # A new index, or the recording was cleared (and perhaps refilled): start over.
+                self._generation = index.generation
+                self._matches = None if self._unfiltered() else array("I")
+                self._matched_upto = 0
+                self._shown = None
+                self._row_cache = {}
+                self._counted_upto = -1
+            indexed = len(index)
+            if self._matches is not None and self._matched_upto < indexed:
+                self._matches.extend(
+                    index.query(self._effective, self._pattern, self._matched_upto, indexed)
+                )
+            self._matched_upto = indexed
+            # Unfiltered, the newest frames show before they are indexed.
+            self._seen = len(self._recording) if self._matches is None else indexed
+            if self._seen < indexed:  # cleared since the index caught up
+                self._seen = indexed
+        return behind
+
+    def _unfiltered(self) -> bool:
+        return not self._effective.equalities() and not self._effective.text
+
+    def _match_count(self) -> int:
+        return self._seen if self._matches is None else len(self._matches)
 
     def _page_count(self) -> int:
-        return max(1, math.ceil(len(self._matches) / self._page_size))
+        return max(1, math.ceil(self._match_count() / self._page_size))
 
     def _update_view(self) -> None:
-        index, table, size = self._index, self.table, self._page_size
+        table, size = self.table, self._page_size
+        count = self._match_count()
         page_count = self._page_count()
-        page = page_count - 1 if table.follow else min(table.page, page_count - 1)
-        start = page * size
-        shown = tuple(self._matches[start : start + size])
+        if table.follow:
+            # The newest full page: the last page_size matches, however the pages fall.
+            page, start = page_count - 1, max(0, count - size)
+        else:
+            page = min(table.page, page_count - 1)
+            start = page * size
+        end = min(start + size, count)
+        if self._matches is None:
+            shown = tuple(range(start, end))
+        else:
+            shown = tuple(self._matches[start:end])
         with table.hold_sync():
             if shown != self._shown:
-                table.rows = [self._row(pos) for pos in shown]
+                # Following, the page slides: rows already built are reused.
+                cache = self._row_cache
+                rows = [cache.get(pos) or self._row(pos) for pos in shown]
+                self._row_cache = dict(zip(shown, rows, strict=True))
+                table.rows = rows
                 self._shown = shown
-            table.total_count = len(index)
-            table.filtered_count = len(self._matches)
+            table.total_count = max(self._seen, len(self._index))
+            table.filtered_count = count
             table.page_count = page_count
             table.page = page
         first, last = (start + 1, start + len(shown)) if shown else (0, 0)
+        indexed, total = len(self._index), table.total_count
+        progress = f"; indexing: {indexed:,} of {total:,} frames" if indexed < total else ""
         self._page_label.value = (
-            f"rows {first}–{last} of {len(self._matches):,}"
-            f" (page {page + 1} of {page_count}; {len(index):,} frames recorded)"
+            f"rows {first:,}–{last:,} of {count:,}"
+            f" (page {page + 1} of {page_count}; {total:,} frames recorded{progress})"
         )
         self._buttons["first"].disabled = self._buttons["prev"].disabled = page == 0
         self._buttons["next"].disabled = self._buttons["last"].disabled = page == page_count - 1
-        if self._counted_upto != len(index):
-            self._counted_upto = len(index)
-            self._update_options()
-            self._counts.value = self._counts_html()
+        if self._counted_upto != indexed:
+            self._counted_upto = indexed
+            with self._index.lock:  # shared: another widget's refresh may be extending it
+                self._update_options()
+                counts = self._counts_html()
+            self._counts.value = counts
 
     def _row(self, pos: int) -> dict[str, Any]:
-        index = self._index
-        frame = index.frames[pos]
+        rec = self._recording
+        frame = rec[pos]
+        body = parse(frame)
+        frame_type, message_type = (
+            (body.get("type"), body.get("message_type")) if isinstance(body, dict) else (None, None)
+        )
         return {
             "seq": frame.seq,
-            "t_ms": round((index.times[pos] - index.times[0]) * 1000.0, 1),
+            "t_ms": round((frame.time - rec[0].time) * 1000.0, 1),
             "direction": frame.direction,
-            "type": _key(frame.type),
-            "message_type": _key(frame.message_type),
+            "type": _key(frame_type),
+            "message_type": _key(message_type),
             "connection_id": _key(frame.connection_id),
             "size": frame.size,
-            "preview": _preview(frame),
+            "preview": _preview(frame, body),
         }
 
     def _update_options(self) -> None:
@@ -592,8 +831,16 @@ class TrafficInspector(widgets.VBox):
             self._pattern = None
             self._effective = replace(flt, text="", regex=False)
             self._set_message(f"invalid regular expression {flt.text!r}: {error}; text ignored")
-        self._matches = self._index.query(self._effective, self._pattern)
-        self._matched_upto = len(self._index)
+        with self._index.lock:
+            indexed = len(self._index)
+            if self._unfiltered():
+                self._matches = None
+            else:
+                self._matches = self._index.query(self._effective, self._pattern, 0, indexed)
+            self._matched_upto = indexed
+            self._seen = len(self._recording) if self._matches is None else indexed
+            self._seen = max(self._seen, indexed)
+        self._shown = None
         if not self.table.follow:
             self.table.page = 0
         self._update_view()
@@ -612,7 +859,8 @@ class TrafficInspector(widgets.VBox):
         syncing, self._syncing = self._syncing, True
         try:
             self._counted_upto = -1  # an unseen value must be added to the options
-            self._update_options()
+            with self._index.lock:
+                self._update_options()
             for field, dropdown in self._dropdowns.items():
                 value = getattr(flt, field)
                 dropdown.value = _ALL if value is None else value
@@ -655,16 +903,16 @@ class TrafficInspector(widgets.VBox):
     def _detail_html(self, frame: Frame | None) -> str:
         if frame is None:
             return '<div class="mlab-detail-empty"><i>click a row to see the frame</i></div>'
-        with self._lock:
-            pos = self._index.by_seq.get(frame.seq, 0)
-            t_ms = (self._index.times[pos] - self._index.times[0]) * 1000.0
+        rec = self._recording
+        t_ms = (frame.time - rec[0].time) * 1000.0 if len(rec) else 0.0
         kind, body = format_detail(frame)
+        frame_type, message_type = frame_fields(frame)
         facts = [
             f"seq {frame.seq}",
             esc(frame.direction),  # a loaded recording's fields can be any text
             esc(frame.opcode),
-            f"type {esc(_key(frame.type)) or '—'}",
-            f"message_type {esc(_key(frame.message_type)) or '—'}",
+            f"type {esc(_key(frame_type)) or '—'}",
+            f"message_type {esc(_key(message_type)) or '—'}",
             f"connection {esc(_key(frame.connection_id)) or '—'}",
             f"{frame.size:,} bytes",
             f"+{t_ms:.1f} ms",

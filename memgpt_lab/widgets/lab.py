@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -93,8 +94,9 @@ class Lab(widgets.VBox):
             agents are offered in the switcher, the last one opens when no ``agent``
             is given, and every agent the Lab opens is saved there.
 
-    The console's Reset makes a fresh agent from ``preset``, ``persona`` and
-    ``human``. Call :meth:`close` when done.
+    The console's Reset makes a fresh agent as the current one was made: one built
+    in the Preset tab again from the same preset, settings and texts; any other from
+    ``preset``, ``persona`` and ``human``. Call :meth:`close` when done.
     """
 
     def __init__(
@@ -119,6 +121,8 @@ class Lab(widgets.VBox):
         self._model = model
         self._config = config
         self._agents: dict[str, Agent] = {}
+        # how to make a fresh agent like a given one (Reset), for agents the builder made
+        self._recipes: dict[str, Callable[[], Agent]] = {}
         self._switching = False
         self._owns_store = False
         self.store: AgentStore | None = None
@@ -145,7 +149,7 @@ class Lab(widgets.VBox):
                 if clock is not None
                 else Recording()
             )
-        self.console = AgentConsole(agent, recording, factory=self._new_agent)
+        self.console = AgentConsole(agent, recording, factory=self._fresh_agent)
         # The agent's own socket wins over a recording passed in: show what it records.
         if self.console.recording is not None:  # not `or`: an empty Recording is falsy
             recording = self.console.recording
@@ -162,7 +166,7 @@ class Lab(widgets.VBox):
             model=model if model is not None else "scripted",
             clock=self._clock,
         )
-        self.builder.on_create(self.set_agent)
+        self.builder.on_create(self._on_built)
         self.console.on_turn(lambda _console: self._after_action())
 
         self.switcher = widgets.Dropdown(description="Agent", layout=widgets.Layout(width="auto"))
@@ -360,6 +364,22 @@ class Lab(widgets.VBox):
 
     def _after_action(self) -> None:
         self.refresh()
+
+    def _on_built(self, agent: Agent) -> None:
+        if self.builder.agent_factory is not None:
+            self._recipes[agent.id] = self.builder.agent_factory
+        self.set_agent(agent)
+
+    def _fresh_agent(self) -> Agent:
+        """Reset's agent: one built in the Preset tab is built again; others from the defaults."""
+        recipe = self._recipes.get(self.console.agent.id)
+        if recipe is None:
+            return self._new_agent()
+        agent = recipe()
+        self._recipes[agent.id] = recipe
+        if self.store is not None:
+            self.store.save(agent)
+        return agent
 
     def _new_agent(self) -> Agent:
         agent_id = self._agent_id

@@ -9,6 +9,13 @@
   :meth:`Agent.context_breakdown`. When a server answered the last step, its
   count of the prompt (``usage.prompt_tokens``) shows next to the estimate;
   offline models report no count of their own, so nothing is added for them.
+- The context over the session: a chart of the tokens by section after each
+  step the agent ran while the view watched it (one bar per step, the last
+  :data:`CHART_STEPS`), the memory-pressure warning line
+  (``warning_fraction`` of the window) and a mark where the agent summarised
+  its messages. The view listens for the agent's ``step_done`` (it adds an
+  :class:`~memgpt_lab.interface.AgentInterface` of its own, removed on
+  :meth:`MemoryView.close` or when another agent is shown).
 
 The view reads the agent only in :meth:`MemoryView.refresh` (the
 :class:`~memgpt_lab.widgets.Lab` calls it after every console action) and on
@@ -17,19 +24,26 @@ its own buttons; typing only recounts characters.
 
 from __future__ import annotations
 
+import threading
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import ipywidgets as widgets
 
 from memgpt_lab.errors import MemoryLimitError
+from memgpt_lab.interface import AgentInterface, MultiInterface
 from memgpt_lab.memory import CoreMemory
+from memgpt_lab.widgets._input import MessageInput
 from memgpt_lab.widgets._style import status_html, style_tag
 from memgpt_lab.widgets._util import esc
 
 if TYPE_CHECKING:
     from memgpt_lab.agent import Agent, ModelCall
 
-__all__ = ["CONTEXT_SECTIONS", "MemoryView"]
+__all__ = ["CHART_STEPS", "CONTEXT_SECTIONS", "ContextSample", "MemoryView", "context_chart_svg"]
+
+#: Steps the context chart shows (the latest ones).
+CHART_STEPS = 120
 
 #: The sections of the context bar, in drawing order, with their labels.
 CONTEXT_SECTIONS = (
@@ -79,6 +93,84 @@ def context_bar_html(breakdown: dict[str, int], last_call: ModelCall | None = No
     )
 
 
+@dataclass(frozen=True)
+class ContextSample:
+    """The context window after one step: tokens by section, and whether it summarised."""
+
+    step: int
+    sections: dict[str, int]
+    window: int
+    warning: int
+    summarised: bool
+
+    @property
+    def total(self) -> int:
+        return sum(self.sections.get(key, 0) for key, _label in CONTEXT_SECTIONS)
+
+
+def context_chart_svg(samples: list[ContextSample], height: int = 120) -> str:
+    """A stacked bar per step of ``samples`` (tokens by section), the warning line, and a
+    mark at each step that summarised. Scaled to the window (or the largest total)."""
+    if not samples:
+        return '<div class="mlab-empty">The chart fills as the agent steps.</div>'
+    shown = samples[-CHART_STEPS:]
+    window, warning = shown[-1].window, shown[-1].warning
+    top = max(window, *(s.total for s in shown), 1)
+    bar = 10
+    width = bar * max(len(shown), 40)  # a few steps stay narrow bars, not wide blocks
+    parts: list[str] = []
+    for i, sample in enumerate(shown):
+        y = float(height)
+        title = f"step {sample.step}: {sample.total} tokens" + (
+            " (summarised)" if sample.summarised else ""
+        )
+        parts.append(f'<g class="mlab-chart-step" data-step="{sample.step}"><title>{title}</title>')
+        for key, _label in CONTEXT_SECTIONS:
+            tokens = sample.sections.get(key, 0)
+            h = height * tokens / top
+            y -= h
+            parts.append(
+                f'<rect x="{i * bar + 1}" y="{y:.1f}" width="{bar - 2}" height="{h:.1f}"'
+                f' fill="{_COLOURS[key]}" data-section="{key}" data-tokens="{tokens}"/>'
+            )
+        parts.append("</g>")
+        if sample.summarised:
+            parts.append(
+                f'<line class="mlab-chart-summary" x1="{i * bar + bar / 2}" x2="{i * bar + bar / 2}"'
+                f' y1="0" y2="{height}" stroke="#8e24aa" stroke-width="2"'
+                f' data-step="{sample.step}"><title>summarised at step {sample.step}</title></line>'
+            )
+    warn_y = height - height * warning / top
+    parts.append(
+        f'<line class="mlab-chart-warning" x1="0" x2="{width}" y1="{warn_y:.1f}" y2="{warn_y:.1f}"'
+        f' stroke="#c62828" stroke-dasharray="4 3" stroke-width="1"'
+        f' vector-effect="non-scaling-stroke"><title>warning at {warning} tokens</title></line>'
+    )
+    summaries = sum(s.summarised for s in shown)
+    caption = (
+        f"Context over the last {len(shown)} step(s): tokens by section; dashed: the "
+        f"warning at {warning} of {window}"
+        + (f"; purple: {summaries} summar{'y' if summaries == 1 else 'ies'}" if summaries else "")
+    )
+    return (
+        f'<div class="mlab-chart" data-steps="{len(shown)}" data-summaries="{summaries}">'
+        f'<div class="mlab-count">{caption}</div>'
+        f'<svg class="mlab-chart-svg" viewBox="0 0 {width} {height}" preserveAspectRatio="none"'
+        f' width="100%" height="{height}" role="img" aria-label="{caption}">{"".join(parts)}</svg>'
+        "</div>"
+    )
+
+
+class _StepWatcher(AgentInterface):
+    """Samples the context after each of an agent's steps (``step_done``)."""
+
+    def __init__(self, view: MemoryView) -> None:
+        self._view = view
+
+    def step_done(self) -> None:
+        self._view._sample()
+
+
 def _reported_html(call: ModelCall | None) -> str:
     if call is None or call.reported_prompt_tokens is None:
         return ""  # no call yet, or an offline model: its counts are the estimate
@@ -98,7 +190,7 @@ class _BlockEditor:
         self.name = name
         self.loaded = ""
         self.text = widgets.Textarea(
-            rows=5, layout=widgets.Layout(width="100%"), continuous_update=True
+            rows=5, layout=widgets.Layout(width="auto"), continuous_update=True
         )
         self.text.add_class(f"mlab-memory-{name}")
         self.count = widgets.HTML()
@@ -132,8 +224,12 @@ class MemoryView(widgets.VBox):
         self._status.add_class("mlab-memory-status")
         self._counts = widgets.HTML()
         self._counts.add_class("mlab-memory-counts")
-        self._query = widgets.Text(placeholder="search recall and archival memory")
+        self._query = MessageInput(
+            placeholder="search recall and archival memory (Enter searches)",
+            layout=widgets.Layout(flex="1 1 auto", width="auto", min_width="0"),
+        )
         self._query.add_class("mlab-memory-query")
+        self._query.on_submit(lambda box: self.search(box.value))
         self._search_button = widgets.Button(
             description="Search", layout=widgets.Layout(width="auto")
         )
@@ -144,23 +240,37 @@ class MemoryView(widgets.VBox):
         self._context = widgets.HTML()
         self._context.add_class("mlab-memory-context")
         self._shown_context: dict[str, int] = {}
+        self._chart = widgets.HTML()
+        self._chart.add_class("mlab-memory-chart")
+        self._samples: list[ContextSample] = []
+        self._samples_lock = threading.Lock()
+        self._last_summaries = agent.summaries
+        self._watcher = _StepWatcher(self)
+        self._step_count = 0
+        editors = widgets.HBox(
+            [e.box for e in self._editors.values()],
+            layout=widgets.Layout(width="100%", flex_flow="row wrap"),
+        )
+        editors.add_class("mlab-memory-editors")
         super().__init__(
             children=[
                 style_tag(),
                 self._context,
-                widgets.HBox(
-                    [e.box for e in self._editors.values()],
-                    layout=widgets.Layout(width="100%"),
-                ),
+                self._chart,
+                editors,
                 self._status,
                 self._counts,
-                widgets.HBox([self._query, self._search_button]),
+                widgets.HBox(
+                    [self._query, self._search_button], layout=widgets.Layout(width="auto")
+                ),
                 self._results,
             ]
         )
         for editor in self._editors.values():
-            editor.box.layout = widgets.Layout(flex="1 1 0", margin="0 4px")
+            # side by side when there is room, one above the other when narrow
+            editor.box.layout = widgets.Layout(flex="1 1 280px", min_width="0", margin="0 4px")
         self.add_class("mlab-memory-view")
+        self._watch(agent)
         self.refresh()
 
     def __repr__(self) -> str:
@@ -175,7 +285,13 @@ class MemoryView(widgets.VBox):
 
     @agent.setter
     def agent(self, agent: Agent) -> None:
+        self._unwatch(self._agent)
         self._agent = agent
+        with self._samples_lock:
+            self._samples = []
+            self._step_count = 0
+        self._last_summaries = agent.summaries
+        self._watch(agent)
         self._results.value = ""
         self._set_status("", ok=True)
         self._load(keep_edits=False)  # the new agent's blocks replace any edit
@@ -194,6 +310,12 @@ class MemoryView(widgets.VBox):
     def context(self) -> dict[str, int]:
         """The context breakdown the bar shows (as of the last refresh)."""
         return dict(self._shown_context)
+
+    @property
+    def samples(self) -> list[ContextSample]:
+        """The context after each step the view saw, oldest first (the chart's data)."""
+        with self._samples_lock:
+            return list(self._samples)
 
     @property
     def recall_count(self) -> int:
@@ -266,7 +388,8 @@ class MemoryView(widgets.VBox):
         return found
 
     def close(self) -> None:
-        """Close the view and its widgets."""
+        """Stop watching the agent; close the view and its widgets."""
+        self._unwatch(self._agent)
         for editor in self._editors.values():
             for child in (editor.text, editor.count, editor.save, editor.box):
                 child.close()
@@ -280,6 +403,41 @@ class MemoryView(widgets.VBox):
 
     _recall_count = 0
     _archival_count = 0
+
+    def _watch(self, agent: Agent) -> None:
+        existing = agent.interface
+        if isinstance(existing, MultiInterface):
+            existing.interfaces.append(self._watcher)
+        elif type(existing) is AgentInterface:  # the no-op default: nothing to keep
+            agent.interface = MultiInterface([self._watcher])
+        else:
+            agent.interface = MultiInterface([existing, self._watcher])
+
+    def _unwatch(self, agent: Agent) -> None:
+        interface = agent.interface
+        if isinstance(interface, MultiInterface):
+            interface.interfaces[:] = [i for i in interface.interfaces if i is not self._watcher]
+
+    def _sample(self) -> None:
+        # Called by the agent after each step, maybe from another thread: data only;
+        # the chart is drawn at the next refresh.
+        agent = self._agent
+        breakdown = agent.context_breakdown()
+        summaries = agent.summaries
+        window = int(breakdown.get("window", 0))
+        with self._samples_lock:
+            self._step_count += 1
+            self._samples.append(
+                ContextSample(
+                    self._step_count,
+                    {key: int(breakdown.get(key, 0)) for key, _label in CONTEXT_SECTIONS},
+                    window,
+                    int(agent.config.warning_fraction * window),
+                    summaries > self._last_summaries,
+                )
+            )
+            del self._samples[:-CHART_STEPS]
+            self._last_summaries = summaries
 
     def _load(self, keep_edits: bool) -> None:
         agent = self._agent
@@ -295,6 +453,7 @@ class MemoryView(widgets.VBox):
                 self._update_count(editor)
             self._shown_context = breakdown
             self._context.value = context_bar_html(breakdown, agent.last_call)
+            self._chart.value = context_chart_svg(self.samples)
             self._counts.value = (
                 f'<div class="mlab-section-title">Recall memory: {self._recall_count} messages'
                 f" · Archival memory: {self._archival_count} passages"

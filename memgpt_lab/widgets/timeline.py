@@ -16,17 +16,25 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import ipywidgets as widgets
 
-from memgpt_lab.widgets._util import LiveRefresh, esc
+from memgpt_lab.widgets._util import LiveRefresh, Scheduler, esc
+from memgpt_lab.widgets.inspector import (
+    CHUNK,
+    FIRST_CHUNK,
+    FrameIndex,
+    frame_fields,
+    lane_name,
+    shared_index,
+)
 
 if TYPE_CHECKING:
     from memgpt_lab.recorder import Frame, Recording
 
-__all__ = ["PALETTE", "Timeline", "lane_of", "timeline_svg"]
+__all__ = ["PALETTE", "Timeline", "TimelineModel", "lane_of", "timeline_svg"]
 
 #: Lane colours, used in lane order (Tableau 10: distinct, readable on white and dark).
 PALETTE = (
@@ -52,11 +60,8 @@ _MARK = 4.0
 
 def lane_of(frame: Frame) -> str:
     """The lane a frame is drawn in."""
-    if frame.type == "agent_response" and frame.message_type:
-        return str(frame.message_type)
-    if frame.type is not None:
-        return str(frame.type)
-    return str(frame.opcode)
+    frame_type, message_type = frame_fields(frame)
+    return lane_name(frame_type, message_type, frame.opcode)
 
 
 def _nice_step(span_ms: float, ticks: int = 8) -> float:
@@ -78,6 +83,370 @@ def _ms_label(ms: float) -> str:
     return f"{ms:,.0f} ms" if ms >= 1 or ms == 0 else f"{ms:.2g} ms"
 
 
+#: Time bins a TimelineModel keeps (a power of two: bins merge pairwise as time goes on).
+BINS = 4096
+#: The width of a bin at first, in seconds; it doubles whenever the frames outgrow the bins.
+BASE_BIN = 1e-6
+#: The most marks drawn, whatever the number of frames and lanes.
+MAX_MARKS = 2000
+#: Turn kinds for :meth:`TimelineModel.add`.
+OTHER, TURN_START, TURN_END = 0, 1, 2
+
+
+class _Cells:
+    """Counts and first/last seq per time bin, for one lane and direction (or one kind of line)."""
+
+    __slots__ = ("count", "first", "last")
+
+    def __init__(self) -> None:
+        self.count = [0] * BINS
+        self.first = [0] * BINS
+        self.last = [0] * BINS
+
+    def add(self, b: int, seq: int) -> None:
+        if self.count[b] == 0:
+            self.first[b] = seq
+        self.count[b] += 1
+        self.last[b] = seq
+
+    def halve(self) -> None:
+        """Merge bins pairwise: bin i becomes bins 2i and 2i+1."""
+        half = BINS // 2
+        count, first, last = self.count, self.first, self.last
+        for i in range(half):
+            a, b = 2 * i, 2 * i + 1
+            ca, cb = count[a], count[b]
+            first[i] = first[a] if ca else first[b]
+            last[i] = last[b] if cb else last[a]
+            count[i] = ca + cb
+        count[half:] = [0] * half
+        first[half:] = [0] * half
+        last[half:] = [0] * half
+
+
+class TimelineModel:
+    """A recording's frames binned by lane, direction and time: what the Timeline draws.
+
+    Memory does not grow with the frames: ``BINS`` time bins per lane and
+    direction, whose width doubles (merging bins pairwise) whenever the frames
+    outgrow them, so the bins always cover the recording at 1/2,048 of its span
+    or finer. Turns are kept as the time they cover per bin and the counts of
+    their starts and ends; silences longer than ``gap_ms`` as counts too.
+
+    Feed it frames in recording order with :meth:`add_frame` (or :meth:`add`),
+    draw it with :meth:`svg`. Pure: same frames, same SVG, byte for byte.
+    """
+
+    def __init__(self, gap_ms: float = 1000.0) -> None:
+        self.gap = gap_ms / 1000.0
+        self.count = 0  #: frames taken in
+        self.t0 = 0.0
+        self.t_last = 0.0
+        self.bin = BASE_BIN
+        self.lanes: dict[str, int] = {}
+        self._marks: dict[tuple[int, bool], _Cells] = {}  # (lane, outgoing) -> cells
+        self._starts = _Cells()
+        self._ends = _Cells()
+        self._gaps = _Cells()
+        self._cover = [0.0] * BINS  # seconds covered by finished turns, per bin
+        self._open: float | None = None  # start time of the turn in progress
+        self._open_seq = 0
+        self.turns = 0  #: turn start markers seen
+        self.ends = 0  #: turn end markers seen
+        self._prev: tuple[float, int] | None = None
+
+    def __repr__(self) -> str:
+        return f"<TimelineModel {self.count} frames, {len(self.lanes)} lanes>"
+
+    def _bin_of(self, t: float) -> int:
+        offset = t - self.t0
+        if offset <= 0:
+            return 0
+        while offset >= BINS * self.bin:
+            self._halve()
+        return min(int(offset / self.bin), BINS - 1)
+
+    def _halve(self) -> None:
+        for cells in (*self._marks.values(), self._starts, self._ends, self._gaps):
+            cells.halve()
+        cover, half = self._cover, BINS // 2
+        for i in range(half):
+            cover[i] = cover[2 * i] + cover[2 * i + 1]
+        cover[half:] = [0.0] * half
+        self.bin *= 2
+
+    def _cover_span(self, start: float, end: float) -> None:
+        if end <= start:
+            return
+        first, last = self._bin_of(start), self._bin_of(end)
+        width, t0, cover = self.bin, self.t0, self._cover
+        for b in range(first, last + 1):
+            lo = max(start, t0 + b * width)
+            hi = min(end, t0 + (b + 1) * width)
+            if hi > lo:
+                cover[b] += hi - lo
+
+    def add_frame(self, frame: Frame) -> None:
+        """Take in one frame (its JSON parsed here, not kept)."""
+        frame_type, message_type = frame_fields(frame)
+        kind = (
+            TURN_START
+            if frame_type == "agent_response_start"
+            else TURN_END
+            if frame_type == "agent_response_end"
+            else OTHER
+        )
+        self.add(
+            frame.time,
+            frame.seq,
+            lane_name(frame_type, message_type, frame.opcode),
+            frame.direction != "in",
+            kind,
+        )
+
+    def add(self, t: float, seq: int, lane: str, outgoing: bool, kind: int = OTHER) -> None:
+        """Take in one frame: its time, seq, lane, direction and turn kind."""
+        if self.count == 0:
+            self.t0 = t
+        self.count += 1
+        if t > self.t_last or self.count == 1:
+            self.t_last = t
+        b = self._bin_of(t)
+        number = self.lanes.get(lane)
+        if number is None:
+            number = self.lanes[lane] = len(self.lanes)
+        key = (number, outgoing)
+        cells = self._marks.get(key)
+        if cells is None:
+            cells = self._marks[key] = _Cells()
+        cells.add(b, seq)
+        if kind == TURN_START:
+            self.turns += 1
+            self._starts.add(b, seq)
+            self._open, self._open_seq = t, seq
+        elif kind == TURN_END:
+            self.ends += 1
+            self._ends.add(b, seq)
+            if self._open is not None:
+                self._cover_span(self._open, t)
+                self._open = None
+        prev = self._prev
+        if prev is not None and t - prev[0] > self.gap:
+            self._gaps.add(self._bin_of((prev[0] + t) / 2), seq)
+        self._prev = (t, seq)
+
+    # -- drawing --------------------------------------------------------------------
+
+    def svg(
+        self, width: int = 800, height: int | None = None, *, max_marks_per_lane: int = 2000
+    ) -> str:
+        """The timeline as a standalone SVG document (see :func:`timeline_svg`)."""
+        lanes = self.lanes
+        lane_count = max(1, len(lanes))
+        if height is None:
+            height = _TOP + lane_count * _LANE_HEIGHT + _AXIS_HEIGHT
+        plot_left, plot_right = _LABEL_WIDTH, max(_LABEL_WIDTH + 10, width - _RIGHT)
+        plot_bottom = height - _AXIS_HEIGHT
+        lane_height = (plot_bottom - _TOP) / lane_count
+        out = [
+            f'<svg xmlns="http://www.w3.org/2000/svg" class="mlab-timeline" width="{width}"'
+            f' height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif"'
+            # In a narrower cell the drawing shrinks to fit instead of scrolling sideways.
+            ' style="max-width:100%;height:auto"'
+            f' font-size="11" data-frames="{self.count}" data-lanes="{len(lanes)}">',
+            f'<rect x="0" y="0" width="{width}" height="{height}" fill="#ffffff"/>',
+        ]
+        if not self.count:
+            out.append(
+                f'<text x="{width / 2:.0f}" y="{height / 2:.0f}" text-anchor="middle"'
+                ' fill="#777777">no frames yet</text></svg>'
+            )
+            return "".join(out)
+        span = max(self.t_last - self.t0, 0.001)
+        plot_w = plot_right - plot_left
+        scale = plot_w / span  # pixels per second
+        # Columns: marks of a lane and direction closer than 3 px are one mark.
+        pairs = max(1, len(self._marks))
+        columns = max(8, min(max_marks_per_lane, plot_w // 3, MAX_MARKS // pairs))
+        used = min(BINS, int(span / self.bin) + 1)
+
+        def column_of(b: int) -> int:
+            return min(int(b * self.bin / span * columns), columns - 1)
+
+        def x_of_bin(b: int) -> float:
+            return plot_left + min((b + 0.5) * self.bin, span) * scale
+
+        bounds = _bounds(used, column_of)
+        out.extend(self._turns_svg(used, span, scale, plot_left, _TOP, plot_bottom, bounds))
+        for name, lane in lanes.items():
+            y = _TOP + lane * lane_height
+            colour = PALETTE[lane % len(PALETTE)]
+            shade = 0.06 + 0.04 * (lane % 2)  # alternate lanes, to tell them apart
+            out.append(
+                f'<g class="mlab-lane" data-lane="{esc(name)}">'
+                f'<rect x="{plot_left}" y="{_fmt(y)}" width="{plot_w}"'
+                f' height="{_fmt(lane_height)}" fill="{colour}" fill-opacity="{shade:.2f}"/>'
+                f'<text x="{plot_left - 6}" y="{_fmt(y + lane_height / 2 + 4)}" text-anchor="end"'
+                f' fill="{colour}">{esc(name)}</text></g>'
+            )
+        names = {number: esc(name) for name, number in lanes.items()}
+        bin_ms, span_ms = self.bin * 1000.0, span * 1000.0
+        for (lane, outgoing), cells in sorted(self._marks.items()):
+            name = names[lane]  # escaped once: it is in every mark of the lane
+            colour = PALETTE[lane % len(PALETTE)]
+            y = _TOP + lane * lane_height + lane_height / 2
+            direction = "out" if outgoing else "in"
+            # The part of a mark that is the same for the whole lane, made once.
+            if outgoing:
+                head, tail = (
+                    "<circle cx=",
+                    (f' cy="{_fmt(y)}" r="{_fmt(_MARK)}" class="mlab-mark"'),
+                )
+                close = "</circle>"
+                shift = 0.0
+            else:
+                head, tail = (
+                    "<rect x=",
+                    (
+                        f' y="{_fmt(y - _MARK)}" width="{_fmt(2 * _MARK)}" height="{_fmt(2 * _MARK)}"'
+                        ' class="mlab-mark"'
+                    ),
+                )
+                close = "</rect>"
+                shift = _MARK
+            # Colour and outline once per lane and direction, not once per mark.
+            out.append(
+                f'<g class="mlab-marks" data-lane="{name}" data-direction="{direction}"'
+                f' fill="{colour}" stroke="#ffffff" stroke-width="0.5">'
+            )
+            for col_first, count, first, last in _group(cells, bounds):
+                if count == 1:
+                    ms = min((col_first + 0.5) * bin_ms, span_ms)
+                    title = f"#{first} {direction} {name} +{ms:.1f} ms"
+                else:
+                    title = f"{count:,} {direction} {name} frames, #{first}–#{last}"
+                out.append(
+                    f'{head}"{_fmt(x_of_bin(col_first) - shift)}"{tail} data-seq="{first}"'
+                    f' data-lane="{name}" data-count="{count}"><title>{title}</title>{close}'
+                )
+            out.append("</g>")
+        out.extend(_axis(span * 1000.0, scale / 1000.0, plot_left, plot_right, plot_bottom))
+        out.append("</svg>")
+        return "".join(out)
+
+    def _turns_svg(
+        self,
+        used: int,
+        span: float,
+        scale: float,
+        left: float,
+        top: float,
+        bottom: float,
+        bounds: list[tuple[int, int]],
+    ) -> list[str]:
+        out: list[str] = []
+        width = self.bin
+        if self.turns or self.ends:
+            cover = list(self._cover[:used])
+            if self._open is not None:  # a turn in progress covers up to the last frame
+                start, end = self._open, self.t_last
+                first, last = int((start - self.t0) / width), int((end - self.t0) / width)
+                for b in range(max(first, 0), min(last, used - 1) + 1):
+                    lo = max(start, self.t0 + b * width)
+                    hi = min(end, self.t0 + (b + 1) * width)
+                    cover[b] += max(hi - lo, 0.0)
+            out.extend(_shading(cover, used, width, span, scale, left, top, bottom))
+            lines = [(self._starts, "start"), (self._ends, "end")]
+        else:
+            lines = [(self._gaps, "gap")]
+        groups = [(kind, list(_group(cells, bounds))) for cells, kind in lines]
+        # Boundaries closer than a few pixels would paint solid bars: the shading shows them.
+        if sum(len(g) for _, g in groups) > len(bounds) // 2:
+            return out
+        for kind, group in groups:
+            for col_first, count, first, _last in group:
+                x = _fmt(left + min((col_first + 0.5) * width, span) * scale)
+                dash = ' stroke-dasharray="4 3"' if kind == "gap" else ""
+                opacity = "" if kind == "gap" else ' stroke-opacity="0.6"'
+                out.append(
+                    f'<line class="mlab-boundary mlab-boundary-{kind}" data-seq="{first}"'
+                    f' data-count="{count}" x1="{x}" x2="{x}" y1="{top}" y2="{_fmt(bottom)}"'
+                    f' stroke="#555555"{dash} stroke-width="1"{opacity}/>'
+                )
+        return out
+
+
+def _bounds(used: int, column_of: Callable[[int], int]) -> list[tuple[int, int]]:
+    """The bins ``[start, end)`` of each column that has any, left to right."""
+    out: list[tuple[int, int]] = []
+    start, current = 0, column_of(0) if used else 0
+    for b in range(1, used):
+        column = column_of(b)
+        if column != current:
+            out.append((start, b))
+            start, current = b, column
+    if used:
+        out.append((start, used))
+    return out
+
+
+def _group(cells: _Cells, bounds: list[tuple[int, int]]) -> Iterator[tuple[int, int, int, int]]:
+    """``(first bin, count, first seq, last seq)`` per column with frames, left to right."""
+    count, first, last = cells.count, cells.first, cells.last
+    for b, end in bounds:
+        total = sum(count[b:end])  # C-speed: the bins of a column at once
+        if total:
+            lo = b
+            while not count[lo]:
+                lo += 1
+            hi = end - 1
+            while not count[hi]:
+                hi -= 1
+            yield lo, total, first[lo], last[hi]
+
+
+def _shading(
+    cover: list[float],
+    used: int,
+    width: float,
+    span: float,
+    scale: float,
+    left: float,
+    top: float,
+    bottom: float,
+) -> list[str]:
+    """Turns as shading: one rectangle per run of pixels that turns touch.
+
+    Its opacity tells, in four steps, how much of the run's time turns cover,
+    so dense turns are a light band (the share on hover), never a solid bar.
+    """
+    pixels = max(1, int(span * scale))
+    per_pixel = [0.0] * pixels
+    for b in range(used):
+        if cover[b]:
+            per_pixel[min(int((b + 0.5) * width * scale), pixels - 1)] += cover[b]
+    pixel_time = span / pixels
+    out: list[str] = []
+    run_start, covered = -1, 0.0
+    for px in range(pixels + 1):
+        busy = px < pixels and per_pixel[px] > 0
+        if busy:
+            if run_start < 0:
+                run_start, covered = px, 0.0
+            covered += per_pixel[px]
+        elif run_start >= 0:
+            share = min(1.0, covered / ((px - run_start) * pixel_time))
+            level = max(1, min(4, math.ceil(share * 4 - 1e-9)))
+            out.append(
+                f'<rect class="mlab-turn" x="{_fmt(left + run_start)}" y="{top}"'
+                f' width="{_fmt(px - run_start)}" height="{_fmt(bottom - top)}"'
+                f' fill="#000000" fill-opacity="{0.02 * level + 0.02:.2f}">'
+                f"<title>{share:.0%} of this time in turns</title></rect>"
+            )
+            run_start = -1
+    return out
+
+
 def timeline_svg(
     recording: Recording | Sequence[Frame],
     width: int = 800,
@@ -88,168 +457,28 @@ def timeline_svg(
 ) -> str:
     """The frames of ``recording`` over time, as a standalone SVG document.
 
+    Marks of one lane and direction closer than 3 pixels are one mark whose
+    tooltip gives the count; whatever the number of frames, the SVG holds at
+    most a few thousand elements. Turns are shaded by how much of each pixel's
+    time they cover; their start and end lines are drawn while they are sparse.
+
     Args:
         recording: a Recording, or any sequence of Frames in time order.
         width: width in pixels.
         height: height in pixels; by default enough for every lane.
         gap_ms: without turn markers, a silence this long marks a turn boundary.
-        max_marks_per_lane: above this, a lane's marks are merged per pixel
-            column (the mark's tooltip gives the count) to keep the SVG small.
+        max_marks_per_lane: at most this many marks per lane and direction.
 
     Returns:
-        SVG text with classes for tests and styling: ``mlab-timeline`` (root),
-        ``mlab-lane`` (``data-lane``), ``mlab-mark`` (``data-seq``,
-        ``data-lane``), ``mlab-turn`` / ``mlab-boundary`` and ``mlab-tick``.
+        SVG text with classes for tests and styling: ``mlab-timeline`` (root,
+        ``data-frames``), ``mlab-lane`` (``data-lane``), ``mlab-mark``
+        (``data-seq`` of its first frame, ``data-lane``, ``data-count``),
+        ``mlab-turn`` / ``mlab-boundary`` and ``mlab-tick``.
     """
-    frames = list(recording)
-    lanes: dict[str, int] = {}
-    for frame in frames:
-        lanes.setdefault(lane_of(frame), len(lanes))
-    lane_count = max(1, len(lanes))
-    if height is None:
-        height = _TOP + lane_count * _LANE_HEIGHT + _AXIS_HEIGHT
-    plot_left, plot_right = _LABEL_WIDTH, max(_LABEL_WIDTH + 10, width - _RIGHT)
-    plot_bottom = height - _AXIS_HEIGHT
-    lane_height = (plot_bottom - _TOP) / lane_count
-    out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="mlab-timeline" width="{width}"'
-        f' height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif"'
-        f' font-size="11" data-frames="{len(frames)}" data-lanes="{len(lanes)}">',
-        f'<rect x="0" y="0" width="{width}" height="{height}" fill="#ffffff"/>',
-    ]
-    if not frames:
-        out.append(
-            f'<text x="{width / 2:.0f}" y="{height / 2:.0f}" text-anchor="middle"'
-            ' fill="#777777">no frames yet</text></svg>'
-        )
-        return "".join(out)
-
-    t0 = frames[0].time
-    span_ms = max((frames[-1].time - t0) * 1000.0, 1.0)
-    scale = (plot_right - plot_left) / span_ms
-
-    def x_of(frame: Frame) -> float:
-        return plot_left + (frame.time - t0) * 1000.0 * scale
-
-    out.extend(_turns(frames, x_of, _TOP, plot_bottom, gap_ms))
-    for name, lane in lanes.items():
-        y = _TOP + lane * lane_height
-        colour = PALETTE[lane % len(PALETTE)]
-        shade = 0.06 + 0.04 * (lane % 2)  # alternate lanes, to tell them apart
-        out.append(
-            f'<g class="mlab-lane" data-lane="{esc(name)}">'
-            f'<rect x="{plot_left}" y="{_fmt(y)}" width="{plot_right - plot_left}"'
-            f' height="{_fmt(lane_height)}" fill="{colour}" fill-opacity="{shade:.2f}"/>'
-            f'<text x="{plot_left - 6}" y="{_fmt(y + lane_height / 2 + 4)}" text-anchor="end"'
-            f' fill="{colour}">{esc(name)}</text></g>'
-        )
-    out.extend(_marks(frames, lanes, x_of, lane_height, max_marks_per_lane))
-    out.extend(_axis(span_ms, scale, plot_left, plot_right, plot_bottom))
-    out.append("</svg>")
-    return "".join(out)
-
-
-def _turns(
-    frames: list[Frame], x_of: Callable[[Frame], float], top: float, bottom: float, gap_ms: float
-) -> list[str]:
-    out: list[str] = []
-    starts = [f for f in frames if f.type == "agent_response_start"]
-    ends = [f for f in frames if f.type == "agent_response_end"]
-    if starts or ends:
-        open_start: Frame | None = None
-        for frame in frames:
-            if frame.type == "agent_response_start":
-                open_start = frame
-            elif frame.type == "agent_response_end" and open_start is not None:
-                x1, x2 = x_of(open_start), x_of(frame)
-                out.append(
-                    f'<rect class="mlab-turn" x="{_fmt(x1)}" y="{top}"'
-                    f' width="{_fmt(max(x2 - x1, 1.0))}" height="{_fmt(bottom - top)}"'
-                    ' fill="#000000" fill-opacity="0.05"/>'
-                )
-                open_start = None
-        for frame in starts + ends:
-            kind = "start" if frame.type == "agent_response_start" else "end"
-            x = _fmt(x_of(frame))
-            out.append(
-                f'<line class="mlab-boundary mlab-boundary-{kind}" data-seq="{frame.seq}"'
-                f' x1="{x}" x2="{x}" y1="{top}" y2="{_fmt(bottom)}" stroke="#555555"'
-                f' stroke-width="1" stroke-opacity="0.6"/>'
-            )
-        return out
-    for before, after in zip(frames, frames[1:], strict=False):
-        if (after.time - before.time) * 1000.0 > gap_ms:
-            x = _fmt((x_of(before) + x_of(after)) / 2)
-            out.append(
-                f'<line class="mlab-boundary mlab-boundary-gap" data-seq="{after.seq}"'
-                f' x1="{x}" x2="{x}" y1="{top}" y2="{_fmt(bottom)}" stroke="#555555"'
-                ' stroke-dasharray="4 3" stroke-width="1"/>'
-            )
-    return out
-
-
-def _mark(x: float, y: float, colour: str, direction: str, attrs: str, title: str) -> str:
-    if direction == "in":
-        tag = "rect"
-        shape = (
-            f'<rect x="{_fmt(x - _MARK)}" y="{_fmt(y - _MARK)}" width="{_fmt(2 * _MARK)}"'
-            f' height="{_fmt(2 * _MARK)}" fill="{colour}" stroke="#ffffff" stroke-width="0.5"'
-        )
-    else:
-        tag = "circle"
-        shape = (
-            f'<circle cx="{_fmt(x)}" cy="{_fmt(y)}" r="{_fmt(_MARK)}" fill="{colour}"'
-            ' stroke="#ffffff" stroke-width="0.5"'
-        )
-    return f'{shape} class="mlab-mark" {attrs}><title>{esc(title)}</title></{tag}>'
-
-
-def _marks(
-    frames: list[Frame],
-    lanes: dict[str, int],
-    x_of: Callable[[Frame], float],
-    lane_height: float,
-    max_marks: int,
-) -> list[str]:
-    per_lane: dict[str, list[Frame]] = {name: [] for name in lanes}
-    for frame in frames:
-        per_lane[lane_of(frame)].append(frame)
-    t0 = frames[0].time
-    out: list[str] = []
-    for name, lane_frames in per_lane.items():
-        lane = lanes[name]
-        colour = PALETTE[lane % len(PALETTE)]
-        y = _TOP + lane * lane_height + lane_height / 2
-        if len(lane_frames) <= max_marks:
-            for frame in lane_frames:
-                ms = (frame.time - t0) * 1000.0
-                out.append(
-                    _mark(
-                        x_of(frame),
-                        y,
-                        colour,
-                        frame.direction,
-                        f'data-seq="{frame.seq}" data-lane="{esc(name)}"',
-                        f"#{frame.seq} {frame.direction} {name} +{ms:.1f} ms",
-                    )
-                )
-            continue
-        # Too many to draw one by one: one mark per pixel column and direction.
-        buckets: dict[tuple[int, str], list[Frame]] = {}
-        for frame in lane_frames:
-            buckets.setdefault((round(x_of(frame)), frame.direction), []).append(frame)
-        for (x, direction), group in sorted(buckets.items()):
-            out.append(
-                _mark(
-                    float(x),
-                    y,
-                    colour,
-                    direction,
-                    f'data-seq="{group[0].seq}" data-lane="{esc(name)}" data-count="{len(group)}"',
-                    f"{len(group)} {direction} {name} frames from #{group[0].seq}",
-                )
-            )
-    return out
+    model = TimelineModel(gap_ms)
+    for frame in recording:
+        model.add_frame(frame)
+    return model.svg(width, height, max_marks_per_lane=max_marks_per_lane)
 
 
 def _axis(span_ms: float, scale: float, left: float, right: float, bottom: float) -> list[str]:
@@ -274,12 +503,23 @@ def _axis(span_ms: float, scale: float, left: float, right: float, bottom: float
 class Timeline(widgets.HTML):
     """The timeline SVG of a Recording as a widget that follows the recording.
 
+    It shares the recording's :class:`~memgpt_lab.widgets.inspector.FrameIndex`
+    with a TrafficInspector of the same recording (each frame's JSON is parsed
+    once for both) and keeps a :class:`TimelineModel`, which takes in only the
+    frames that are new since the last redraw; a redraw costs the same at a
+    hundred frames or a million, and nothing is redrawn when nothing arrived.
+
     Args:
         recording: the Recording to draw.
         width: SVG width in pixels.
         live: subscribe and redraw by itself; otherwise call :meth:`refresh`.
-        interval: seconds between live redraws (redrawing is O(frames)).
-        **options: passed on to :func:`timeline_svg`.
+        interval: the least seconds between live redraws.
+        chunk: frames a live redraw takes in at most (a long recording is
+            drawn as it is taken in, a chunk a redraw).
+        scheduler: where live redraws run (the process's one widget thread by
+            default); tests pass one on a clock of their own.
+        gap_ms: without turn markers, a silence this long marks a turn boundary.
+        max_marks_per_lane: at most this many marks per lane and direction.
 
     Call :meth:`close` to unsubscribe.
     """
@@ -290,28 +530,93 @@ class Timeline(widgets.HTML):
         width: int = 800,
         *,
         live: bool = True,
-        interval: float = 0.25,
-        **options: float,
+        interval: float = 0.2,
+        gap_ms: float = 1000.0,
+        max_marks_per_lane: int = 2000,
+        chunk: int = CHUNK,
+        scheduler: Scheduler | None = None,
     ) -> None:
+        if chunk < 1:
+            raise ValueError(f"chunk must be at least 1, not {chunk}")
         super().__init__()
         self.add_class("mlab-timeline-widget")
         self._recording = recording
         self._width = width
-        self._options = options
+        self._gap_ms = gap_ms
+        self._max_marks = max_marks_per_lane
         self._lock = threading.Lock()
-        self.refresh()
-        self._live = LiveRefresh(recording, self.refresh, interval) if live else None
+        self._index = shared_index(recording)
+        self._generation = -1
+        self._model = TimelineModel(gap_ms)
+        self._drawn = -1
+        self._live: LiveRefresh | None = None
+        if live:
+            self._refresh(min(chunk, FIRST_CHUNK))
+            self._live = LiveRefresh(
+                recording, lambda: self._refresh(chunk), interval, scheduler=scheduler
+            )
+            if self._model.count < len(recording):
+                self._live.poke()
+        else:
+            self.refresh()
 
     def __repr__(self) -> str:
         return f"<Timeline of {len(self._recording)} frames>"
 
+    @property
+    def model(self) -> TimelineModel:
+        """What is drawn: the frames taken in so far, binned."""
+        return self._model
+
     def refresh(self) -> None:
-        """Redraw from the recording's current frames."""
+        """Take in every new frame and redraw."""
+        self._refresh(None)
+
+    def _refresh(self, limit: int | None) -> bool:
         with self._lock:
-            self.value = timeline_svg(self._recording, self._width, **self._options)  # type: ignore[arg-type]
+            index = self._index
+            with index.lock:
+                behind = index.catch_up(self._recording, limit)
+                if index.generation != self._generation:
+                    self._generation = index.generation
+                    self._model = TimelineModel(self._gap_ms)
+                    self._drawn = -1
+                indexed = len(index)
+                end = indexed if limit is None else min(indexed, self._model.count + limit)
+                self._take_in(index, end)
+                behind = behind or end < indexed
+            model = self._model
+            if model.count != self._drawn:
+                self._drawn = model.count
+                self.value = model.svg(self._width, max_marks_per_lane=self._max_marks)
+            return behind
+
+    def _take_in(self, index: FrameIndex, end: int) -> None:
+        model, start = self._model, self._model.count
+        if start >= end:
+            return
+        frames = index.frames
+        lanes, lane_names = index.columns["lane"], index.names["lane"]
+        directions, direction_names = index.columns["direction"], index.names["direction"]
+        types, type_codes = index.columns["type"], index.codes["type"]
+        start_code = type_codes.get("agent_response_start", -1)
+        end_code = type_codes.get("agent_response_end", -1)
+        add = model.add
+        for pos in range(start, end):
+            frame = frames[pos]
+            code = types[pos]
+            kind = TURN_START if code == start_code else TURN_END if code == end_code else OTHER
+            add(
+                frame.time,
+                frame.seq,
+                lane_names[lanes[pos]],
+                direction_names[directions[pos]] != "in",
+                kind,
+            )
 
     def close(self) -> None:
         """Unsubscribe from the recording and close the widget."""
-        if self._live is not None:
-            self._live.close()
+        live = getattr(self, "_live", None)  # None too when __init__ refused its arguments
+        if live is not None:
+            live.close()
         super().close()

@@ -54,16 +54,16 @@ def test_quickstart_lab_buttons_record_traffic(jupyter_lab, lab, screenshot_dir)
 
     # Send: a whole turn, recorded as a server would frame it (7 frames).
     tab("Console")
-    root.locator(".mlab-console-input input").fill("Hello again")
+    root.locator(".mlab-console-input textarea").fill("Hello again")
     root.locator("button.mlab-console-send").click()
     expect(root.locator(".mlab-console .mlab-user").last).to_contain_text("Hello again")
-    expect(root.locator(".mlab-console-input input")).to_have_value("")
+    expect(root.locator(".mlab-console-input textarea")).to_have_value("")
     tab("Traffic")
     expect(rows).to_have_count(FRAMES_AFTER_RUN + 7, timeout=TIMEOUT_MS)
 
     # Step: one step of a heartbeat chain, then the pending heartbeat.
     tab("Console")
-    root.locator(".mlab-console-input input").fill("My name is Bob")
+    root.locator(".mlab-console-input textarea").fill("My name is Bob")
     root.locator("button.mlab-console-step").click()
     expect(root.locator(".mlab-console-pending")).to_contain_text("heartbeat", timeout=TIMEOUT_MS)
     lab.screenshot("stepped")
