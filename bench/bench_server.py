@@ -415,13 +415,19 @@ def step_in_process(agents: int, turns: int, warmup: int) -> dict[str, Any]:
         for agent in made:
             agent.turn(MESSAGE)
     steps = 0
+    cpu = time.process_time()
     start = time.perf_counter()
     for _ in range(turns):
         for agent in made:
             steps += len(agent.turn(MESSAGE).steps)
     seconds = time.perf_counter() - start
+    cpu = time.process_time() - cpu
     store.close()
-    return {"rate": agents * turns / seconds, "steps_per_turn": steps / (agents * turns)}
+    return {
+        "rate": agents * turns / seconds,
+        "steps_per_turn": steps / (agents * turns),
+        "cpu_per_turn": cpu / (agents * turns),
+    }
 
 
 # --------------------------------------------------------------------------- run
@@ -481,6 +487,12 @@ def run() -> list[Result]:
     bare1, bare10 = _best(bare[1]), _best(bare[many])
     local = max(in_process, key=lambda r: r["rate"])
     limit = 1 / (1 / bare10["rate"] + 1 / local["rate"])
+    # The same comparison in CPU seconds per turn: steadier than rates on a shared machine,
+    # since time the process waits for a core counts in neither.
+    cpu_server = min(r["server_cpu"] / r["rate"] for r in lab[many])
+    cpu_limit = min(r["server_cpu"] / r["rate"] for r in bare[many]) + min(
+        r["cpu_per_turn"] for r in in_process
+    )
     every = [*lab[1], *lab[many], *bare[1], *bare[many], *proxied]
     failures = sum(r["failures"] for r in every)
     first_error = next((r["first_error"] for r in every if r["first_error"]), "")
@@ -526,6 +538,13 @@ def run() -> list[Result]:
         ),
         Result(
             f"server: memgpt-lab serve / limit, {many} clients", lab10["rate"] / limit, "ratio", 0.7
+        ),
+        Result(
+            f"server: CPU per turn, (bare + in-process) / memgpt-lab serve, {many} clients",
+            cpu_limit / cpu_server,
+            "ratio",
+            note=f"server {cpu_server * 1e6:,.0f} µs of CPU per turn; bare server plus "
+            f"in-process agents {cpu_limit * 1e6:,.0f} µs",
         ),
         Result(
             f"server: turn latency p99, {many} clients",
