@@ -87,6 +87,7 @@ _EXPORTS: dict[str, str] = {
     "Frame": "memgpt_lab.recorder",
     "MockWebSocket": "memgpt_lab.recorder",
     "Recording": "memgpt_lab.recorder",
+    "RecordingFormatError": "memgpt_lab.recorder",
     "TickClock": "memgpt_lab.recorder",
     # errors
     "FrameTimeoutError": "memgpt_lab.errors",
@@ -186,7 +187,13 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         save_preset,
         use_preset,
     )
-    from memgpt_lab.recorder import Frame, MockWebSocket, Recording, TickClock
+    from memgpt_lab.recorder import (
+        Frame,
+        MockWebSocket,
+        Recording,
+        RecordingFormatError,
+        TickClock,
+    )
     from memgpt_lab.system import FixedClock
     from memgpt_lab.turns import Outbox, TurnEngine
     from memgpt_lab.ws.interface import (

@@ -17,7 +17,6 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedError, Conne
 
 from memgpt_lab.errors import FrameTimeoutError, LabError, RecordingAssertionError
 from memgpt_lab.recorder import (
-    _UNSET,
     ANY,
     Frame,
     MockWebSocket,
@@ -27,6 +26,7 @@ from memgpt_lab.recorder import (
     frame_matches,
     matches,
 )
+from memgpt_lab.recorder.frame import _UNSET
 from memgpt_lab.ws import protocol
 
 
