@@ -85,9 +85,9 @@ _ABNORMAL = 1006  # no close frame at all; never on the wire
 _SECRET_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key"}
 )
-_SECRET_WORDS = re.compile(r"token|secret|passw|api[-_]?key|session", re.IGNORECASE)
+_SECRET_WORDS = re.compile(r"token|secret|passw|api[-_]?key", re.IGNORECASE)
 _SECRET_PARAMS = re.compile(
-    r"^(token|access_token|api[-_]?key|key|secret|password|auth|session)$", re.IGNORECASE
+    r"^(token|access_token|api[-_]?key|key|secret|password|auth)$", re.IGNORECASE
 )
 # Per hop, or rebuilt by the proxy: never copied from an upstream refusal.
 _HOP_HEADERS = frozenset(
@@ -136,7 +136,7 @@ def mask_headers(headers: Iterable[tuple[str, str]]) -> list[list[str]]:
 
     ``Authorization: Bearer abc`` becomes ``Bearer ***``; cookies keep their
     names (``a=***; b=***``), ``Set-Cookie`` its attributes; any other header
-    whose name says token, secret, password, api key or session is ``***``.
+    whose name says token, secret, password or api key is ``***``.
     """
     return [
         [name, _mask_value(name, value) if _is_secret(name) else value] for name, value in headers
