@@ -94,7 +94,7 @@ def test_frame_opcode_follows_the_payload() -> None:
         ("text", "a", b"b", "'text' frame cannot hold text=str and data=bytes"),
         ("binary", "a", None, "'binary' frame cannot hold text=str"),
         ("close", "a", None, "'close' frame cannot hold text=str"),
-        ("ping", None, None, "opcode must be one of text, binary, close, not 'ping'"),
+        ("nope", None, None, "opcode must be one of text, binary, close, ping, pong, not .nope."),
     ],
 )
 def test_a_frame_whose_opcode_does_not_fit_is_refused(

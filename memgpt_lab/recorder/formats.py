@@ -26,7 +26,10 @@ class RecordingFormatError(LabError, ValueError):
 def opened(path_or_file: str | os.PathLike[str] | IO[str], mode: str) -> Iterator[IO[str]]:
     """A text file for a path (UTF-8, closed afterwards) or the open file itself (left open)."""
     if isinstance(path_or_file, (str, os.PathLike)):
-        with open(path_or_file, mode, encoding="utf-8", newline="\n" if "w" in mode else None) as f:
+        # A lone surrogate cannot be UTF-8: written as the JSON escape \udXXX, which is
+        # exactly what backslashreplace makes of it (it only occurs inside JSON strings).
+        errors = "backslashreplace" if "w" in mode else "strict"
+        with open(path_or_file, mode, encoding="utf-8", errors=errors) as f:
             yield f
     else:
         yield path_or_file
@@ -54,7 +57,7 @@ def detect_format(path: str | os.PathLike[str]) -> str:
         raise RecordingFormatError(f"{path}: empty file, neither HAR nor JSON lines")
     with contextlib.suppress(ValueError):
         value = json.loads(first_line)
-        if isinstance(value, dict) and "direction" in value:
+        if isinstance(value, dict) and ("direction" in value or "connection_info" in value):
             return "jsonl"
     if head.lstrip().startswith("{") and '"log"' in head:
         return "har"

@@ -5,13 +5,17 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeAlias
 
 __all__ = ["DIRECTIONS", "OPCODES", "Frame"]
 
 #: ``"out"``: server/agent side to client; ``"in"``: client to server.
 DIRECTIONS = ("out", "in")
-OPCODES = ("text", "binary", "close")
+#: Data frames (text, binary) and control frames (close, ping, pong).
+OPCODES = ("text", "binary", "close", "ping", "pong")
+
+#: A frame's control slot: None (text, binary), (code, reason) (close), "ping" or "pong".
+Control: TypeAlias = tuple[int | None, str | None] | str | None
 
 _UNSET: Any = object()  # Frame.json not parsed yet (None is a valid cached result)
 
@@ -20,8 +24,9 @@ class Frame:
     """One captured WebSocket frame. Built by a recording; immutable by convention.
 
     A frame holds eight slots (about 100 bytes besides its payload): the opcode
-    follows from the payload (str: text, bytes: binary, neither: close), and the
-    close code and reason share one slot, since close frames are rare.
+    follows from the payload (str: text, bytes: binary, neither: close) and one
+    slot for control frames (close code and reason, or ``"ping"``/``"pong"``),
+    since those are rare.
 
     Attributes:
         seq: 1-based position in the recording that captured it.
@@ -30,7 +35,7 @@ class Frame:
         direction: ``"out"`` (server to client) or ``"in"`` (client to server).
         opcode: ``"text"``, ``"binary"`` or ``"close"``.
         text: the text of a text frame, else None.
-        data: the payload of a binary frame, else None.
+        data: the payload of a binary, ping or pong frame, else None.
         connection_id: which connection carried it (``"c1"``...), or ``""``.
         close_code: the code of a close frame, else None.
         close_reason: the reason of a close frame, else None.
@@ -47,7 +52,7 @@ class Frame:
         "direction",
         "connection_id",
         "_payload",
-        "_close",
+        "_control",
         "_json",
     )
 
@@ -77,13 +82,16 @@ class Frame:
         self.connection_id = connection_id
         if opcode == "text" and text is not None and data is None:
             self._payload: str | bytes | None = text
-            self._close: tuple[int | None, str | None] | None = None
+            self._control: Control = None
         elif opcode == "binary" and data is not None and text is None:
             self._payload = data if type(data) is bytes else bytes(data)
-            self._close = None
+            self._control = None
         elif opcode == "close" and text is None and data is None:
             self._payload = None
-            self._close = (close_code, close_reason)
+            self._control = (close_code, close_reason)
+        elif (opcode == "ping" or opcode == "pong") and text is None:
+            self._payload = b"" if data is None else bytes(data)
+            self._control = opcode
         else:
             raise ValueError(
                 f"a {opcode!r} frame cannot hold text={_kind(text)} and data={_kind(data)}"
@@ -101,7 +109,7 @@ class Frame:
         direction: str,
         connection_id: str,
         payload: str | bytes | None,
-        close: tuple[int | None, str | None] | None,
+        control: Control,
     ) -> Frame:
         """Build without checks, for recordings that already checked (the hot path)."""
         frame = cls.__new__(cls)
@@ -111,17 +119,19 @@ class Frame:
         frame.direction = direction
         frame.connection_id = connection_id
         frame._payload = payload
-        frame._close = close
+        frame._control = control
         frame._json = _UNSET
         return frame
 
     @property
     def opcode(self) -> str:
         """``"text"``, ``"binary"`` or ``"close"``."""
-        payload = self._payload
-        if type(payload) is str:
+        if type(self._payload) is str:
             return "text"
-        return "close" if payload is None else "binary"
+        control = self._control
+        if control is None:
+            return "binary"
+        return "close" if type(control) is tuple else control  # type: ignore[return-value]
 
     @property
     def text(self) -> str | None:
@@ -131,21 +141,21 @@ class Frame:
 
     @property
     def data(self) -> bytes | None:
-        """The payload of a binary frame, else None."""
+        """The payload of a binary, ping or pong frame, else None."""
         payload = self._payload
         return payload if type(payload) is bytes else None
 
     @property
     def close_code(self) -> int | None:
         """The code of a close frame, else None."""
-        close = self._close
-        return None if close is None else close[0]
+        control = self._control
+        return control[0] if type(control) is tuple else None
 
     @property
     def close_reason(self) -> str | None:
         """The reason of a close frame, else None."""
-        close = self._close
-        return None if close is None else close[1]
+        control = self._control
+        return control[1] if type(control) is tuple else None
 
     @property
     def payload(self) -> str | bytes | None:
@@ -187,9 +197,9 @@ class Frame:
             return len(payload) if payload.isascii() else len(payload.encode("utf-8"))
         if payload is not None:
             return len(payload)
-        close = self._close
-        if close is not None and close[0] is not None:
-            return 2 + len((close[1] or "").encode("utf-8"))
+        control = self._control
+        if type(control) is tuple and control[0] is not None:
+            return 2 + len((control[1] or "").encode("utf-8"))
         return 0
 
     def preview(self, width: int = 60) -> str:
@@ -206,6 +216,8 @@ class Frame:
         else:
             data = payload
             shown = f"<{len(data)} bytes> {data[: max(width // 2, 1)].hex()}"
+            if self._control is not None:
+                shown = f"{self._control} {shown}"
         if len(shown) > width:
             shown = shown[: max(width - 1, 0)] + "…"
         return shown
@@ -223,7 +235,7 @@ class Frame:
         payload = self._payload
         if type(payload) is str:
             out["text"] = payload
-        elif type(payload) is bytes:
+        elif type(payload) is bytes:  # binary, ping, pong
             out["data_b64"] = base64.b64encode(payload).decode("ascii")
         else:
             out["close_code"] = self.close_code

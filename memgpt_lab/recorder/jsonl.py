@@ -9,9 +9,9 @@ from __future__ import annotations
 import base64
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Mapping
 from json.encoder import encode_basestring
-from typing import IO
+from typing import IO, Any
 
 from memgpt_lab.recorder.formats import RecordingFormatError, opened
 from memgpt_lab.recorder.frame import Frame
@@ -34,9 +34,9 @@ def _line(frame: Frame) -> str:
         return (
             f'{head}"opcode":"text","connection_id":{conn},"text":{encode_basestring(payload)}}}\n'
         )
-    if type(payload) is bytes:
+    if type(payload) is bytes:  # binary, ping, pong
         data = base64.b64encode(payload).decode("ascii")
-        return f'{head}"opcode":"binary","connection_id":{conn},"data_b64":"{data}"}}\n'
+        return f'{head}"opcode":"{frame.opcode}","connection_id":{conn},"data_b64":"{data}"}}\n'
     code = "null" if frame.close_code is None else int(frame.close_code)
     reason = "null" if frame.close_reason is None else encode_basestring(frame.close_reason)
     return (
@@ -45,10 +45,21 @@ def _line(frame: Frame) -> str:
     )
 
 
-def write_jsonl(frames: Iterable[Frame], path_or_file: str | os.PathLike[str] | IO[str]) -> int:
-    """Write one JSON object per frame; returns how many were written."""
+def write_jsonl(
+    frames: Iterable[Frame],
+    path_or_file: str | os.PathLike[str] | IO[str],
+    connections: Mapping[str, Mapping[str, Any]] | None = None,
+) -> int:
+    """Write one JSON object per frame; returns how many frames were written.
+
+    Each connection's handshake information, when there is some, comes first as
+    a line ``{"connection_info": {...}, "connection_id": ...}``.
+    """
     count = 0
     with opened(path_or_file, "w") as file:
+        for cid, info in (connections or {}).items():
+            line = {"connection_id": cid, "connection_info": dict(info)}
+            file.write(json.dumps(line, ensure_ascii=False) + "\n")
         chunk: list[str] = []
         for frame in frames:
             chunk.append(_line(frame))
@@ -61,26 +72,32 @@ def write_jsonl(frames: Iterable[Frame], path_or_file: str | os.PathLike[str] | 
     return count
 
 
-def iter_jsonl(path_or_file: str | os.PathLike[str] | IO[str]) -> Iterator[Frame]:
-    """The frames a JSON lines file holds, in order; blank lines are skipped.
+def read_jsonl(
+    path_or_file: str | os.PathLike[str] | IO[str],
+) -> tuple[list[Frame], dict[str, dict[str, Any]]]:
+    """The frames of a JSON lines file, in order, and the connections' handshake information.
+
+    Blank lines are skipped.
 
     Raises:
         RecordingFormatError: a line is not JSON or not a frame (the message
             names the line).
     """
+    frames: list[Frame] = []
+    connections: dict[str, dict[str, Any]] = {}
     with opened(path_or_file, "r") as file:
         name = getattr(file, "name", "<stream>")
         for number, line in enumerate(file, 1):
             if not line.strip():
                 continue
             try:
-                yield Frame.from_dict(json.loads(line))
-            except (ValueError, KeyError, TypeError) as exc:
+                value = json.loads(line)
+                if isinstance(value, dict) and "connection_info" in value:
+                    connections[str(value["connection_id"])] = dict(value["connection_info"])
+                else:
+                    frames.append(Frame.from_dict(value))
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 raise RecordingFormatError(
                     f"{name}, line {number}: not a recorded frame ({type(exc).__name__}: {exc})"
                 ) from exc
-
-
-def read_jsonl(path_or_file: str | os.PathLike[str] | IO[str]) -> list[Frame]:
-    """Every frame of a JSON lines file; see :func:`iter_jsonl`."""
-    return list(iter_jsonl(path_or_file))
+    return frames, connections

@@ -33,15 +33,17 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any, overload
 
 from memgpt_lab.errors import FrameTimeoutError, RecordingAssertionError
-from memgpt_lab.recorder.frame import _UNSET, OPCODES, Frame
+from memgpt_lab.recorder.frame import _UNSET, OPCODES, Control, Frame
 from memgpt_lab.recorder.matching import Expected, describe, frame_matches
 from memgpt_lab.recorder.matching import predicate as _predicate
 
 if TYPE_CHECKING:
+    from memgpt_lab.recorder.diff import RecordingDiff
+    from memgpt_lab.recorder.normalise import Normaliser
     from memgpt_lab.recorder.waiting import Waker
 
 __all__ = ["Recording", "TickClock"]
@@ -189,12 +191,16 @@ class Recording(Sequence[Frame]):
         self._watched = False  # any waiter at all: the only check record() pays for
         self._subscribers: tuple[Callable[[Frame], object], ...] = ()
         self._connections = 0
+        self._connection_info: dict[str, dict[str, Any]] = {}
+        #: Entries a HAR file held that were not WebSocket connections (set by ``from_har``).
+        self.skipped_entries = 0
 
     @classmethod
     def _snapshot(cls, frames: list[Frame], like: Recording) -> Recording:
         rec = cls(like.clock, like.wall_clock)
         rec._frames = frames
         rec._seq = frames[-1].seq if frames else 0
+        rec._connection_info = dict(like._connection_info)
         return rec
 
     @property
@@ -229,7 +235,8 @@ class Recording(Sequence[Frame]):
         """Capture one frame and return it.
 
         The opcode is inferred from the payload (str: text, bytes: binary) unless
-        given; a ``"close"`` frame takes no payload. Waiters are woken, then
+        given; a ``"close"`` frame takes no payload, ``"ping"`` and ``"pong"``
+        take bytes (or None, for none). Waiters are woken, then
         subscribers are called on this thread.
 
         Raises:
@@ -239,7 +246,7 @@ class Recording(Sequence[Frame]):
         if direction != "out" and direction != "in":
             raise ValueError(f"direction must be 'out' or 'in', not {direction!r}")
         body: str | bytes | None
-        close: tuple[int | None, str | None] | None = None
+        control: Control = None
         if opcode is None or opcode == "text" or opcode == "binary":
             kind = type(payload)
             if kind is str or kind is bytes:
@@ -252,14 +259,22 @@ class Recording(Sequence[Frame]):
             body = None
             if close_reason is None and close_code is not None:
                 close_reason = ""
-            close = (close_code, close_reason)
+            control = (close_code, close_reason)
+        elif opcode == "ping" or opcode == "pong":
+            if payload is None:
+                body = b""
+            elif isinstance(payload, (bytes, bytearray, memoryview)):
+                body = bytes(payload)
+            else:
+                raise TypeError(f"a {opcode} payload must be bytes, not {type(payload).__name__}")
+            control = opcode
         else:
             raise ValueError(f"opcode must be one of {', '.join(OPCODES)}, not {opcode!r}")
         with self._lock:  # times read under the lock, so they never run backwards against seq
             now = self.clock()
             wall = self.wall_clock()
             seq = self._seq = self._seq + 1
-            frame = Frame._make(seq, now, wall, direction, connection_id, body, close)
+            frame = Frame._make(seq, now, wall, direction, connection_id, body, control)
             if self.max_frames is None:
                 self._frames.append(frame)
             else:
@@ -299,7 +314,7 @@ class Recording(Sequence[Frame]):
                 frame.direction,
                 frame.connection_id,
                 frame._payload,
-                frame._close,
+                frame._control,
             )
             self._append_locked(copy)
             if self._watched:
@@ -346,6 +361,30 @@ class Recording(Sequence[Frame]):
                     self._subscribers = tuple(subs)
 
         return unsubscribe
+
+    def set_connection_info(self, connection_id: str, info: Mapping[str, Any]) -> None:
+        """Keep what is known of a connection's handshake, for HAR export and readers.
+
+        ``info`` is plain JSON-able data; the keys HAR export reads are ``url``,
+        ``method``, ``status``, ``status_text``, ``request_headers`` and
+        ``response_headers`` (lists of ``[name, value]`` pairs, secrets already
+        masked), ``subprotocol``, ``started`` (epoch seconds) and ``handshake_ms``.
+        Setting it again replaces it.
+        """
+        with self._lock:
+            self._connection_info[connection_id] = dict(info)
+
+    def connection_info(self, connection_id: str) -> dict[str, Any] | None:
+        """A copy of a connection's handshake information, or None when none was set."""
+        with self._lock:
+            info = self._connection_info.get(connection_id)
+            return None if info is None else dict(info)
+
+    @property
+    def connections(self) -> dict[str, dict[str, Any]]:
+        """Every connection's handshake information (a copy), by connection id."""
+        with self._lock:
+            return {cid: dict(info) for cid, info in self._connection_info.items()}
 
     def new_connection_id(self) -> str:
         """A short id unique in this recording: ``"c1"``, ``"c2"``..."""
@@ -691,10 +730,14 @@ class Recording(Sequence[Frame]):
         return "\n".join(lines)
 
     def to_jsonl(self, path_or_file: str | os.PathLike[str] | IO[str]) -> None:
-        """Write one JSON object per frame (see :meth:`Frame.to_dict`)."""
+        """Write one JSON object per frame (see :meth:`Frame.to_dict`).
+
+        Connections' handshake information, if any was set, comes first, one
+        ``{"connection_id": ..., "connection_info": {...}}`` line each.
+        """
         from memgpt_lab.recorder.jsonl import write_jsonl
 
-        write_jsonl(self.frames(), path_or_file)
+        write_jsonl(self.frames(), path_or_file, self.connections)
 
     @classmethod
     def from_jsonl(
@@ -711,7 +754,88 @@ class Recording(Sequence[Frame]):
         """
         from memgpt_lab.recorder.jsonl import read_jsonl
 
-        return cls._snapshot(read_jsonl(path_or_file), cls(clock, wall_clock))
+        frames, connections = read_jsonl(path_or_file)
+        rec = cls._snapshot(frames, cls(clock, wall_clock))
+        rec._connection_info = connections
+        return rec
+
+    def to_har(self, path_or_file: str | os.PathLike[str] | IO[str]) -> None:
+        """Write HAR 1.2, one entry per connection, as Chrome DevTools writes WebSocket traffic.
+
+        ``"in"`` frames (client to server) are ``"send"`` messages, ``"out"``
+        frames are ``"receive"``: a HAR is written from the client's side. See
+        :mod:`memgpt_lab.recorder.har` for the fields.
+        """
+        from memgpt_lab import __version__
+        from memgpt_lab.recorder.har import write_har
+
+        write_har(self.frames(), self.connections, path_or_file, creator_version=__version__)
+
+    @classmethod
+    def from_har(
+        cls,
+        path_or_file: str | os.PathLike[str] | IO[str],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> Recording:
+        """The WebSocket traffic of a HAR file (Chrome DevTools, Playwright, this project).
+
+        Each WebSocket entry becomes a connection (its handshake kept, see
+        :meth:`connection_info`); HTTP entries are skipped and counted in
+        :attr:`skipped_entries`. Files written by :meth:`to_har` read back with
+        the same ``seq``, times and connection ids.
+
+        Raises:
+            RecordingFormatError: the file is not HAR or holds an unreadable message.
+        """
+        from memgpt_lab.recorder.har import read_har
+
+        contents = read_har(path_or_file)
+        rec = cls._snapshot(contents.frames, cls(clock, wall_clock))
+        rec._connection_info = contents.connections
+        rec.skipped_entries = contents.skipped
+        return rec
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> Recording:
+        """Read a recording from HAR or JSON lines, whichever the file is.
+
+        The suffix decides (``.har``; ``.jsonl``, ``.ndjson``), else the content.
+
+        Raises:
+            RecordingFormatError: the file is neither, or not readable as what it seems.
+            FileNotFoundError: there is no such file.
+        """
+        from memgpt_lab.recorder.formats import detect_format
+
+        if detect_format(path) == "har":
+            return cls.from_har(path, clock=clock, wall_clock=wall_clock)
+        return cls.from_jsonl(path, clock=clock, wall_clock=wall_clock)
+
+    def diff(self, other: Recording, normalise: Normaliser | None = None) -> RecordingDiff:
+        """Compare with ``other``, frame by frame, whatever their times and ids.
+
+        Both are normalised (by default with :class:`~memgpt_lab.recorder.normalise.Normaliser`
+        ``()``, the snapshots' normaliser: times, ids and uuids become placeholders
+        in order of first appearance), then aligned by connection (in order of
+        first appearance) and, within one, by order, tolerating inserted and
+        missing frames.
+
+        Returns:
+            A :class:`~memgpt_lab.recorder.diff.RecordingDiff`: falsy when they
+            agree; its rows say same / changed / only-left / only-right, and
+            ``str()`` shows the differences.
+        """
+        from memgpt_lab.recorder.diff import diff_recordings
+
+        return diff_recordings(self, other, normalise)
 
 
 def _table_preview(frame: Frame, width: int) -> str:
