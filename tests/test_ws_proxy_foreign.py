@@ -16,7 +16,7 @@ from websockets.frames import Opcode
 from websockets.sync.client import ClientConnection, connect
 from websockets.sync.server import ServerConnection, serve
 
-from memgpt_lab.recorder import OPCODES
+from memgpt_lab.recorder import Recording
 from memgpt_lab.ws.proxy import MASK, RecordingProxy, handshake_info, mask_headers, mask_url
 
 HERE = Path(__file__).parent
@@ -76,6 +76,8 @@ def test_a_required_subprotocol_is_negotiated_end_to_end(
     (info,) = proxy.handshakes.values()
     assert info["status"] == 101
     assert info["subprotocol"] == GRAPHQL
+    assert info["handshake_ms"] >= 0
+    assert proxy.recording.connection_info("c1") == info
     assert ["Sec-WebSocket-Protocol", GRAPHQL] in info["response_headers"]
     assert ["Sec-WebSocket-Protocol", f"other, {GRAPHQL}"] in info["request_headers"]
 
@@ -177,7 +179,7 @@ def test_origin_and_extra_headers_as_configured(node_server: Callable[[str], str
 
 
 def test_a_refused_handshake_reaches_the_client_with_the_same_status_and_headers(
-    node_server: Callable[[str], str],
+    node_server: Callable[[str], str], tmp_path: Path
 ) -> None:
     upstream = node_server("refuse")
     with pytest.raises(InvalidStatus) as direct:
@@ -196,6 +198,14 @@ def test_a_refused_handshake_reaches_the_client_with_the_same_status_and_headers
             ws.send("in")
             assert ws.recv(timeout=TIMEOUT) == "in"
     refused, accepted = proxy.handshakes.values()
+    assert proxy.recording.connections == proxy.handshakes  # kept in the recording too
+    har = tmp_path / "refused.har"
+    proxy.recording.to_har(har)
+    loaded = Recording.from_har(har)
+    assert {cid: info["status"] for cid, info in loaded.connections.items()} == {
+        "c1": 401,
+        "c2": 101,
+    }
     assert (refused["status"], refused["status_text"]) == (401, "Unauthorized")
     assert ["WWW-Authenticate", 'Bearer realm="lab"'] in refused["response_headers"]
     assert ["Authorization", f"Bearer {MASK}"] in refused["request_headers"]
@@ -214,7 +224,6 @@ def test_pings_go_through_both_ways(node_server: Callable[[str], str]) -> None:
     assert [f.opcode for f in proxy.recording] == ["text", "text", "text", "close", "close"]
 
 
-@pytest.mark.skipif("ping" not in OPCODES, reason="the recorder holds no control frames yet")
 def test_pings_and_pongs_are_recorded_when_asked(node_server: Callable[[str], str]) -> None:
     upstream = node_server("plain")
     with (
@@ -238,14 +247,6 @@ def test_pings_and_pongs_are_recorded_when_asked(node_server: Callable[[str], st
         ]
     )
     assert len(frames) == 2
-
-
-def test_record_pings_needs_a_recording_that_holds_them() -> None:
-    if "ping" in OPCODES:
-        assert RecordingProxy("ws://127.0.0.1:1", record_pings=True).record_pings
-    else:
-        with pytest.raises(ValueError, match="ping/pong"):
-            RecordingProxy("ws://127.0.0.1:1", record_pings=True)
 
 
 def test_an_unsolicited_pong_is_forwarded() -> None:

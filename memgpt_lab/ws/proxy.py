@@ -50,6 +50,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
@@ -69,7 +70,6 @@ from websockets.frames import Close, Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.typing import Origin, Subprotocol
 
-from memgpt_lab import recorder as _recorder
 from memgpt_lab.recorder import Recording
 from memgpt_lab.ws._serving import BackgroundServer
 
@@ -292,19 +292,19 @@ class RecordingProxy(BackgroundServer):
         self._upstream = parts
         super().__init__(host, port)
         self.recording = recording if recording is not None else Recording()
-        if record_pings and "ping" not in getattr(_recorder, "OPCODES", ()):
-            raise ValueError("record_pings=True needs a Recording that holds ping/pong frames")
         self.max_size = max_size
         self.open_timeout = open_timeout
         self.forward_headers = tuple(forward_headers)
         self.origin = origin
         self.extra_headers = dict(extra_headers or {})
         self.record_pings = record_pings
-        #: Each connection's handshake (see :func:`handshake_info`), by connection id.
+        #: Each connection's handshake (see :func:`handshake_info`), by connection id; the
+        #: recording holds the same (:meth:`Recording.connection_info`), so HAR export has it.
         self.handshakes: dict[str, dict[str, Any]] = {}
         # Upstream connections opened during a client's handshake, until its handler runs.
         self._opened: dict[ServerConnection, ClientConnection] = {}
         self._cids: dict[ServerConnection, str] = {}
+        self._began: dict[ServerConnection, tuple[float, float]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def _upstream_for(self, path: str) -> str:
@@ -336,6 +336,7 @@ class RecordingProxy(BackgroundServer):
     async def _process_request(
         self, connection: ServerConnection, request: Request
     ) -> Response | None:
+        self._began[connection] = (time.monotonic(), self.recording.wall_clock())
         headers, origin = self._upstream_headers(request)
         subprotocols = _offered_subprotocols(request.headers)
         try:
@@ -381,6 +382,9 @@ class RecordingProxy(BackgroundServer):
                 response.headers["Set-Cookie"] = cookie  # appends: one header per cookie
         cid = self.recording.new_connection_id()
         self._cids[connection] = cid
+        began = self._began.pop(connection, None)
+        now = (time.monotonic(), self.recording.wall_clock())
+        (monotonic, wall) = began if began is not None else now
         info = handshake_info(
             self._upstream_for(request.path),
             request.headers.raw_items(),
@@ -388,15 +392,15 @@ class RecordingProxy(BackgroundServer):
             response.reason_phrase,
             response.headers.raw_items(),
             subprotocol=upstream.subprotocol if upstream is not None else None,
-            started=self.recording.wall_clock(),
+            started=wall,
         )
+        info["handshake_ms"] = round((now[0] - monotonic) * 1000.0, 3)
         self.handshakes[cid] = info
-        keep = getattr(self.recording, "set_connection_info", None)
-        if keep is not None:
-            keep(cid, info)
+        self.recording.set_connection_info(cid, info)
 
     def _close_unclaimed(self, client: ServerConnection) -> None:
         self._cids.pop(client, None)
+        self._began.pop(client, None)
         upstream = self._opened.pop(client, None)
         if upstream is not None:
             self._spawn(upstream.close(1001))
