@@ -19,6 +19,10 @@
     faults to inject (``--rate-limit N``, ``--overflow-after N``...; see
     ``memgpt-lab serve-llm --help``). Any OpenAI client pointed at it works
     offline. An API key is required to bind beyond loopback.
+``memgpt-lab replay FILE --url ws://127.0.0.1:8282 [--snapshot GOLDEN] [--save NEW]``
+    Replays a captured session (HAR or JSON lines) against a live server
+    (:func:`memgpt_lab.ws.replay.replay`) and prints its differences; exits 1
+    when there are any (or an answer did not come), 0 when none, 2 on bad input.
 """
 
 from __future__ import annotations
@@ -80,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--width", type=int, default=110, help="table width (default 110)")
     _add_serve(commands)
     _add_serve_llm(commands)
+    _add_replay(commands)
     return parser
 
 
@@ -339,6 +344,79 @@ def _serve_llm(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_replay(commands: Any) -> None:
+    replay = commands.add_parser(
+        "replay",
+        help="replay a captured session against a live server; exit 1 on a difference",
+        description="Sends each connection's client frames to a live server in recorded order, "
+        "waiting for each answer, and compares what comes back with the recording (times and "
+        "ids normalised). Exit status: 0 no difference, 1 a difference, 2 bad input.",
+    )
+    add = replay.add_argument
+    add("file", help="the captured session: HAR or JSON lines")
+    add("--url", required=True, help="the live server, e.g. ws://127.0.0.1:8282")
+    add(
+        "--snapshot",
+        default=None,
+        metavar="GOLDEN",
+        help="compare with this recording instead of FILE; written from this run when missing",
+    )
+    add(
+        "--save",
+        default=None,
+        metavar="NEW",
+        help="write this run's recording (.har or JSON lines)",
+    )
+    add(
+        "--header",
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="a handshake header to send (the recording's own are masked), repeatable",
+    )
+    add("--timeout", type=float, default=30.0, help="seconds to wait for each answer (default 30)")
+
+
+def _save_recording(recording: Any, path: str) -> None:
+    if path.endswith(".har"):
+        recording.to_har(path)
+    else:
+        recording.to_jsonl(path)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    import os
+
+    from memgpt_lab.errors import LabError
+    from memgpt_lab.recorder import Recording
+    from memgpt_lab.ws.replay import replay
+
+    try:
+        headers = {}
+        for header in args.header:
+            name, sep, value = header.partition(":")
+            if not sep or not name.strip():
+                raise ValueError(f"--header takes 'NAME: VALUE', not {header!r}")
+            headers[name.strip()] = value.strip()
+        recording = Recording.load(args.file)
+        result = replay(recording, args.url, timeout=args.timeout, additional_headers=headers)
+        if args.save:
+            _save_recording(result.recording, args.save)
+        if args.snapshot and not os.path.exists(args.snapshot):
+            _save_recording(result.recording, args.snapshot)
+            print(f"memgpt-lab replay: wrote {args.snapshot} ({len(result.recording)} frames)")
+            return 1 if result.incomplete else 0
+        if args.snapshot:
+            golden = Recording.load(args.snapshot)
+            result.original = golden
+            result.diff = golden.diff(result.recording)
+    except (LabError, ValueError, OSError) as exc:  # unreadable file, bad URL
+        print(f"memgpt-lab replay: {exc}", file=sys.stderr)
+        return 2
+    print(result)
+    return 0 if result.ok else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "demo":
@@ -346,6 +424,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "serve-llm":
         return _serve_llm(args)
+    if args.command == "replay":
+        return _replay(args)
     return _serve(args)
 
 
