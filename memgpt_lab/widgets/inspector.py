@@ -299,6 +299,11 @@ class TrafficInspector(widgets.VBox):
         self._page_label = widgets.HTML()
         self._counts = widgets.HTML()
         self.detail = widgets.HTML(value=self._detail_html(None))
+        from memgpt_lab.widgets.inspector_files import RecordingFiles  # imports this module
+
+        #: The Load / Export bar (:class:`~memgpt_lab.widgets.inspector_files.RecordingFiles`).
+        self.files = RecordingFiles(self)
+        self._interval = interval
 
         for field, dropdown in self._dropdowns.items():
             dropdown.add_class(f"mlab-filter-{field.replace('_', '-')}")
@@ -328,6 +333,7 @@ class TrafficInspector(widgets.VBox):
                 widgets.HBox([*self._buttons.values(), self._page_label]),
                 self._counts,
                 self.detail,
+                self.files,
             ]
         )
         self.add_class("mlab-inspector")
@@ -440,6 +446,18 @@ class TrafficInspector(widgets.VBox):
             self._apply_filter(flt)
             self._show_filter(flt)
 
+    def show(self, recording: Recording) -> None:
+        """Show ``recording`` instead (what Load does); the filter and follow are kept."""
+        live, self._live = self._live, None
+        if live is not None:
+            live.close()
+        with self._lock:
+            self._recording = recording
+            self.table.selected_seq = None
+        self.refresh()  # the index starts over: the frames are not the ones indexed
+        if live is not None:
+            self._live = LiveRefresh(recording, self.refresh, self._interval)
+
     def select(self, seq: int | None) -> None:
         """Select the frame with ``seq`` (None clears) and page to it if it passes the filter.
 
@@ -491,6 +509,7 @@ class TrafficInspector(widgets.VBox):
             self._regex,
             self._follow_box,
             *self._buttons.values(),
+            *self.files.children,
         ]
 
     def _catch_up(self) -> None:
