@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import Frame as WsFrame
 from websockets.frames import Opcode
@@ -123,7 +125,7 @@ def test_without_a_subprotocol_server_an_offer_is_answered_with_none(
 
 
 def test_credentials_cookies_and_origin_go_upstream_and_are_masked_in_the_record(
-    node_server: Callable[[str], str],
+    node_server: Callable[[str], str], tmp_path: Path
 ) -> None:
     upstream = node_server("plain")
     headers = {"Authorization": "Bearer t0k3n", "Cookie": "a=1; b=2"}
@@ -158,6 +160,14 @@ def test_credentials_cookies_and_origin_go_upstream_and_are_masked_in_the_record
     assert response["Set-Cookie"] == f"session={MASK}; Path=/"
     assert "t0k3n" not in json.dumps(proxy.handshakes)
     assert "s3cr3t" not in json.dumps(proxy.handshakes)
+    # The HAR export carries the handshake, masked, as DevTools shows it.
+    proxy.recording.to_har(tmp_path / "api.har")
+    (entry,) = json.loads((tmp_path / "api.har").read_text(encoding="utf-8"))["log"]["entries"]
+    assert entry["request"]["url"] == info["url"]
+    assert {"name": "Authorization", "value": f"Bearer {MASK}"} in entry["request"]["headers"]
+    assert entry["response"]["status"] == 101
+    handshake = json.dumps([entry["request"], entry["response"]])  # the frames echo them, though
+    assert "t0k3n" not in handshake and "s3cr3t" not in handshake and "abc" not in handshake
 
 
 def test_origin_and_extra_headers_as_configured(node_server: Callable[[str], str]) -> None:
@@ -310,3 +320,32 @@ def test_masking_is_a_pure_function() -> None:
         "subprotocol": None,
         "started": 1.5,
     }
+
+
+def test_any_unicode_and_any_bytes_pass_through_unchanged(
+    node_server: Callable[[str], str],
+) -> None:
+    upstream = node_server("plain")
+    sent: list[str | bytes] = []
+    with RecordingProxy(upstream) as proxy, connect(proxy.url, open_timeout=TIMEOUT) as ws:
+
+        @settings(max_examples=150, deadline=None)
+        @given(st.text(alphabet=st.characters(codec=None, exclude_categories=())) | st.binary())
+        def round_trip(payload: str | bytes) -> None:
+            if payload in ("hello?", "ping-me"):  # the server's own commands
+                return
+            if isinstance(payload, str) and any("\ud800" <= c <= "\udfff" for c in payload):
+                # A lone surrogate is no UTF-8: it cannot go on the wire at all.
+                with pytest.raises(UnicodeEncodeError):
+                    ws.send(payload)
+                return
+            ws.send(payload)
+            assert ws.recv(timeout=TIMEOUT) == payload
+            sent.append(payload)
+
+        round_trip()
+    proxy.recording.wait_for(lambda f: f.opcode == "close", count=2, timeout=TIMEOUT)
+    data = [f for f in proxy.recording if f.opcode in ("text", "binary")]
+    assert [f.payload for f in data if f.direction == "in"] == sent
+    assert [f.payload for f in data if f.direction == "out"] == sent
+    assert any(isinstance(p, str) and not p.isascii() for p in sent)
