@@ -206,17 +206,32 @@ class RecordingDiff:
     def __str__(self) -> str:
         return self.format()
 
-    def format(self, *, context: int = _CONTEXT, width: int = 100) -> str:
+    def format(
+        self,
+        *,
+        context: int = _CONTEXT,
+        width: int = 100,
+        labels: tuple[str, str] = ("left", "right"),
+        compact: bool = False,
+    ) -> str:
         """A unified view: ``-`` left, ``+`` right, ``~`` changed fields, a few same rows around.
 
         Changed rows show both sides' message type and text (or the fields that
-        differ); a run of rows that differ only in ``seq`` is one line.
+        differ); a run of rows that differ only in ``seq`` is one line. Connection
+        headers (``@@ c1 @@``) appear when there are several. ``compact`` puts
+        the header on one line (for pytest, which cuts long explanations).
         """
-        lines = [
-            f"--- left: {self.left_count} frames",
-            f"+++ right: {self.right_count} frames",
-            self.summary(),
-        ]
+        if compact:
+            lines = [
+                f"-{labels[0]} ({self.left_count} frames) +{labels[1]} "
+                f"({self.right_count} frames): {self.summary()}"
+            ]
+        else:
+            lines = [
+                f"--- {labels[0]}: {self.left_count} frames",
+                f"+++ {labels[1]}: {self.right_count} frames",
+                self.summary(),
+            ]
         if not self:
             lines.append("(the recordings agree)")
             return "\n".join(lines)
@@ -238,6 +253,7 @@ class RecordingDiff:
         for i, row in enumerate(rows):
             if isinstance(row, DiffRow) and row.status != "same":
                 show.update(range(max(i - context, 0), min(i + context + 1, len(rows))))
+        several = len({p.connection for p in self._parts}) > 1
         connection = None
         hidden = 0
         i = 0
@@ -252,7 +268,8 @@ class RecordingDiff:
                 hidden = 0
             if row.connection != connection:
                 connection = row.connection
-                lines.append(f"@@ {connection} @@")
+                if several:
+                    lines.append(f"@@ {connection} @@")
             if row.status == "changed" and row.fields == ("seq",):
                 j = i
                 while j < len(rows):
