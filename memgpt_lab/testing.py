@@ -219,8 +219,14 @@ NBVAL_SANITIZERS: dict[str, tuple[str, str]] = {
         r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b",
         "UUID",
     ),
-    # agent ids (12 hex), sessions (16 hex), checkpoint ids: hex holding a digit and a letter
-    "memgpt-lab-hex-ids": (r"\b(?=[0-9a-f]*[0-9])(?=[0-9a-f]*[a-f])[0-9a-f]{8,40}\b", "HEXID"),
+    # agent ids (12 hex), sessions (16 hex), widget model ids (32 hex) whatever their digits;
+    # other hex ids of 8 to 40 characters when they hold a digit and a letter
+    "memgpt-lab-hex-ids": (
+        r"\b(?:[0-9a-f]{12}|[0-9a-f]{16}|[0-9a-f]{32}|(?=[0-9a-f]*[0-9])(?=[0-9a-f]*[a-f])[0-9a-f]{8,40})\b",
+        "HEXID",
+    ),
+    # an id cut short by a table's preview: "agent_id":"5ce…
+    "memgpt-lab-cut-hex-ids": (r'(?<=")[0-9a-f]{1,40}…', "HEXID…"),
     "memgpt-lab-iso-times": (
         r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?( ?[AP]M)?(Z|[+-]\d{2}:?\d{2}| ?UTC([+-]\d{4})?)?",
         "TIME",
