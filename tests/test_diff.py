@@ -223,3 +223,14 @@ def test_custom_id_keys() -> None:
     assert bodies(Normaliser(id_keys=("token",)), '{"token":"t1","id":"x"}') == [
         '{"token":"<id:1>","id":"x"}'
     ]
+
+
+def test_a_difference_far_along_a_long_text_is_in_view() -> None:
+    long = "x" * 300
+    left = rec_of(f'{{"type":"t","message":"{long} Ada"}}')
+    right = rec_of(f'{{"type":"t","message":"{long} Bob"}}')
+    lines = str(left.diff(right)).splitlines()
+    minus = next(line for line in lines if line.startswith("- "))
+    plus = next(line for line in lines if line.startswith("+ "))
+    assert minus.endswith("xx Ada") and plus.endswith("xx Bob")
+    assert "…x" in minus and len(minus) <= 102

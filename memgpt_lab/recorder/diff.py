@@ -299,9 +299,9 @@ class RecordingDiff:
                 assert row.right_normalised is not None
                 lines.append("+ " + _line(row.right_normalised, (), width))
             else:
-                assert row.left_normalised is not None and row.right_normalised is not None
-                lines.append("- " + _line(row.left_normalised, row.fields, width))
-                lines.append("+ " + _line(row.right_normalised, row.fields, width))
+                minus, plus = _changed_lines(row, width)
+                lines.append("- " + minus)
+                lines.append("+ " + plus)
                 lines.append(f"~   changed: {', '.join(row.fields)}")
             i += 1
         if hidden:
@@ -309,8 +309,37 @@ class RecordingDiff:
         return "\n".join(lines)
 
 
-def _line(frame: NormalisedFrame, fields: Sequence[str], width: int) -> str:
-    """``#seq dir type message_type: shown`` for one normalised frame."""
+def _line(frame: NormalisedFrame, fields: Sequence[str], width: int, skip: int = 0) -> str:
+    """``#seq dir type message_type: shown`` for one normalised frame.
+
+    ``skip`` characters of the shown text are left out (as ``…``), so that a
+    difference far along a long text is in view.
+    """
+    head, text = _parts(frame, fields)
+    if skip:
+        text = "…" + text[skip:]
+    line = f"{head}: {text}" if text else head
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def _changed_lines(row: DiffRow, width: int) -> tuple[str, str]:
+    """The ``-`` and ``+`` lines of a changed row, both showing where they first differ."""
+    left, right = row.left_normalised, row.right_normalised
+    assert left is not None and right is not None
+    (head, a), (_, b) = _parts(left, row.fields), _parts(right, row.fields)
+    common = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        common += 1
+    room = width - len(head) - 4
+    skip = common - room // 3 if common > room - 10 else 0
+    return _line(left, row.fields, width, max(skip, 0)), _line(
+        right, row.fields, width, max(skip, 0)
+    )
+
+
+def _parts(frame: NormalisedFrame, fields: Sequence[str]) -> tuple[str, str]:
     value = frame.json()
     head = f"#{frame.frame.seq:<5} {frame.direction:<3} "
     if isinstance(value, dict):
@@ -332,9 +361,7 @@ def _line(frame: NormalisedFrame, fields: Sequence[str], width: int) -> str:
     else:
         head += f"({frame.opcode})"
         text = frame.body
-    text = text.replace("\n", "\\n")
-    line = f"{head}: {text}" if text else head
-    return line if len(line) <= width else line[: width - 1] + "…"
+    return head, text.replace("\n", "\\n")
 
 
 def _compact(value: Any) -> str:
