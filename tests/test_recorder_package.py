@@ -167,3 +167,15 @@ def test_wait_for_on_a_bounded_recording_sees_frames_recorded_later() -> None:
         thread.join()
     assert frames[0].seq == 20
     assert rec.dropped == 18
+
+
+def test_the_comparison_names_are_in_the_package_too() -> None:
+    from memgpt_lab.recorder.diff import DiffRow, RecordingDiff
+    from memgpt_lab.recorder.normalise import Normaliser
+
+    assert (recorder.Normaliser, recorder.RecordingDiff, recorder.DiffRow) == (
+        Normaliser,
+        RecordingDiff,
+        DiffRow,
+    )
+    assert sorted(recorder.__all__) == recorder.__all__

@@ -11,8 +11,9 @@ The package, split by what each part needs:
 * :mod:`~memgpt_lab.recorder.waiting`: waking coroutines (asyncio);
 * :mod:`~memgpt_lab.recorder.mock`: ``MockWebSocket`` (asyncio, websockets' exceptions).
 
-``import memgpt_lab.recorder`` loads the core only; ``MockWebSocket`` is imported
-on first use, so code that only records and reads never imports asyncio.
+``import memgpt_lab.recorder`` loads the core only; ``MockWebSocket``,
+``Normaliser``, ``RecordingDiff`` and ``DiffRow`` are imported on first use, so
+code that only records and reads never imports asyncio.
 """
 
 from __future__ import annotations
@@ -28,11 +29,14 @@ from memgpt_lab.recorder.recording import Recording, TickClock
 __all__ = [
     "ANY",
     "DIRECTIONS",
+    "DiffRow",
     "Expected",
     "Frame",
     "MockWebSocket",
+    "Normaliser",
     "OPCODES",
     "Recording",
+    "RecordingDiff",
     "RecordingFormatError",
     "TickClock",
     "describe",
@@ -40,7 +44,12 @@ __all__ = [
     "matches",
 ]
 
-_LAZY = {"MockWebSocket": "memgpt_lab.recorder.mock"}
+_LAZY = {
+    "MockWebSocket": "memgpt_lab.recorder.mock",
+    "Normaliser": "memgpt_lab.recorder.normalise",
+    "RecordingDiff": "memgpt_lab.recorder.diff",
+    "DiffRow": "memgpt_lab.recorder.diff",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -57,4 +66,6 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from memgpt_lab.recorder.diff import DiffRow, RecordingDiff
     from memgpt_lab.recorder.mock import MockWebSocket
+    from memgpt_lab.recorder.normalise import Normaliser
