@@ -68,6 +68,7 @@ from websockets.exceptions import (
 )
 from websockets.frames import Close, Frame, Opcode
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 from websockets.typing import Origin, Subprotocol
 
 from memgpt_lab.recorder import Recording
@@ -455,13 +456,19 @@ class RecordingProxy(BackgroundServer):
             pass
         close = source.protocol.close_rcvd
         if close is None:
-            if source.protocol.close_sent is None:
+            sent = source.protocol.close_sent
+            if sent is None:
                 # No close frame either way: source's TCP connection just dropped.
                 self.recording.record_close(
                     direction, _ABNORMAL, "connection dropped", connection_id=cid
                 )
                 sink.transport.abort()
-            return
+                return
+            if sink.protocol.state is not State.OPEN:
+                return  # sink closed first: the other pump recorded it and passed it on
+            # Source broke the protocol (text that is no UTF-8, a frame too big...):
+            # websockets closed it (1007, 1009...); sink learns why, with the same code.
+            close = sent
         self.recording.record_close(direction, close.code, close.reason, connection_id=cid)
         await _pass_close(sink, close)
 
