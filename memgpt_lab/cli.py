@@ -359,7 +359,8 @@ def _add_replay(commands: Any) -> None:
         "--snapshot",
         default=None,
         metavar="GOLDEN",
-        help="compare with this recording instead of FILE; written from this run when missing",
+        help="compare with this golden file instead of FILE (a recording, or a ws_snapshot "
+        ".json file); written from this run when missing",
     )
     add(
         "--save",
@@ -384,9 +385,40 @@ def _save_recording(recording: Any, path: str) -> None:
         recording.to_jsonl(path)
 
 
-def _replay(args: argparse.Namespace) -> int:
+def _compare_with_snapshot(result: Any, path: str) -> bool:
+    """Point ``result``'s diff at the golden file ``path``; write it when missing (True).
+
+    A ``.json`` file is a ``ws_snapshot`` golden file (normalised frames); anything
+    else a recording (HAR or JSON lines).
+    """
     import os
 
+    from memgpt_lab.recorder import Recording
+    from memgpt_lab.recorder.diff import diff_frames
+    from memgpt_lab.recorder.normalise import Normaliser
+    from memgpt_lab.recorder.snapshot import dump_snapshot, load_snapshot
+
+    is_snapshot = path.endswith(".json")
+    if not os.path.exists(path):
+        if is_snapshot:
+            with open(path, "w", encoding="utf-8") as file:
+                file.write(dump_snapshot(result.recording, Normaliser()))
+        else:
+            _save_recording(result.recording, path)
+        return True
+    if is_snapshot:
+        with open(path, encoding="utf-8") as file:
+            golden = load_snapshot(file.read())
+        fresh = load_snapshot(dump_snapshot(result.recording, Normaliser()))
+        # Both sides are normalised already: compare them as they stand.
+        result.diff = diff_frames(golden, fresh, Normaliser(times=False, ids=False, uuids=False))
+    else:
+        result.original = Recording.load(path)
+        result.diff = result.original.diff(result.recording)
+    return False
+
+
+def _replay(args: argparse.Namespace) -> int:
     from memgpt_lab.errors import LabError
     from memgpt_lab.recorder import Recording
     from memgpt_lab.ws.replay import replay
@@ -402,14 +434,9 @@ def _replay(args: argparse.Namespace) -> int:
         result = replay(recording, args.url, timeout=args.timeout, additional_headers=headers)
         if args.save:
             _save_recording(result.recording, args.save)
-        if args.snapshot and not os.path.exists(args.snapshot):
-            _save_recording(result.recording, args.snapshot)
+        if args.snapshot and _compare_with_snapshot(result, args.snapshot):
             print(f"memgpt-lab replay: wrote {args.snapshot} ({len(result.recording)} frames)")
             return 1 if result.incomplete else 0
-        if args.snapshot:
-            golden = Recording.load(args.snapshot)
-            result.original = golden
-            result.diff = golden.diff(result.recording)
     except (LabError, ValueError, OSError) as exc:  # unreadable file, bad URL
         print(f"memgpt-lab replay: {exc}", file=sys.stderr)
         return 2

@@ -13,6 +13,8 @@ from websockets.sync.client import connect
 
 from memgpt_lab.cli import main
 from memgpt_lab.recorder import Recording, TickClock
+from memgpt_lab.recorder.normalise import Normaliser
+from memgpt_lab.recorder.snapshot import dump_snapshot, load_snapshot
 from memgpt_lab.ws.client import LabClient
 from memgpt_lab.ws.proxy import RecordingProxy
 from memgpt_lab.ws.replay import IdMap, TurnCounter, plan, replay
@@ -199,8 +201,11 @@ def test_a_server_with_another_preset_is_a_difference_shown_readably(
     assert any("no archival_memory_insert" in (f.text or "") for f in new)
 
 
-def test_a_snapshot_file_is_written_once_then_compared(captured: Path, tmp_path: Path) -> None:
-    golden = tmp_path / "golden.har"
+@pytest.mark.parametrize("golden_name", ["golden.har", "golden.ws.json"])
+def test_a_snapshot_file_is_written_once_then_compared(
+    captured: Path, tmp_path: Path, golden_name: str
+) -> None:
+    golden = tmp_path / golden_name
 
     def against(preset: str) -> tuple[int, str, str]:
         with LabServer(agents=[{"name": "ada", "preset": preset}]) as server:  # a fresh one
@@ -213,6 +218,12 @@ def test_a_snapshot_file_is_written_once_then_compared(captured: Path, tmp_path:
     assert again[0] == 0, again[1]  # the same server agrees with its own golden file
     other = against("memgpt_chat")
     assert other[0] == 1 and "archival_memory_insert" in other[1]
+    if golden_name.endswith(".ws.json"):  # the ws_snapshot fixture's own file format
+        stored = golden.read_text(encoding="utf-8")
+        assert stored == dump_snapshot(
+            load_snapshot(stored), Normaliser(times=False, ids=False, uuids=False)
+        )
+        assert "<id:1>" in stored
 
 
 def test_an_answer_that_never_comes_is_reported_not_hung() -> None:
