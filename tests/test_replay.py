@@ -259,6 +259,25 @@ def test_a_recording_cut_before_a_close_replays_without_it() -> None:
         assert [f.opcode for f in result.recording] == opcodes
 
 
+def test_credentials_are_given_again_since_the_recording_masks_them(tmp_path: Path) -> None:
+    with (
+        LabServer(token="s3cret") as server,
+        RecordingProxy(server.url) as proxy,
+        LabClient(proxy.url + "?token=s3cret", token="s3cret", timeout=TIMEOUT) as client,
+    ):
+        client.create_agent(name="ada")
+    path = tmp_path / "secret.har"
+    proxy.recording.to_har(path)
+    assert "s3cret" not in path.read_text(encoding="utf-8")
+    with LabServer(token="other") as fresh:
+        refused = replay(Recording.load(path), fresh.url, timeout=TIMEOUT)
+        assert not refused.ok and "401" in refused.incomplete[0]
+        code, out, err = run_cli(
+            "replay", str(path), "--url", fresh.url, "--header", "Authorization: Bearer other"
+        )
+    assert (code, err) == (0, ""), out
+
+
 def test_bad_input_exits_2(tmp_path: Path) -> None:
     missing = tmp_path / "missing.har"
     code, _, err = run_cli("replay", str(missing), "--url", "ws://127.0.0.1:1")

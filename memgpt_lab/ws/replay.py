@@ -27,7 +27,9 @@ run created.
 
 The live connection uses ``url``; when ``url`` has no path and the recording
 knows the connection's URL (its handshake, see
-:class:`~memgpt_lab.ws.proxy.RecordingProxy`), that path and query are used.
+:class:`~memgpt_lab.ws.proxy.RecordingProxy`), that path and query are used,
+less the parameters whose secret was masked. Recorded credentials are masked,
+so pass them again with ``additional_headers`` (``--header`` on the command line).
 
 The result holds the new recording (same connection ids, same directions) and
 its diff against the original (:meth:`Recording.diff
@@ -45,13 +47,14 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from memgpt_lab._loop import BackgroundLoop
 from memgpt_lab.recorder import Frame, Recording
 
 __all__ = ["IdMap", "ReplayResult", "ReplayStep", "TurnCounter", "plan", "replay", "replay_async"]
 
+_MASK = "***"  # what the recording proxy writes for a secret (memgpt_lab.ws.proxy.MASK)
 _ANSWER_ALONE = frozenset({"command_response", "server_error"})
 _DATA = ("text", "binary")
 
@@ -304,7 +307,9 @@ def _connection_url(url: str, info: Mapping[str, Any] | None) -> str:
     if (parts.path not in ("", "/")) or parts.query or not info or not info.get("url"):
         return url
     recorded = urlsplit(str(info["url"]))
-    return urlunsplit((parts.scheme, parts.netloc, recorded.path, recorded.query, ""))
+    # A masked secret (?token=***) is no use to send: pass credentials as headers instead.
+    query = [(k, v) for k, v in parse_qsl(recorded.query, keep_blank_values=True) if v != _MASK]
+    return urlunsplit((parts.scheme, parts.netloc, recorded.path, urlencode(query), ""))
 
 
 class _Run:
