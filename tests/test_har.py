@@ -190,6 +190,8 @@ def test_reads_a_playwright_har_with_and_without_messages() -> None:
         ("c1", "in", "command"),
         ("c1", "out", "command_response"),
     ]
+    # Playwright's message times are epoch milliseconds: read as seconds like the rest.
+    assert [f.wall_time for f in rec] == [1714561200.06, 1714561200.0705]
     assert set(rec.connections) == {"c1", "c2"}  # the second socket sent nothing
     assert rec.connection_info("c1")["subprotocol"] == "memgpt"  # type: ignore[index]
     assert rec.connection_info("c2")["url"] == "ws://127.0.0.1:8282/other"  # type: ignore[index]

@@ -55,13 +55,13 @@ def turn_tests(answer: str = "Hello there!") -> str:
 
 
 def test_update_writes_readable_json_then_runs_pass(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_turns=turn_tests())
+    pytester.makepyfile(test_golden_turns=turn_tests())
     first = pytester.runpytest("-p", "no:cacheprovider")
     first.assert_outcomes(failed=1)
     first.stdout.fnmatch_lines(["*Snapshot 'test_greeting' does not exist!*"])
 
     pytester.runpytest("-p", "no:cacheprovider", "--snapshot-update").assert_outcomes(passed=1)
-    path = pytester.path / "__snapshots__" / "test_turns" / "test_greeting.ws.json"
+    path = pytester.path / "__snapshots__" / "test_golden_turns" / "test_greeting.ws.json"
     text = path.read_text(encoding="utf-8")
     lines = text.splitlines()
     assert lines[0] == "[" and lines[-1] == "]" and len(lines) == 7  # one frame per line
@@ -85,10 +85,10 @@ def test_update_writes_readable_json_then_runs_pass(pytester: pytest.Pytester) -
 
 
 def test_a_mismatch_is_shown_frame_by_frame(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_turns=turn_tests())
+    pytester.makepyfile(test_golden_turns=turn_tests())
     pytester.runpytest("-p", "no:cacheprovider", "--snapshot-update").assert_outcomes(passed=1)
 
-    pytester.makepyfile(test_turns=turn_tests("Hi, who is this?"))
+    pytester.makepyfile(test_golden_turns=turn_tests("Hi, who is this?"))
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
@@ -109,10 +109,10 @@ def test_a_mismatch_is_shown_frame_by_frame(pytester: pytest.Pytester) -> None:
 
 
 def test_a_missing_frame_is_one_line(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_turns=turn_tests())
+    pytester.makepyfile(test_golden_turns=turn_tests())
     pytester.runpytest("-p", "no:cacheprovider", "--snapshot-update").assert_outcomes(passed=1)
     pytester.makepyfile(
-        test_turns=turn_tests().replace(
+        test_golden_turns=turn_tests().replace(
             "assert ws_recording == ws_snapshot",
             "frames = ws_recording.frames(); assert frames[:2] + frames[3:] == ws_snapshot",
         )
@@ -139,11 +139,13 @@ def test_another_normaliser_in_a_conftest(pytester: pytest.Pytester) -> None:
             return snapshot.use_extension(snapshot_extension(normaliser))
         """
     )
-    pytester.makepyfile(test_turns=turn_tests("Hello there!"))
+    pytester.makepyfile(test_golden_turns=turn_tests("Hello there!"))
     pytester.runpytest("-p", "no:cacheprovider", "--snapshot-update").assert_outcomes(passed=1)
-    stored = (pytester.path / "__snapshots__" / "test_turns" / "test_greeting.ws.json").read_text()
+    stored = (
+        pytester.path / "__snapshots__" / "test_golden_turns" / "test_greeting.ws.json"
+    ).read_text()
     assert "<greeting> there!" in stored
-    pytester.makepyfile(test_turns=turn_tests("Hi there!"))  # the rule makes it the same
+    pytester.makepyfile(test_golden_turns=turn_tests("Hi there!"))  # the rule makes it the same
     pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
 
 

@@ -15,7 +15,9 @@ read back exactly: ``_connectionId`` and ``_handshakeRecorded`` on an entry,
 ``_seq`` and ``_time`` (monotonic seconds) on a message, ``_closeCode`` on a
 close message. Files from Chrome DevTools and Playwright's ``record_har``
 lack them: connections are then numbered ``c1``, ``c2``... in entry order and
-frames are ordered by time. HTTP entries are skipped and counted.
+frames are ordered by time. Playwright writes message times in epoch
+milliseconds; times too large to be seconds are read as such. HTTP entries
+are skipped and counted.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ _OPCODE_NUMBERS = {"text": 1, "binary": 2, "close": 8, "ping": 9, "pong": 10}
 _OPCODE_NAMES = {number: name for name, number in _OPCODE_NUMBERS.items()}
 _TYPE = {"in": "send", "out": "receive"}
 _DIRECTION = {"send": "in", "receive": "out"}
+#: Message times above this are epoch milliseconds (in seconds it is the year 5138).
+_MILLISECONDS = 1e11
 #: What a connection's handshake looks like when nothing recorded it.
 _DEFAULT_URL = "ws://localhost/"
 
@@ -253,6 +257,8 @@ def _frame(message: Any, cid: str, where: str) -> Frame:
     wall = message.get("time")
     if not isinstance(wall, (int, float)) or isinstance(wall, bool):
         raise RecordingFormatError(f"{where}: 'time' must be epoch seconds, not {wall!r}")
+    if wall > _MILLISECONDS:  # Playwright writes milliseconds where DevTools writes seconds
+        wall = wall / 1000
     data = message.get("data", "")
     if not isinstance(data, str):
         raise RecordingFormatError(f"{where}: 'data' must be a string")
