@@ -28,6 +28,8 @@ def opened(path_or_file: str | os.PathLike[str] | IO[str], mode: str) -> Iterato
     if isinstance(path_or_file, (str, os.PathLike)):
         # A lone surrogate cannot be UTF-8: written as the JSON escape \udXXX, which is
         # exactly what backslashreplace makes of it (it only occurs inside JSON strings).
+        # (A high surrogate then a low one reads back as the character the pair encodes:
+        # JSON cannot tell them apart. No socket delivers either; the protocol escapes them.)
         errors = "backslashreplace" if "w" in mode else "strict"
         with open(path_or_file, mode, encoding="utf-8", errors=errors) as f:
             yield f
