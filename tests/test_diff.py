@@ -234,3 +234,17 @@ def test_a_difference_far_along_a_long_text_is_in_view() -> None:
     plus = next(line for line in lines if line.startswith("+ "))
     assert minus.endswith("xx Ada") and plus.endswith("xx Bob")
     assert "…x" in minus and len(minus) <= 102
+
+
+def test_texts_the_bulk_pass_cannot_split_are_normalised_one_by_one() -> None:
+    # A NUL in a text, and a match that would run from one text into the next.
+    assert bodies(Normaliser(), '{"agent_id":"a"}', "x\0y", '{"agent_id":"b"}') == [
+        '{"agent_id":"<id:1>"}',
+        "x\0y",
+        '{"agent_id":"<id:2>"}',
+    ]
+    assert bodies(Normaliser(), ',"id":"x', 'y"', '{"id":"z"}') == [
+        ',"id":"x',
+        'y"',
+        '{"id":"<id:1>"}',
+    ]

@@ -302,6 +302,8 @@ class Normaliser:
             return [None] * len(texts)
         parts = self._keys.split(joined)  # pre, lead, key, value, pre, lead, key, value, ..., pre
         leads, names, values = parts[1::4], parts[2::4], parts[3::4]
+        if "\0" in "".join(leads) or "\0" in "".join(values):  # a match across two texts
+            return [None] * len(texts)  # (checked before any placeholder is handed out)
         get = memo.get
         replaced = []
         for lead, name, value in zip(leads, names, values, strict=True):
