@@ -203,6 +203,24 @@ def test_a_server_conversation_snapshot(ws_snapshot: SnapshotAssertion) -> None:
     assert server.recording == ws_snapshot
 
 
+def test_through_the_proxy_the_same_snapshot() -> None:
+    """What a RecordingProxy records of a conversation is what the server recorded, normalised."""
+    from memgpt_lab.ws.proxy import RecordingProxy
+
+    with (
+        LabServer() as server,
+        RecordingProxy(server.url) as proxy,
+        LabClient(proxy.url) as client,
+    ):
+        client.send("Hello, is anyone there?", client.create_agent())
+    for recording in (server.recording, proxy.recording):  # both sides' close frames are in
+        recording.wait_for(lambda f: f.opcode == "close", count=2, timeout=10)
+    assert len(proxy.recording) == len(server.recording) > 5
+    assert dump_snapshot(proxy.recording, Normaliser()) == dump_snapshot(
+        server.recording, Normaliser()
+    )
+
+
 def test_a_devtools_har_snapshot(ws_snapshot: SnapshotAssertion) -> None:
     assert Recording.from_har(FIXTURES / "devtools_websocket.har") == ws_snapshot
 
