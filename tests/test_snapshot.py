@@ -200,6 +200,7 @@ def test_a_server_conversation_snapshot(ws_snapshot: SnapshotAssertion) -> None:
         agent = client.create_agent(persona="sam_pov", human="basic")
         client.send("Hello, is anyone there?", agent)
         client.send("My name is Ada", agent)
+    server.recording.wait_for(lambda f: f.opcode == "close", count=2, timeout=10)
     assert server.recording == ws_snapshot
 
 
