@@ -98,7 +98,8 @@ def test_written_har_is_devtools_shaped(tmp_path: Path) -> None:
     log = json.loads(path.read_text(encoding="utf-8"))["log"]
     assert log["version"] == "1.2" and log["creator"]["name"] == "memgpt_lab"
     entries = {e["_connectionId"]: e for e in log["entries"]}
-    assert list(entries) == ["c1", "c2", "c3"]  # by first frame, then handshakes without frames
+    # In the order they started (handshake, else first frame); c3 has neither: last.
+    assert list(entries) == ["c1", "c2", "c3"]
     c1, c2, c3 = entries["c1"], entries["c2"], entries["c3"]
     assert c1["_resourceType"] == "websocket"
     assert c1["request"]["method"] == "GET"
@@ -290,6 +291,18 @@ def test_load_picks_the_format(tmp_path: Path) -> None:
         Recording.load(tmp_path / "other")
     with pytest.raises(FileNotFoundError):
         Recording.load(tmp_path / "missing.har")
+
+
+def test_entries_in_the_order_connections_started(tmp_path: Path) -> None:
+    rec = Recording(clock=TickClock(), wall_clock=TickClock(100.0, 1.0))
+    rec.record("in", "late one's first frame", connection_id="late")  # wall time 100
+    rec.set_connection_info("refused", {"status": 403, "started": 50.0})  # no frames
+    rec.set_connection_info("late", {"started": 99.5})
+    rec.record("in", "x", connection_id="early")  # 101, no handshake known
+    path = tmp_path / "order.har"
+    rec.to_har(path)
+    log = json.loads(path.read_text(encoding="utf-8"))["log"]
+    assert [e["_connectionId"] for e in log["entries"]] == ["refused", "late", "early"]
 
 
 def test_har_to_a_stream() -> None:

@@ -157,7 +157,10 @@ def write_har(
     *,
     creator_version: str = "0",
 ) -> int:
-    """Write HAR 1.2, one entry per connection (in order of first frame); returns the entries.
+    """Write HAR 1.2, one entry per connection, in the order they started; returns the entries.
+
+    A connection started at its handshake's ``started`` time, else at its first
+    frame; one with neither comes last.
 
     A connection with handshake information (``connections[cid]``: ``url``,
     ``method``, ``status``, ``status_text``, ``request_headers``,
@@ -171,6 +174,15 @@ def write_har(
         by_connection.setdefault(frame.connection_id, []).append(frame)
     for cid in connections:
         by_connection.setdefault(cid, [])
+
+    def started(item: tuple[str, list[Frame]]) -> float:
+        cid, conn_frames = item
+        when = (connections.get(cid) or {}).get("started")
+        if isinstance(when, (int, float)):
+            return float(when)
+        return conn_frames[0].wall_time if conn_frames else float("inf")
+
+    ordered = sorted(by_connection.items(), key=started)  # stable: ties keep first-frame order
     with opened(path_or_file, "w") as file:
         log_head = {
             "version": "1.2",
@@ -178,7 +190,7 @@ def write_har(
             "pages": [],
         }
         file.write('{"log":' + json.dumps(log_head)[:-1] + ',"entries":[\n')
-        for number, (cid, conn_frames) in enumerate(by_connection.items()):
+        for number, (cid, conn_frames) in enumerate(ordered):
             head = json.dumps(
                 _entry_head(cid, connections.get(cid), conn_frames), ensure_ascii=False
             )
