@@ -12,7 +12,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SYSTEM_PACKAGES := chromium node-ws
 LAB_PORT ?= 8888
 
-.PHONY: install system-deps lab test lint unit notebooks browser bench clean
+.PHONY: install system-deps npm-deps lab test lint unit notebooks browser bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,10 +26,20 @@ system-deps:
 	@missing=""; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	[ -d /usr/share/nodejs/ws ] || [ -d /usr/lib/nodejs/ws ] || missing="$$missing node-ws"; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		$(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
 	fi
+
+# npm packages the tests run with Node, kept out of the tree (ignored): the HAR 1.2 schema validator.
+NPM_PACKAGES := har-validator@5.1.5
+NPM_STAMP    := .cache/npm/node_modules/har-validator/package.json
+
+$(NPM_STAMP):
+	npm install --prefix .cache/npm --no-audit --no-fund --no-save --loglevel=error $(NPM_PACKAGES)
+
+npm-deps: $(NPM_STAMP)
 
 # Jupyter refuses to run as root unless told; containers and CI machines often are root.
 ALLOW_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
@@ -42,11 +52,11 @@ lint: install
 	$(BIN)/ruff format --check memgpt_lab tests bench
 	$(BIN)/mypy
 
-test: install system-deps lint
+test: install system-deps npm-deps lint
 	$(BIN)/python -m pytest
 
 bench: install
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-output
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-output .cache

@@ -87,6 +87,7 @@ _EXPORTS: dict[str, str] = {
     "Frame": "memgpt_lab.recorder",
     "MockWebSocket": "memgpt_lab.recorder",
     "Recording": "memgpt_lab.recorder",
+    "RecordingFormatError": "memgpt_lab.recorder",
     "TickClock": "memgpt_lab.recorder",
     # sweeps
     "Conversation": "memgpt_lab.sweep",
@@ -194,7 +195,13 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         save_preset,
         use_preset,
     )
-    from memgpt_lab.recorder import Frame, MockWebSocket, Recording, TickClock
+    from memgpt_lab.recorder import (
+        Frame,
+        MockWebSocket,
+        Recording,
+        RecordingFormatError,
+        TickClock,
+    )
     from memgpt_lab.sweep import (
         Conversation,
         ConversationError,

@@ -24,6 +24,10 @@
     :func:`memgpt_lab.sweep.load_sweep`) on local processes (threads for remote
     models) or a Dask cluster, print pass rates and the failing turns, and exit
     1 when a check failed or a run raised: a CI gate.
+``memgpt-lab replay FILE --url ws://127.0.0.1:8282 [--snapshot GOLDEN] [--save NEW]``
+    Replays a captured session (HAR or JSON lines) against a live server
+    (:func:`memgpt_lab.ws.replay.replay`) and prints its differences; exits 1
+    when there are any (or an answer did not come), 0 when none, 2 on bad input.
 """
 
 from __future__ import annotations
@@ -60,6 +64,10 @@ EXAMPLES = """examples:
                                         a named agent, kept in a file across restarts
   memgpt-lab serve-llm --port 8484      an OpenAI-compatible endpoint, offline
   memgpt-lab serve-llm --rate-limit 2   ... whose first two answers are 429s
+  memgpt-lab sweep notebooks/sweeps/sweep.yaml --workers 2
+                                        conversations x presets x models, checked: a CI gate
+  memgpt-lab replay traffic.har --url ws://127.0.0.1:8282
+                                        a captured session again against a server, diffed
 
 Each command has its own help: memgpt-lab serve --help."""
 
@@ -169,6 +177,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_serve(commands)
     _add_serve_llm(commands)
     _add_sweep(commands)
+    _add_replay(commands)
     return parser
 
 
@@ -485,6 +494,106 @@ def _serve_llm(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_replay(commands: Any) -> None:
+    replay = commands.add_parser(
+        "replay",
+        help="replay a captured session against a live server; exit 1 on a difference",
+        description="Sends each connection's client frames to a live server in recorded order, "
+        "waiting for each answer, and compares what comes back with the recording (times and "
+        "ids normalised). Exit status: 0 no difference, 1 a difference, 2 bad input.",
+    )
+    add = replay.add_argument
+    add("file", help="the captured session: HAR or JSON lines")
+    add("--url", required=True, help="the live server, e.g. ws://127.0.0.1:8282")
+    add(
+        "--snapshot",
+        default=None,
+        metavar="GOLDEN",
+        help="compare with this golden file instead of FILE (a recording, or a ws_snapshot "
+        ".json file); written from this run when missing",
+    )
+    add(
+        "--save",
+        default=None,
+        metavar="NEW",
+        help="write this run's recording (.har or JSON lines)",
+    )
+    add(
+        "--header",
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="a handshake header to send (the recording's own are masked), repeatable",
+    )
+    add("--timeout", type=float, default=30.0, help="seconds to wait for each answer (default 30)")
+
+
+def _save_recording(recording: Any, path: str) -> None:
+    if path.endswith(".har"):
+        recording.to_har(path)
+    else:
+        recording.to_jsonl(path)
+
+
+def _compare_with_snapshot(result: Any, path: str) -> bool:
+    """Point ``result``'s diff at the golden file ``path``; write it when missing (True).
+
+    A ``.json`` file is a ``ws_snapshot`` golden file (normalised frames); anything
+    else a recording (HAR or JSON lines).
+    """
+    import os
+
+    from memgpt_lab.recorder import Recording
+    from memgpt_lab.recorder.diff import diff_frames
+    from memgpt_lab.recorder.normalise import Normaliser
+    from memgpt_lab.recorder.snapshot import dump_snapshot, load_snapshot
+
+    is_snapshot = path.endswith(".json")
+    if not os.path.exists(path):
+        if is_snapshot:
+            with open(path, "w", encoding="utf-8") as file:
+                file.write(dump_snapshot(result.recording, Normaliser()))
+        else:
+            _save_recording(result.recording, path)
+        return True
+    if is_snapshot:
+        with open(path, encoding="utf-8") as file:
+            golden = load_snapshot(file.read())
+        fresh = load_snapshot(dump_snapshot(result.recording, Normaliser()))
+        # Both sides are normalised already: compare them as they stand.
+        result.diff = diff_frames(golden, fresh, Normaliser(times=False, ids=False, uuids=False))
+    else:
+        result.original = Recording.load(path)
+        result.diff = result.original.diff(result.recording)
+    return False
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from memgpt_lab.errors import LabError
+    from memgpt_lab.recorder import Recording
+    from memgpt_lab.ws.replay import replay
+
+    try:
+        headers = {}
+        for header in args.header:
+            name, sep, value = header.partition(":")
+            if not sep or not name.strip():
+                raise ValueError(f"--header takes 'NAME: VALUE', not {header!r}")
+            headers[name.strip()] = value.strip()
+        recording = Recording.load(args.file)
+        result = replay(recording, args.url, timeout=args.timeout, additional_headers=headers)
+        if args.save:
+            _save_recording(result.recording, args.save)
+        if args.snapshot and _compare_with_snapshot(result, args.snapshot):
+            print(f"memgpt-lab replay: wrote {args.snapshot} ({len(result.recording)} frames)")
+            return 1 if result.incomplete else 0
+    except (LabError, ValueError, OSError) as exc:  # unreadable file, bad URL
+        print(f"memgpt-lab replay: {exc}", file=sys.stderr)
+        return 2
+    print(result)
+    return 0 if result.ok else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "demo":
@@ -494,6 +603,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve_llm(args)
     if args.command == "sweep":
         return _sweep(args)
+    if args.command == "replay":
+        return _replay(args)
     return _serve(args)
 
 

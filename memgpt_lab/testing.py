@@ -1,10 +1,15 @@
-"""Assertion helpers and the pytest plugin: recorded WebSocket traffic, model cassettes.
+"""Assertion helpers and the pytest plugin: recorded WebSocket traffic, snapshots, cassettes.
 
-Installed as the ``memgpt_lab`` pytest plugin, it provides three fixtures:
+Installed as the ``memgpt_lab`` pytest plugin, it provides four fixtures:
 
-* ``recording``: a fresh :class:`~memgpt_lab.recorder.Recording` on deterministic
+* ``ws_recording``: a fresh :class:`~memgpt_lab.recorder.Recording` on deterministic
   clocks (1 ms per frame, wall time from 2024-01-01), so tables are stable;
-* ``mock_ws``: a :class:`~memgpt_lab.recorder.MockWebSocket` recording into it;
+* ``mock_websocket``: a :class:`~memgpt_lab.recorder.MockWebSocket` recording into it;
+* ``ws_snapshot``: a golden traffic snapshot (syrupy, see
+  :mod:`memgpt_lab.recorder.snapshot`): ``assert ws_recording == ws_snapshot``
+  compares the recording, normalised, with
+  ``__snapshots__/<test module>/<test name>.ws.json``; ``pytest --snapshot-update``
+  writes it; a mismatch is shown frame by frame;
 * ``cassette``: a :class:`~memgpt_lab.llm.cassette.Cassette` for the test, at
   ``cassettes/<test module>/<test name>.jsonl`` beside the test file, with no
   model: attach one with ``model = cassette.wrap(OpenAIChatModel(...))``. Its
@@ -13,24 +18,36 @@ Installed as the ``memgpt_lab`` pytest plugin, it provides three fixtures:
   later runs replay with no network; ``--cassette-mode none`` in CI makes a
   missing recording fail instead of calling the model.
 
+``recording`` and ``mock_ws``, the first names of the first two, still work and
+warn (``DeprecationWarning``).
+
+For notebooks under nbval, ``pytest --nbval --memgpt-lab-sanitize`` (or
+``memgpt_lab_sanitize = true`` in the ini file) applies :data:`NBVAL_SANITIZERS`
+(ports, ids, uuids, times, temporary paths, addresses, the times column of
+recording tables), together with the file ``--nbval-sanitize-with`` names, if any.
+
 The assertion functions take the recording first and raise
 :class:`~memgpt_lab.errors.RecordingAssertionError`, whose message shows the
 expected item and a table of the frames seen::
 
-    def test_turn(recording, mock_ws):
-        run_turn(mock_ws)
-        assert_sequence(recording, [{"type": "agent_response_start"},
-                                    {"type": "agent_response_end"}])
+    def test_turn(ws_recording, mock_websocket):
+        run_turn(mock_websocket)
+        assert_sequence(ws_recording, [{"type": "agent_response_start"},
+                                       {"type": "agent_response_end"}])
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import shutil
+import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from syrupy.assertion import SnapshotAssertion
 
 from memgpt_lab.errors import FrameTimeoutError, RecordingAssertionError
 from memgpt_lab.llm.cassette import (
@@ -50,6 +67,8 @@ from memgpt_lab.recorder import (
     frame_matches,
     matches,
 )
+from memgpt_lab.recorder.normalise import Normaliser
+from memgpt_lab.recorder.snapshot import WebSocketSnapshotExtension, snapshot_extension
 
 __all__ = [
     "ANY",
@@ -57,10 +76,13 @@ __all__ = [
     "CassetteMismatchError",
     "FrameTimeoutError",
     "MockWebSocket",
+    "NBVAL_SANITIZERS",
+    "Normaliser",
     "Recording",
     "RecordingAssertionError",
     "TickClock",
     "WALL_CLOCK_START",
+    "WebSocketSnapshotExtension",
     "assert_frames",
     "assert_not_sent",
     "assert_sent",
@@ -70,6 +92,8 @@ __all__ = [
     "deterministic_recording",
     "frame_matches",
     "matches",
+    "snapshot_extension",
+    "write_sanitize_file",
 ]
 
 #: Wall time of the first frame of a ``deterministic_recording``: 2024-01-01T00:00:00Z.
@@ -112,15 +136,62 @@ def assert_frames(
 
 
 @pytest.fixture
-def recording() -> Recording:
+def ws_recording() -> Recording:
     """A fresh recording on deterministic clocks (1 ms per frame)."""
     return deterministic_recording()
 
 
 @pytest.fixture
-def mock_ws(recording: Recording) -> MockWebSocket:
-    """A mock client connection (id ``"c1"``) recording into ``recording``."""
-    return MockWebSocket(recording)
+def mock_websocket(ws_recording: Recording) -> MockWebSocket:
+    """A mock client connection (id ``"c1"``) recording into ``ws_recording``."""
+    return MockWebSocket(ws_recording)
+
+
+@pytest.fixture
+def ws_snapshot(snapshot: SnapshotAssertion) -> SnapshotAssertion:
+    """A golden snapshot of WebSocket traffic: ``assert ws_recording == ws_snapshot``.
+
+    Stored normalised (times, ids, uuids as placeholders; see
+    :class:`~memgpt_lab.recorder.normalise.Normaliser`) under ``__snapshots__/``;
+    for another normaliser, override this fixture with
+    ``snapshot.use_extension(snapshot_extension(Normaliser(...)))``.
+    """
+    return _WebSocketSnapshotAssertion(
+        update_snapshots=snapshot.update_snapshots,
+        update_new_snapshots_only=snapshot.update_new_snapshots_only,
+        test_location=snapshot.test_location,
+        extension_class=WebSocketSnapshotExtension,
+        session=snapshot.session,
+    )
+
+
+class _WebSocketSnapshotAssertion(SnapshotAssertion):
+    """syrupy's assertion, shown short: pytest prints a failing test's arguments."""
+
+    def __repr__(self) -> str:
+        return f"<ws_snapshot {self.extension.file_extension}>"
+
+
+def _deprecated(old: str, new: str) -> None:
+    warnings.warn(
+        f"the {old!r} fixture is now {new!r}; the old name will go",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+
+
+@pytest.fixture
+def recording(ws_recording: Recording) -> Recording:
+    """Deprecated name of ``ws_recording``."""
+    _deprecated("recording", "ws_recording")
+    return ws_recording
+
+
+@pytest.fixture
+def mock_ws(mock_websocket: MockWebSocket) -> MockWebSocket:
+    """Deprecated name of ``mock_websocket``."""
+    _deprecated("mock_ws", "mock_websocket")
+    return mock_websocket
 
 
 def cassette_file_name(test_name: str) -> str:
@@ -137,8 +208,100 @@ def cassette_file_name(test_name: str) -> str:
     return name
 
 
+# --------------------------------------------------------------------------- nbval
+
+#: nbval sanitizers for notebooks that use memgpt_lab: name -> (regex, replacement).
+#: Applied to stored and fresh outputs alike before nbval compares them.
+NBVAL_SANITIZERS: dict[str, tuple[str, str]] = {
+    # <LabServer ws://127.0.0.1:41961/ agents=0>, URLs, "listening on localhost:8282"
+    "memgpt-lab-loopback-ports": (r"(127\.0\.0\.1|localhost|\[::1\]):\d{2,5}", r"\1:PORT"),
+    "memgpt-lab-uuids": (
+        r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b",
+        "UUID",
+    ),
+    # agent ids (12 hex), sessions (16 hex), widget model ids (32 hex) whatever their digits;
+    # other hex ids of 8 to 40 characters when they hold a digit and a letter
+    "memgpt-lab-hex-ids": (
+        r"\b(?:[0-9a-f]{12}|[0-9a-f]{16}|[0-9a-f]{32}|(?=[0-9a-f]*[0-9])(?=[0-9a-f]*[a-f])[0-9a-f]{8,40})\b",
+        "HEXID",
+    ),
+    # an id cut short by a table's preview: "agent_id":"5ce…
+    "memgpt-lab-cut-hex-ids": (r'(?<=")[0-9a-f]{1,40}…', "HEXID…"),
+    "memgpt-lab-iso-times": (
+        r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?( ?[AP]M)?(Z|[+-]\d{2}:?\d{2}| ?UTC([+-]\d{4})?)?",
+        "TIME",
+    ),
+    # the ms column of Recording.table(): "    3      12.5 c1     out agent_response ..."
+    "memgpt-lab-table-times": (
+        r"(?m)^(\s*\d+) +\d+\.\d(?= +(?:\S{1,6} +)?(?:in|out) )",
+        r"\1 MS",
+    ),
+    "memgpt-lab-epoch-times": (r"\b1[6-9]\d{8}\.\d+\b", "EPOCH"),
+    "memgpt-lab-temporary-paths": (
+        r"(/tmp|/var/folders|/private/var/folders)/[^\s'\"<>]+",
+        "/TMP/PATH",
+    ),
+    "memgpt-lab-memory-addresses": (r"\b0x[0-9a-fA-F]{6,16}\b", "0xADDRESS"),
+}
+
+
+def write_sanitize_file(path: str | Path, extra: str | Path | None = None) -> Path:
+    """Write :data:`NBVAL_SANITIZERS`, after the sections of ``extra`` if given, as nbval reads them.
+
+    Returns the path; pass it to ``pytest --nbval --nbval-sanitize-with``.
+    """
+    path = Path(path)
+    sections = []
+    if extra is not None:
+        sections.append(Path(extra).read_text(encoding="utf-8").rstrip("\n") + "\n")
+    for name, (regex, replace) in NBVAL_SANITIZERS.items():
+        sections.append(f"[{name}]\nregex: {regex}\nreplace: {replace}\n")
+    path.write_text("\n".join(sections), encoding="utf-8")
+    return path
+
+
+_SANITIZE_DIR = pytest.StashKey[Path]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    sanitize = config.getoption("memgpt_lab_sanitize", False) or config.getini(
+        "memgpt_lab_sanitize"
+    )
+    if not sanitize:
+        return
+    directory = Path(tempfile.mkdtemp(prefix="memgpt_lab_nbval_"))
+    config.stash[_SANITIZE_DIR] = directory
+    # nbval reads one file: ours, after the user's own sections.
+    extra = getattr(config.option, "nbval_sanitize_with", None)
+    path = write_sanitize_file(directory / "nbval_sanitize.cfg", extra)
+    config.option.nbval_sanitize_with = str(path)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    directory = config.stash.get(_SANITIZE_DIR, None)
+    if directory is not None:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("memgpt_lab", "memgpt_lab: recordings and cassettes")
+    group = parser.getgroup("memgpt_lab", "memgpt_lab: recordings, snapshots and cassettes")
+    group.addoption(
+        "--memgpt-lab-sanitize",
+        action="store_true",
+        dest="memgpt_lab_sanitize",
+        default=False,
+        help=(
+            "with --nbval: sanitize what changes between runs of notebooks that use "
+            "memgpt_lab (ports, ids, uuids, times, temporary paths), with the file "
+            "--nbval-sanitize-with names, if any"
+        ),
+    )
+    parser.addini(
+        "memgpt_lab_sanitize",
+        type="bool",
+        default=False,
+        help="as --memgpt-lab-sanitize",
+    )
     group.addoption(
         "--cassette-mode",
         choices=CASSETTE_MODES,

@@ -17,7 +17,6 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedError, Conne
 
 from memgpt_lab.errors import FrameTimeoutError, LabError, RecordingAssertionError
 from memgpt_lab.recorder import (
-    _UNSET,
     ANY,
     Frame,
     MockWebSocket,
@@ -27,6 +26,7 @@ from memgpt_lab.recorder import (
     frame_matches,
     matches,
 )
+from memgpt_lab.recorder.frame import _UNSET
 from memgpt_lab.ws import protocol
 
 
@@ -95,8 +95,14 @@ class TestFrame:
         with pytest.raises(TypeError, match="str or bytes"):
             rec.record("out", {"type": "x"})  # type: ignore[arg-type]
         with pytest.raises(ValueError, match="opcode"):
+            rec.record("out", "x", opcode="nope")
+        with pytest.raises(TypeError, match="a ping payload must be bytes, not str"):
             rec.record("out", "x", opcode="ping")
         assert len(rec) == 0
+        ping = rec.record("in", None, opcode="ping")
+        pong = rec.record("out", bytearray(b"p"), opcode="pong")
+        assert (ping.opcode, ping.data, pong.opcode, pong.data) == ("ping", b"", "pong", b"p")
+        assert (ping.text, ping.close_code, ping.size, pong.size) == (None, None, 0, 1)
 
     def test_json_is_parsed_lazily_and_cached(self, monkeypatch: pytest.MonkeyPatch) -> None:
         rec = Recording()

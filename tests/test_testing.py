@@ -50,13 +50,14 @@ def test_fixtures_in_a_generated_test_file(pytester: pytest.Pytester) -> None:
         from memgpt_lab.testing import ANY, assert_sequence
 
 
-        def test_turn(recording, mock_ws):
-            assert mock_ws.recording is recording and mock_ws.id == "c1"
+        def test_turn(ws_recording, mock_websocket):
+            recording = ws_recording
+            assert mock_websocket.recording is recording and mock_websocket.id == "c1"
 
             async def turn():
-                await mock_ws.send('{"type":"agent_response_start"}')
-                await mock_ws.send('{"type":"agent_response","message_type":"assistant_message","message":"hi"}')
-                await mock_ws.send('{"type":"agent_response_end"}')
+                await mock_websocket.send('{"type":"agent_response_start"}')
+                await mock_websocket.send('{"type":"agent_response","message_type":"assistant_message","message":"hi"}')
+                await mock_websocket.send('{"type":"agent_response_end"}')
 
             asyncio.run(turn())
             assert_sequence(recording, [
@@ -67,12 +68,37 @@ def test_fixtures_in_a_generated_test_file(pytester: pytest.Pytester) -> None:
             assert [f.time for f in recording] == [0.0, 0.001, 0.002]
 
 
-        def test_fresh_recording_per_test(recording):
-            assert len(recording) == 0
+        def test_fresh_recording_per_test(ws_recording):
+            assert len(ws_recording) == 0
         """
     )
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
+
+
+def test_the_old_fixture_names_still_work_and_warn(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        def test_old_names(recording, mock_ws, ws_recording, mock_websocket):
+            assert recording is ws_recording and mock_ws is mock_websocket
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "-W", "default")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*DeprecationWarning: the 'recording' fixture is now 'ws_recording'*",
+            "*DeprecationWarning: the 'mock_ws' fixture is now 'mock_websocket'*",
+        ]
+    )
+    strict = pytester.runpytest("-p", "no:cacheprovider", "-W", "error::DeprecationWarning")
+    strict.assert_outcomes(errors=1)
+
+
+def test_the_fixtures_have_their_names(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("-p", "no:cacheprovider", "--fixtures")
+    for name in ("ws_recording", "mock_websocket", "ws_snapshot", "cassette"):
+        result.stdout.fnmatch_lines([f"{name}*"])
 
 
 def test_a_failing_assertion_shows_the_frames_table(pytester: pytest.Pytester) -> None:
@@ -83,10 +109,10 @@ def test_a_failing_assertion_shows_the_frames_table(pytester: pytest.Pytester) -
         from memgpt_lab.testing import assert_sent
 
 
-        def test_missing_end(recording, mock_ws):
-            asyncio.run(mock_ws.send('{"type":"agent_response_start"}'))
-            mock_ws.feed('{"type":"user_message","message":"hello"}')
-            assert_sent(recording, {"type": "agent_response_end"}, direction="out")
+        def test_missing_end(ws_recording, mock_websocket):
+            asyncio.run(mock_websocket.send('{"type":"agent_response_start"}'))
+            mock_websocket.feed('{"type":"user_message","message":"hello"}')
+            assert_sent(ws_recording, {"type": "agent_response_end"}, direction="out")
         """
     )
     result = pytester.runpytest("-p", "no:cacheprovider")

@@ -8,7 +8,8 @@ import threading
 
 import pytest
 
-from memgpt_lab.recorder import _UNSET, Recording, TickClock
+from memgpt_lab.recorder import Recording, TickClock
+from memgpt_lab.recorder.frame import _UNSET
 from memgpt_lab.widgets import Timeline, TrafficInspector, timeline_svg
 from memgpt_lab.widgets._util import Scheduler
 from memgpt_lab.widgets.inspector import shared_index

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from memgpt_lab.widgets.builder import PresetBuilder
 from memgpt_lab.widgets.console import AgentConsole
+from memgpt_lab.widgets.diff_view import DiffView
 from memgpt_lab.widgets.history import CheckpointDiff, HistoryView, diff_checkpoints
 from memgpt_lab.widgets.inspector import FrameFilter, TrafficInspector
 from memgpt_lab.widgets.lab import Lab
@@ -17,6 +18,7 @@ from memgpt_lab.widgets.timeline import Timeline, timeline_svg
 __all__ = [
     "AgentConsole",
     "CheckpointDiff",
+    "DiffView",
     "FrameFilter",
     "HistoryView",
     "Lab",

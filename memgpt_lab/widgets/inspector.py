@@ -462,6 +462,13 @@ class TrafficInspector(widgets.VBox):
         self._page_label = widgets.HTML()
         self._counts = widgets.HTML()
         self.detail = widgets.HTML(value=self._detail_html(None))
+        from memgpt_lab.widgets.inspector_files import RecordingFiles  # imports this module
+
+        #: The Load / Export bar (:class:`~memgpt_lab.widgets.inspector_files.RecordingFiles`).
+        self.files = RecordingFiles(self)
+        self._interval = interval
+        self._chunk = chunk
+        self._scheduler = scheduler
 
         for field, dropdown in self._dropdowns.items():
             dropdown.add_class(f"mlab-filter-{field.replace('_', '-')}")
@@ -491,6 +498,7 @@ class TrafficInspector(widgets.VBox):
                 _row([*self._buttons.values(), self._page_label], "mlab-inspector-pager"),
                 self._counts,
                 self.detail,
+                self.files,
             ]
         )
         self.add_class("mlab-inspector")
@@ -498,14 +506,21 @@ class TrafficInspector(widgets.VBox):
         if live:
             # The newest page shows at once; the index catches up behind it in chunks.
             self._refresh(min(chunk, FIRST_CHUNK))
-            self._live: LiveRefresh | None = LiveRefresh(
-                recording, lambda: self._refresh(chunk), interval, scheduler=scheduler
-            )
-            if self.indexed_count < len(recording):
-                self._live.poke()
+            self._live: LiveRefresh | None = None
+            self._follow_live(recording)
         else:
             self.refresh()
             self._live = None
+
+    def _follow_live(self, recording: Recording) -> None:
+        self._live = LiveRefresh(
+            recording,
+            lambda: self._refresh(self._chunk),
+            self._interval,
+            scheduler=self._scheduler,
+        )
+        if self.indexed_count < len(recording):
+            self._live.poke()  # the rest of the index, in chunks behind the newest page
 
     def __repr__(self) -> str:
         return (
@@ -626,6 +641,20 @@ class TrafficInspector(widgets.VBox):
             self._apply_filter(flt)
             self._show_filter(flt)
 
+    def show(self, recording: Recording) -> None:
+        """Show ``recording`` instead (what Load does); the filter and follow are kept."""
+        live, self._live = self._live, None
+        if live is not None:
+            live.close()
+        with self._lock:
+            self._recording = recording
+            self.table.selected_seq = None
+        if live is None:
+            self.refresh()  # the index starts over: the frames are not the ones indexed
+        else:
+            self._refresh(min(self._chunk, FIRST_CHUNK))  # the newest page at once
+            self._follow_live(recording)
+
     def select(self, seq: int | None) -> None:
         """Select the frame with ``seq`` (None clears) and page to it if it passes the filter.
 
@@ -682,6 +711,7 @@ class TrafficInspector(widgets.VBox):
             self._regex,
             self._follow_box,
             *self._buttons.values(),
+            *self.files.children,
         ]
 
     def _position_of(self, seq: int) -> int | None:
