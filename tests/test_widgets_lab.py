@@ -1127,3 +1127,39 @@ def test_context_chart_keeps_the_last_steps_only() -> None:
     assert html.count('<g class="mlab-chart-step"') == CHART_STEPS
     assert 'data-step="500"' in html and 'data-step="1"' not in html
     assert "The chart fills" in context_chart_svg([])
+
+
+def test_stop_pressed_before_the_background_thread_starts_its_turn_counts() -> None:
+    # The worker is held before its turn starts (where it used to clear Stop): a Stop
+    # pressed then must still end the chain after the first step.
+    model = ReplayModel(
+        [
+            Turn("note", "archival_memory_insert", {"content": "a", "request_heartbeat": True}),
+            Turn("note", "archival_memory_insert", {"content": "b", "request_heartbeat": True}),
+            Turn("note", "archival_memory_insert", {"content": "c", "request_heartbeat": True}),
+            Turn.say("Done."),
+        ]
+    )
+    console = AgentConsole(make_agent(model))
+    try:
+        console.step("remember a")  # leaves a heartbeat pending
+        assert console.pending is not None
+        held, gate = threading.Event(), threading.Event()
+
+        def hold(change: dict[str, object]) -> None:
+            if threading.current_thread() is not threading.main_thread():
+                held.set()  # the worker is dropping the pending step, before its turn
+                assert gate.wait(10)
+
+        console._pending_label.observe(hold, "value")
+        console._input.value = "remember b and c"
+        console._buttons["send"].click()
+        assert held.wait(10)
+        console.stop()
+        gate.set()
+        assert console.wait(10)
+        assert console.last_error is None
+        assert "Stopped after 1 step" in console.entries[-1][1]
+        assert console.pending is not None
+    finally:
+        console.close()

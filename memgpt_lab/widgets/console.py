@@ -434,7 +434,7 @@ class AgentConsole(widgets.VBox):
             self._set_status("Type a message first.", ok=False)
             raise ValueError("nothing to send: the message is empty")
         self._drop_pending("a new message starts a new chain")
-        self._stop.clear()
+        self._clear_stop()
         agent = self._agent
         result = TurnResult()
         with self._action(user_text=text):
@@ -700,8 +700,14 @@ class AgentConsole(widgets.VBox):
     def _show_busy(self, step: int) -> None:
         self._busy.label = f"Thinking… step {step}"
 
+    def _clear_stop(self) -> None:
+        # A button clears Stop before its thread starts: cleared in the thread, a
+        # Stop pressed before the thread got here would be lost.
+        if threading.current_thread() is not self._worker:
+            self._stop.clear()
+
     def _one_step(self, message: str, user_text: str | None) -> StepResult:
-        self._stop.clear()
+        self._clear_stop()
         with self._action(user_text=user_text):
             self._show_busy(1)
             result = self._agent.step(message, skip_verify=True)
@@ -776,6 +782,7 @@ class AgentConsole(widgets.VBox):
         if not self._background:
             run()
             return
+        self._stop.clear()  # here, not in the thread: a Stop pressed from now on counts
         self._set_working(True)
         self._worker = threading.Thread(target=run, name="memgpt_lab AgentConsole", daemon=True)
         self._worker.start()
