@@ -1066,13 +1066,44 @@ def test_stop_ends_the_chain_after_the_step_under_way() -> None:
         console.close()
 
 
-def test_buttons_run_in_the_background_and_show_progress(console: AgentConsole) -> None:
-    console._input.value = "hello"
-    console._buttons["send"].click()
-    assert console.wait(10)
-    assert console.entries[0] == ("user", "hello")
-    assert console._busy.busy is False and console._buttons["stop"].layout.display == "none"
-    assert console._busy.label == "Thinking… step 1"
+class GatedModel(ReplayModel):
+    """A replay model whose chat() waits for the test to open its gate (and notes its thread)."""
+
+    def __init__(self, turns: list[Turn]) -> None:
+        super().__init__(turns)
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    def chat(self, messages, functions):  # type: ignore[no-untyped-def]
+        self.threads.append(threading.current_thread())
+        self.entered.set()
+        assert self.gate.wait(10)
+        return super().chat(messages, functions)
+
+
+def test_buttons_run_in_the_background_and_show_progress() -> None:
+    model = GatedModel([Turn.say("Hi.")])
+    console = AgentConsole(make_agent(model))
+    try:
+        console._input.value = "hello"
+        console._buttons["send"].click()  # returns while the model thinks
+        assert model.entered.wait(10)
+        assert console.busy and console._busy.busy
+        assert console._buttons["stop"].layout.display is None
+        assert console._buttons["send"].disabled
+        assert console._busy.label == "Thinking… step 1"
+        model.gate.set()
+        assert console.wait(10)
+        assert model.threads and all(t is not threading.current_thread() for t in model.threads)
+        assert console.entries[0] == ("user", "hello")
+        assert ("assistant", "Hi.") in console.entries
+        assert not console.busy
+        assert console._busy.busy is False and console._buttons["stop"].layout.display == "none"
+        assert not console._buttons["send"].disabled
+    finally:
+        model.gate.set()
+        console.close()
 
 
 def test_memory_search_runs_on_enter() -> None:
