@@ -12,6 +12,7 @@ import pytest
 from memgpt_lab import system
 from memgpt_lab.errors import LLMError, UnknownNameError
 from memgpt_lab.functions import DEFAULT_FUNCTIONS
+from memgpt_lab.humans import get_human_text
 from memgpt_lab.interface import CollectingInterface
 from memgpt_lab.llm import (
     ChatModel,
@@ -478,13 +479,63 @@ def test_what_do_you_remember_reads_the_human_block_and_counts_archival() -> Non
     human = "Name: Bob\nLikes green tea."
     for question in ("What do you remember?", "what do you know about me?"):
         answer = said(ask(model, *greeted(model), user(question), human=human))
-        assert answer == "Here's what I know about you: Name: Bob; Likes green tea."
+        assert answer == "Here's what I know about you: your name is Bob; Likes green tea."
     # a name still unknown is no fact; archival passages are counted from the prompt
     system_text = system_message("Name: unknown (ask for it)")["content"]
     prompt = {"role": "system", "content": "3 passages are in archival memory.\n" + system_text}
     answer = said(model.chat([prompt, user("hi"), user("what do you remember?")], SCHEMAS))
     assert answer.startswith("I don't know anything about you yet.")
     assert "3 passages in archival memory" in answer
+
+
+def test_what_do_you_remember_speaks_to_the_user_in_the_second_person() -> None:
+    model = ScriptedModel()
+    human = get_human_text("basic")  # "... I know nothing else about them yet."
+    answer = said(ask(model, *greeted(model), user("what do you remember?"), human=human))
+    assert answer == (
+        "Here's what I know about you: "
+        "Someone I have only just met. I know nothing else about you yet."
+    )
+    block = "Name: Ada\nThey like tea; their cat is Tom. They're a teacher."
+    answer = said(ask(model, *greeted(model), user("What do you know about me?"), human=block))
+    assert answer == (
+        "Here's what I know about you: your name is Ada; "
+        "You like tea; your cat is Tom. You're a teacher."
+    )
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "who are you going to call?",
+        "what can you do about the weather?",
+        "who am I talking to?",
+        "what is your name for this dish?",
+        "what is my name in French?",
+        "I wonder what you remember",
+    ],
+)
+def test_demo_questions_match_only_as_whole_questions(message: str) -> None:
+    model = ScriptedModel()
+    answer = said(ask(model, *greeted(model), user(message), human="Name: Bob"))
+    assert answer.startswith("I hear you, Bob: “"), answer
+
+
+@pytest.mark.parametrize(
+    ("question", "answer"),
+    [
+        ("So, what's my name again?", "Your name is Bob."),
+        ("hey, do you remember my name?", "Your name is Bob."),
+        ("Do you know what my name is?", "Your name is Bob."),
+        ("what’s your name?", "I'm Sam."),
+        ("What should I call you?", "I'm Sam."),
+        ("ok, what can you do for me?", "I can talk with you"),
+        ("How can you help me?", "I can talk with you"),
+    ],
+)
+def test_demo_questions_allow_light_variations(question: str, answer: str) -> None:
+    model = ScriptedModel()
+    assert said(ask(model, *greeted(model), user(question), human="Name: Bob")).startswith(answer)
 
 
 def test_what_can_you_do_lists_the_offered_functions_in_a_fixed_order() -> None:

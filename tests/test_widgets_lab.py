@@ -1066,13 +1066,44 @@ def test_stop_ends_the_chain_after_the_step_under_way() -> None:
         console.close()
 
 
-def test_buttons_run_in_the_background_and_show_progress(console: AgentConsole) -> None:
-    console._input.value = "hello"
-    console._buttons["send"].click()
-    assert console.wait(10)
-    assert console.entries[0] == ("user", "hello")
-    assert console._busy.busy is False and console._buttons["stop"].layout.display == "none"
-    assert console._busy.label == "Thinking… step 1"
+class GatedModel(ReplayModel):
+    """A replay model whose chat() waits for the test to open its gate (and notes its thread)."""
+
+    def __init__(self, turns: list[Turn]) -> None:
+        super().__init__(turns)
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    def chat(self, messages, functions):  # type: ignore[no-untyped-def]
+        self.threads.append(threading.current_thread())
+        self.entered.set()
+        assert self.gate.wait(10)
+        return super().chat(messages, functions)
+
+
+def test_buttons_run_in_the_background_and_show_progress() -> None:
+    model = GatedModel([Turn.say("Hi.")])
+    console = AgentConsole(make_agent(model))
+    try:
+        console._input.value = "hello"
+        console._buttons["send"].click()  # returns while the model thinks
+        assert model.entered.wait(10)
+        assert console.busy and console._busy.busy
+        assert console._buttons["stop"].layout.display is None
+        assert console._buttons["send"].disabled
+        assert console._busy.label == "Thinking… step 1"
+        model.gate.set()
+        assert console.wait(10)
+        assert model.threads and all(t is not threading.current_thread() for t in model.threads)
+        assert console.entries[0] == ("user", "hello")
+        assert ("assistant", "Hi.") in console.entries
+        assert not console.busy
+        assert console._busy.busy is False and console._buttons["stop"].layout.display == "none"
+        assert not console._buttons["send"].disabled
+    finally:
+        model.gate.set()
+        console.close()
 
 
 def test_memory_search_runs_on_enter() -> None:
@@ -1127,3 +1158,205 @@ def test_context_chart_keeps_the_last_steps_only() -> None:
     assert html.count('<g class="mlab-chart-step"') == CHART_STEPS
     assert 'data-step="500"' in html and 'data-step="1"' not in html
     assert "The chart fills" in context_chart_svg([])
+
+
+def test_stop_pressed_before_the_background_thread_starts_its_turn_counts() -> None:
+    # The worker is held before its turn starts (where it used to clear Stop): a Stop
+    # pressed then must still end the chain after the first step.
+    model = ReplayModel(
+        [
+            Turn("note", "archival_memory_insert", {"content": "a", "request_heartbeat": True}),
+            Turn("note", "archival_memory_insert", {"content": "b", "request_heartbeat": True}),
+            Turn("note", "archival_memory_insert", {"content": "c", "request_heartbeat": True}),
+            Turn.say("Done."),
+        ]
+    )
+    console = AgentConsole(make_agent(model))
+    try:
+        console.step("remember a")  # leaves a heartbeat pending
+        assert console.pending is not None
+        held, gate = threading.Event(), threading.Event()
+
+        def hold(change: dict[str, object]) -> None:
+            if threading.current_thread() is not threading.main_thread():
+                held.set()  # the worker is dropping the pending step, before its turn
+                assert gate.wait(10)
+
+        console._pending_label.observe(hold, "value")
+        console._input.value = "remember b and c"
+        console._buttons["send"].click()
+        assert held.wait(10)
+        console.stop()
+        gate.set()
+        assert console.wait(10)
+        assert console.last_error is None
+        assert "Stopped after 1 step" in console.entries[-1][1]
+        assert console.pending is not None
+    finally:
+        console.close()
+
+
+# --------------------------------------------------------------------------- one action at a time
+
+CHAIN = [
+    Turn("note", "archival_memory_insert", {"content": "tea", "request_heartbeat": True}),
+    Turn.say("Done."),
+]
+
+
+def user_texts(agent: Agent) -> list[str]:
+    """The user messages (not heartbeats) the agent heard, in order."""
+    texts = []
+    for message in agent.messages:
+        if message.get("role") == "user":
+            packet = json.loads(message["content"]) if message["content"].startswith("{") else {}
+            if packet.get("type") == "user_message":
+                texts.append(packet["message"])
+    return texts
+
+
+def turn_frames(recording: Recording) -> list[str]:
+    return [frame.type for frame in recording if frame.type != "agent_response"]
+
+
+def test_code_calls_while_a_button_turn_runs_are_refused_and_the_turn_stays_whole() -> None:
+    from memgpt_lab.widgets.console import ConsoleBusyError
+
+    model = GatedModel([*CHAIN, Turn.say("Two.")])
+    recording = Recording()
+    agent = make_agent(model)
+    console = AgentConsole(agent, recording)
+    try:
+        console._input.value = "remember tea"
+        console._buttons["send"].click()
+        assert model.entered.wait(10)  # the worker's model thinks; this is another thread
+        for call in (
+            lambda: console.send("second"),
+            lambda: console.step("second"),
+            lambda: console.step(),
+            console.inject_heartbeat,
+            console.inject_memory_warning,
+            console.reset,
+            lambda: console.perform(lambda a: a.step("second")),
+        ):
+            with pytest.raises(ConsoleBusyError, match=r"busy with send 'remember tea'.*wait\(\)"):
+                call()
+        model.gate.set()
+        assert console.wait(10)
+        assert console.last_error is None
+        assert user_texts(agent) == ["remember tea"]
+        assert turn_frames(recording) == [
+            "user_message",
+            "agent_response_start",
+            "agent_response_end",
+        ]
+        assert [f.type for f in recording].count("agent_response") >= 4  # both steps' frames
+        assert ("assistant", "Done.") in console.entries
+        console.send("second")  # after wait(), code goes again
+        assert user_texts(agent) == ["remember tea", "second"]
+    finally:
+        model.gate.set()
+        console.close()
+
+
+def test_history_retry_while_a_turn_runs_is_refused_and_its_buttons_are_off() -> None:
+    from memgpt_lab.widgets import HistoryView
+
+    model = GatedModel([Turn.say("One."), *CHAIN])
+    model.gate.set()
+    agent = make_agent(model)
+    console = AgentConsole(agent, Recording())
+    history = HistoryView(console=console)
+    try:
+        console.send("first")
+        model.gate.clear()
+        model.entered.clear()
+        console._input.value = "remember tea"
+        console._buttons["send"].click()
+        assert model.entered.wait(10)
+        assert history._buttons["retry"].disabled and history._buttons["rewind"].disabled
+        assert history.retry() is None
+        assert "busy with send" in history.status
+        model.gate.set()
+        assert console.wait(10)
+        assert not history._buttons["retry"].disabled
+        assert user_texts(agent) == ["first", "remember tea"]
+    finally:
+        model.gate.set()
+        history.close()
+        console.close()
+
+
+def test_set_agent_waits_for_the_turn_under_way_so_its_frames_are_recorded() -> None:
+    model = GatedModel(CHAIN)
+    recording = Recording()
+    agent = make_agent(model)
+    console = AgentConsole(agent, recording)
+    other = make_agent()
+    try:
+        console._input.value = "remember tea"
+        console._buttons["send"].click()
+        assert model.entered.wait(10)
+        switcher = threading.Thread(target=console.set_agent, args=(other,))
+        switcher.start()
+        switcher.join(0.2)  # it must wait for the turn (a broken one returns at once)
+        assert switcher.is_alive() and console.agent is agent
+        model.gate.set()
+        switcher.join(10)
+        assert not switcher.is_alive() and console.agent is other
+        assert turn_frames(recording) == [
+            "user_message",
+            "agent_response_start",
+            "agent_response_end",
+        ]
+        assert user_texts(agent) == ["remember tea"] and user_texts(other) == []
+    finally:
+        model.gate.set()
+        console.close()
+
+
+def test_close_stops_and_waits_for_the_turn_under_way() -> None:
+    model = GatedModel([*CHAIN[:1], *CHAIN])
+    recording = Recording()
+    agent = make_agent(model)
+    console = AgentConsole(agent, recording)
+    console._input.value = "remember tea"
+    console._buttons["send"].click()
+    assert model.entered.wait(10)
+    closer = threading.Thread(target=console.close)
+    closer.start()
+    closer.join(0.2)
+    assert closer.is_alive()  # waiting for the step under way
+    model.gate.set()
+    closer.join(10)
+    assert not closer.is_alive() and not console.busy
+    # Stopped after the first step; the turn ended in the recording before the detach
+    assert len(model.threads) == 1
+    assert turn_frames(recording) == ["user_message", "agent_response_start", "agent_response_end"]
+
+
+def test_lab_turns_the_switcher_and_create_off_while_a_turn_runs() -> None:
+    model = GatedModel(CHAIN)
+    lab = Lab(make_agent(model), clock=FixedClock())
+    try:
+        lab.console._input.value = "remember tea"
+        lab.console._buttons["send"].click()
+        assert model.entered.wait(10)
+        assert lab.switcher.disabled and lab.builder._create.disabled
+        assert lab._buttons["load"].disabled
+        other = lab.builder.create_agent  # Create agent from code (or a stale click): waits
+        creator = threading.Thread(target=other)
+        creator.start()
+        creator.join(0.2)
+        assert creator.is_alive() and lab.agent is not lab.builder.agent
+        model.gate.set()
+        creator.join(10)
+        assert lab.console.wait(10)
+        assert lab.agent is lab.builder.agent
+        assert not lab.switcher.disabled and not lab.builder._create.disabled
+        assert not lab._buttons["load"].disabled
+        types = turn_frames(lab.recording)
+        assert types == ["user_message", "agent_response_start", "agent_response_end"]
+    finally:
+        model.gate.set()
+        lab.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import re
 import threading
 
@@ -205,3 +206,59 @@ def busy_into(rec: Recording, turns: int) -> None:
             frame = {"type": "agent_response", "message_type": kind, "message": f"{kind} {n}"}
             rec.record("out", json.dumps(frame))
         rec.record("out", json.dumps({"type": "agent_response_end"}))
+
+
+def _random_frames(rng: random.Random, n: int) -> list[tuple[float, int, str, bool, int]]:
+    """Frames with jittered (sometimes backwards) times, gaps, turns and stray markers."""
+    frames, t = [], 5.0
+    lanes = ["user_message", "internal_monologue", "assistant_message", "binary", "ping"]
+    for seq in range(n):
+        t += rng.choice([0.0, 1e-6, 3e-4, 0.002, 0.05, 1.5, 4.0, -0.001])
+        kind = rng.choices([0, 1, 2], weights=[8, 1, 1])[0]
+        frames.append((t, seq, rng.choice(lanes), rng.random() < 0.7, kind))
+    return frames
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_add_many_draws_exactly_what_adding_one_by_one_draws(seed: int) -> None:
+    rng = random.Random(seed)
+    frames = _random_frames(rng, rng.choice([1, 7, 300, 5000]))
+    one_by_one, at_once = TimelineModel(), TimelineModel()
+    for frame in frames:
+        one_by_one.add(*frame)
+    names = ["user_message", "internal_monologue", "assistant_message", "binary", "ping"]
+    rng.shuffle(names)  # the caller's codes need not be the model's lane numbers
+    start = 0
+    while start < len(frames):  # in chunks, as a live Timeline takes them in
+        end = min(len(frames), start + rng.choice([1, 50, 2000, 10_000]))
+        chunk = frames[start:end]
+        at_once.add_many(
+            [f[0] for f in chunk],
+            [f[1] for f in chunk],
+            [names.index(f[2]) for f in chunk],
+            names,
+            [f[3] for f in chunk],
+            [f[4] for f in chunk],
+        )
+        start = end
+    assert at_once.lanes == one_by_one.lanes
+    assert (at_once.count, at_once.turns, at_once.ends) == (
+        one_by_one.count,
+        one_by_one.turns,
+        one_by_one.ends,
+    )
+    assert at_once.svg() == one_by_one.svg()
+
+
+def test_a_timeline_opened_on_a_long_recording_draws_what_timeline_svg_draws() -> None:
+    pings = Recording(clock=TickClock(step=0.7))
+    for n in range(600):  # no turns: silences over a second are drawn as gaps
+        pings.record("out" if n % 3 else "in", json.dumps({"type": "ping", "n": n}))
+        if n % 50 == 0:
+            pings.record("out", b"\x00")
+    for rec in (busy(400), busy(5, step=1.5), pings):
+        timeline = Timeline(rec, live=False)  # takes in the whole recording at once
+        try:
+            assert timeline.value == timeline_svg(rec)
+        finally:
+            timeline.close()

@@ -16,8 +16,11 @@ What the scripted model does with the last message it sees:
 - the questions a demo asks, answered from core memory with no function but
   ``send_message``: "what is my name?" (the human block's ``Name:`` line),
   "what is your name?" / "who are you?" (the persona's), "what do you
-  remember?" / "what do you know about me?" (the human block), "what can you
-  do?" (the functions the agent offers);
+  remember?" / "what do you know about me?" (the human block, read back in the
+  second person), "what can you do?" (the functions the agent offers). These
+  match only as whole questions (a leading "so," or "hey," and a trailing
+  "again" are fine): "who are you going to call?" or "what can you do about the
+  weather?" are ordinary messages;
 - a memory-pressure warning: saves the human block to archival memory;
 - anything else: a reply through ``send_message``.
 
@@ -247,6 +250,43 @@ def _facts(block: str) -> list[str]:
     return [ln for ln in lines if not (_NAME_LINE.fullmatch(ln) and _name_of(ln) is None)]
 
 
+#: The human block speaks of the user in the third person; the reply speaks to them.
+_THIRD_TO_SECOND = {
+    "they": "you",
+    "them": "you",
+    "their": "your",
+    "theirs": "yours",
+    "themselves": "yourself",
+    "themself": "yourself",
+    "they're": "you're",
+    "they’re": "you’re",
+    "they've": "you've",
+    "they’ve": "you’ve",
+    "they'll": "you'll",
+    "they’ll": "you’ll",
+    "they'd": "you'd",
+    "they’d": "you’d",
+}
+_THIRD_PERSON = re.compile(
+    r"\b(?:" + "|".join(sorted(map(re.escape, _THIRD_TO_SECOND), key=len, reverse=True)) + r")\b",
+    re.IGNORECASE,
+)
+
+
+def _to_user(fact: str) -> str:
+    """A human-block line said to the user: "Name: Bob" -> "your name is Bob",
+    "I know nothing else about them yet" -> "... about you yet"."""
+    name = _NAME_LINE.fullmatch(fact)
+    if name:
+        return f"your name is {name.group(1).strip().rstrip('.')}"
+
+    def swap(match: re.Match[str]) -> str:
+        word = _THIRD_TO_SECOND[match.group(0).lower()]
+        return word.capitalize() if match.group(0)[0].isupper() else word
+
+    return _THIRD_PERSON.sub(swap, fact)
+
+
 def _users_name(match: re.Match[str], ctx: Context) -> Turn:
     if ctx.human_name:
         return Turn.say(
@@ -288,7 +328,10 @@ def _what_i_remember(match: re.Match[str], ctx: Context) -> Turn:
             "The human block is empty. Say so honestly.",
         )
     return Turn.say(
-        "Here's what I know about you: " + "; ".join(f.rstrip(".") for f in facts) + "." + more,
+        "Here's what I know about you: "
+        + "; ".join(_to_user(f).rstrip(".") for f in facts)
+        + "."
+        + more,
         "Read the human block of core memory back to them.",
     )
 
@@ -328,20 +371,45 @@ def _chat(match: re.Match[str], ctx: Context) -> Turn:
     )
 
 
+def _whole(question: str) -> str:
+    """A pattern for ``question`` as the whole message: a lead-in ("so,", "hey,",
+    "and") and a trailing "again" or "then" allowed, nothing else around it."""
+    lead = r"^\s*(?:(?:hey|hi|so|ok|okay|and|well|please)\b[\s,]*)*"
+    return lead + "(?:" + question + r")(?:[\s,]+(?:again|then|now))?\s*[?.!]*\s*$"
+
+
+_IS = r"(?:'s|’s|\s+is)"
+
 BUILTIN_RULES: tuple[Rule, ...] = (
     Rule(r"\bmy name is\s+(.+)", _my_name),
     Rule(r"\bremember that\s+(.+)", _remember),
-    Rule(r"\bwhat (?:do|did) you (?:remember|know)(?: about me)?\s*[?.!]*\s*$", _what_i_remember),
+    Rule(
+        _whole(
+            r"what (?:do|did) you (?:remember|know)(?: about me)?|tell me what you know about me"
+        ),
+        _what_i_remember,
+    ),
     Rule(r"\bwhat do you remember about\s+(.+)", _recall_archival),
     Rule(r"\bwhat did i say about\s+(.+)", _recall_conversation),
     Rule(
-        r"\b(?:what(?:'s|’s| is) my name|who am i\b|do you (?:know|remember) my name)",
+        _whole(
+            rf"what{_IS} my name|who am i|(?:do you )?(?:know|remember) my name"
+            r"|do you (?:know|remember) what my name is|tell me my name"
+        ),
         _users_name,
     ),
-    Rule(r"\b(?:what(?:'s|’s| is) your name|who are you\b|what should i call you)", _own_name),
     Rule(
-        r"\b(?:what can you do|what are you able to do|how can you help"
-        r"|what are your (?:functions|abilities))\b",
+        _whole(
+            rf"what{_IS} your name|who are you|what should i call you|what do i call you"
+            r"|what are you called|tell me your name"
+        ),
+        _own_name,
+    ),
+    Rule(
+        _whole(
+            r"what can you do(?: for me)?|what are you able to do|how can you help(?: me)?"
+            r"|what are your (?:functions|abilities|skills)|what (?:functions|tools) do you have"
+        ),
         _abilities,
     ),
 )

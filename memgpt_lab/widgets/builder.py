@@ -459,6 +459,12 @@ class PresetBuilder(widgets.VBox):
             future.exception()
         return future
 
+    def allow_create(self, allowed: bool, why: str = "") -> None:
+        """Turn the Create agent button on or off (the Lab turns it off while a turn
+        runs); ``why`` becomes its tooltip while it is off."""
+        self._create.disabled = not allowed
+        self._create.tooltip = None if allowed else (why or None)
+
     def on_create(self, callback: Callable[[Agent], object]) -> None:
         """Call ``callback(agent)`` whenever an agent is created."""
         self._callbacks.append(callback)

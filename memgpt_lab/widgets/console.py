@@ -42,6 +42,15 @@ error shows in the view too). The buttons never raise: they run the action in
 a background thread (``background=True``), show a spinner with the seconds
 elapsed while the model thinks, and put an error in the view; Stop ends a
 chain after the step under way (what it would have sent next stays pending).
+
+One action at a time: while one runs (a button's, in its thread), :meth:`~AgentConsole.send`,
+:meth:`~AgentConsole.step`, the inject methods, :meth:`~AgentConsole.perform` and
+:meth:`~AgentConsole.reset` called from code raise :class:`ConsoleBusyError` at once
+(call :meth:`~AgentConsole.wait` first); :meth:`~AgentConsole.set_agent` and
+:meth:`~AgentConsole.close` (which presses Stop first) wait for it, up to
+:data:`WAIT_SECONDS`, so the turn's frames all reach the recording before the socket
+is detached. :meth:`~AgentConsole.on_busy` hooks let other views (the Lab's agent
+switcher, Create agent, the history's Rewind and Retry) turn off meanwhile.
 Keys in the message box: Enter sends, Shift+Enter starts a new line, Escape
 drops the pending step (or, while a turn runs, stops it as Stop does).
 
@@ -57,12 +66,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import ipywidgets as widgets
 
 from memgpt_lab import system
 from memgpt_lab.agent import TurnResult
+from memgpt_lab.errors import LabError
 from memgpt_lab.interface import AgentInterface, MultiInterface
 from memgpt_lab.messages import packet_of
 from memgpt_lab.recorder import MockWebSocket, Recording
@@ -80,7 +91,9 @@ __all__ = [
     "COLLAPSE_CHARS",
     "COLLAPSE_LINES",
     "ENTRY_KINDS",
+    "WAIT_SECONDS",
     "AgentConsole",
+    "ConsoleBusyError",
     "ConsoleInterface",
     "entry_html",
 ]
@@ -96,6 +109,24 @@ COLLAPSE_CHARS = 600
 COLLAPSE_LINES = 12
 #: Characters of a collapsed entry shown before "show all".
 _PREVIEW_CHARS = 240
+#: How long set_agent() and close() wait for a running action before giving up.
+WAIT_SECONDS = 60.0
+
+
+class ConsoleBusyError(LabError, RuntimeError):
+    """A console action called while another one runs (a button's, in its thread).
+
+    Attributes:
+        running: what the console is busy with ("send 'hello'", "step", ...).
+    """
+
+    def __init__(self, running: str, wanted: str) -> None:
+        self.running = running
+        super().__init__(
+            f"the console is busy with {running}; call wait() first "
+            f"(or stop() to end the chain after the step under way), then {wanted}"
+        )
+
 
 #: Kinds of transcript entries; each is styled by the class ``mlab-<kind with - for _>``.
 ENTRY_KINDS = (
@@ -155,6 +186,11 @@ def entry_html(kind: str, text: str) -> str:
         f'<span class="mlab-more">({size}: show all)</span></summary>'
         f'<div class="mlab-full">{esc(text)}</div></details></div>'
     )
+
+
+def _quote(text: str, limit: int = 40) -> str:
+    """``text`` quoted for a message, shortened: ``'hello'``, ``'a long messa…'``."""
+    return repr(text if len(text) <= limit else text[: limit - 1] + "…")
 
 
 def _format_latency(seconds: float) -> str:
@@ -262,10 +298,15 @@ class AgentConsole(widgets.VBox):
         self._background = background
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
+        # One action at a time: the thread running one, and what it is.
+        self._owner: threading.Thread | None = None
+        self._running = ""
+        self._busy_callbacks: list[Callable[[bool], object]] = []
         self._confirming_reset = False
         self._server_frames = server_frames
         self._given_recording = recording
         self._lock = threading.RLock()
+        self._idle = threading.Condition(self._lock)
         self._entries: list[tuple[str, str]] = []
         self._pending: str | None = None
         self._calls: list[ModelCall] = []
@@ -318,10 +359,10 @@ class AgentConsole(widgets.VBox):
         self._buttons["send"].on_click(lambda _b: self._on_send())
         self._buttons["step"].on_click(lambda _b: self._on_step())
         self._buttons["heartbeat"].on_click(
-            lambda _b: self._from_button(lambda: self.inject_heartbeat())
+            lambda _b: self._from_button("a heartbeat", lambda: self.inject_heartbeat())
         )
         self._buttons["warning"].on_click(
-            lambda _b: self._from_button(lambda: self.inject_memory_warning())
+            lambda _b: self._from_button("a memory warning", lambda: self.inject_memory_warning())
         )
         self._buttons["reset"].on_click(lambda _b: self._on_reset())
         self._buttons["stop"].on_click(lambda _b: self.stop())
@@ -412,11 +453,18 @@ class AgentConsole(widgets.VBox):
         """Call ``callback(console)`` after every action (send, step, inject, reset)."""
         self._callbacks.append(callback)
 
+    def on_busy(self, callback: Callable[[bool], object]) -> None:
+        """Call ``callback(True)`` when a button's background action starts, ``(False)``
+        when it ends (the Lab turns its agent switcher off meanwhile)."""
+        self._busy_callbacks.append(callback)
+
     @property
     def busy(self) -> bool:
-        """Whether a button's action is running (in the background thread)."""
-        worker = self._worker
-        return worker is not None and worker.is_alive()
+        """Whether an action runs: a button's (in the background thread) or one called
+        from another thread. Meanwhile :meth:`send`, :meth:`step`, the inject methods,
+        :meth:`perform` and :meth:`reset` raise :class:`ConsoleBusyError`;
+        :meth:`set_agent` and :meth:`close` wait for it."""
+        return self._owner is not None
 
     def send(self, text: str) -> TurnResult:
         """Run a whole turn for ``text``: step, then chain heartbeats as ``agent.turn`` does.
@@ -428,13 +476,18 @@ class AgentConsole(widgets.VBox):
 
         Raises:
             ValueError: ``text`` is empty.
+            ConsoleBusyError: another action runs (a button's): :meth:`wait` first.
             Exception: what the agent raised (also shown in the view).
         """
         if not text.strip():
             self._set_status("Type a message first.", ok=False)
             raise ValueError("nothing to send: the message is empty")
+        with self._claim(f"send {_quote(text)}"):
+            return self._run_turn(text)
+
+    def _run_turn(self, text: str) -> TurnResult:
         self._drop_pending("a new message starts a new chain")
-        self._stop.clear()
+        self._clear_stop()
         agent = self._agent
         result = TurnResult()
         with self._action(user_text=text):
@@ -472,11 +525,15 @@ class AgentConsole(widgets.VBox):
             self._set_status("Stopping after this step…", ok=True)
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait for a button's background action to finish; True if none is running."""
-        worker = self._worker
-        if worker is not None:
-            worker.join(timeout)
-        return not self.busy
+        """Wait for the running action (a button's) to finish; True if none is running.
+
+        Called from inside the action (an :meth:`on_turn` callback), it cannot wait
+        for itself: it returns False at once.
+        """
+        with self._idle:
+            if self._owner is threading.current_thread():
+                return False
+            return self._idle.wait_for(lambda: self._owner is None, timeout)
 
     def perform(
         self, action: Callable[[Agent], _T], *, note: str | None = None, frames: bool = True
@@ -488,14 +545,18 @@ class AgentConsole(widgets.VBox):
         after. ``note`` is a system line shown first ("Retry: ..."); ``frames`` records
         the server's turn frames around it (leave it off for actions that step nothing,
         such as a rewind). Returns what ``action`` returned, or None if it failed.
+
+        Raises:
+            ConsoleBusyError: another action runs (a button's): :meth:`wait` first.
         """
-        self._drop_pending(None)
-        result: _T | None = None
-        with _Action(self, None, frames=frames, raise_errors=False):
-            if note:
-                self._add_entry("alert", note)
-            result = action(self._agent)
-        return result if self.last_error is None else None
+        with self._claim(note or "an action"):
+            self._drop_pending(None)
+            result: _T | None = None
+            with _Action(self, None, frames=frames, raise_errors=False):
+                if note:
+                    self._add_entry("alert", note)
+                result = action(self._agent)
+            return result if self.last_error is None else None
 
     def step(self, text: str | None = None) -> StepResult:
         """Run one ``agent.step()``: with ``text`` (a user message), else the pending input.
@@ -504,8 +565,13 @@ class AgentConsole(widgets.VBox):
 
         Raises:
             ValueError: there is nothing to send (no text, nothing pending).
+            ConsoleBusyError: another action runs (a button's): :meth:`wait` first.
             Exception: what the agent raised (also shown in the view).
         """
+        with self._claim("step" if text is None else f"step {_quote(text)}"):
+            return self._run_step(text)
+
+    def _run_step(self, text: str | None) -> StepResult:
         user_text: str | None = None
         if text is not None and text.strip():
             self._drop_pending("a new message starts a new chain")
@@ -518,12 +584,22 @@ class AgentConsole(widgets.VBox):
         return self._one_step(message, user_text)
 
     def inject_heartbeat(self, reason: str = "Automated timer") -> StepResult:
-        """One step on a heartbeat (``agent.heartbeat``), as a timer would send it."""
-        return self._one_step(system.get_heartbeat(reason, self._agent.now()), None)
+        """One step on a heartbeat (``agent.heartbeat``), as a timer would send it.
+
+        Raises:
+            ConsoleBusyError: another action runs (a button's): :meth:`wait` first.
+        """
+        with self._claim("a heartbeat"):
+            return self._one_step(system.get_heartbeat(reason, self._agent.now()), None)
 
     def inject_memory_warning(self) -> StepResult:
-        """One step on the memory-pressure warning (``agent.memory_pressure_warning``)."""
-        return self._one_step(system.get_token_limit_warning(self._agent.now()), None)
+        """One step on the memory-pressure warning (``agent.memory_pressure_warning``).
+
+        Raises:
+            ConsoleBusyError: another action runs (a button's): :meth:`wait` first.
+        """
+        with self._claim("a memory warning"):
+            return self._one_step(system.get_token_limit_warning(self._agent.now()), None)
 
     def cancel_pending(self) -> bool:
         """Drop the pending step (Escape in the message box); True if there was one."""
@@ -533,7 +609,15 @@ class AgentConsole(widgets.VBox):
         return True
 
     def reset(self) -> None:
-        """A fresh agent from the factory, or (without one) a cleared view; asks nothing."""
+        """A fresh agent from the factory, or (without one) a cleared view; asks nothing.
+
+        Raises:
+            ConsoleBusyError: another action runs (a button's): :meth:`wait` first.
+        """
+        with self._claim("a reset"):
+            self._run_reset()
+
+    def _run_reset(self) -> None:
         self._cancel_reset()
         self._clear_transcript()
         self._set_pending(None)
@@ -547,10 +631,21 @@ class AgentConsole(widgets.VBox):
         self._render_header()
         self._notify()
 
-    def set_agent(self, agent: Agent) -> None:
-        """Talk to ``agent`` from now on; the transcript and pending step are cleared."""
+    def set_agent(self, agent: Agent, *, timeout: float | None = WAIT_SECONDS) -> None:
+        """Talk to ``agent`` from now on; the transcript and pending step are cleared.
+
+        While an action runs (a button's turn), this waits for it to end, up to
+        ``timeout`` seconds, so the turn's frames all reach the recording.
+
+        Raises:
+            ConsoleBusyError: the action still ran after ``timeout`` seconds.
+        """
         if agent is self._agent:
             return
+        with self._claim("switching agents", timeout):
+            self._switch_agent(agent)
+
+    def _switch_agent(self, agent: Agent) -> None:
         self._detach()
         self._clear_transcript()
         self._agent = agent
@@ -565,14 +660,41 @@ class AgentConsole(widgets.VBox):
             return "".join(str(chunk.value) for chunk in self._chunks)
 
     def close(self) -> None:
-        """Detach from the agent, close the socket interface the console made, close widgets."""
+        """Detach from the agent, close the socket interface the console made, close widgets.
+
+        A running action is stopped (after the step under way) and waited for, up to
+        :data:`WAIT_SECONDS`, so its turn ends in the recording before the detach.
+        """
         self._stop.set()
+        self.wait(WAIT_SECONDS)
         self._detach()
         for child in self._all_children():
             child.close()
         super().close()
 
     # -- internals ----------------------------------------------------------
+
+    @contextmanager
+    def _claim(self, what: str, timeout: float | None = 0.0) -> Iterator[None]:
+        """Run an action as the only one: nested in the running one (same thread), or
+        after waiting up to ``timeout`` seconds for it (0: raise at once)."""
+        me = threading.current_thread()
+        with self._idle:
+            nested = self._owner is me
+            if not nested:
+                if not self._idle.wait_for(lambda: self._owner is None, timeout):
+                    raise ConsoleBusyError(self._running, what)
+                self._owner, self._running = me, what
+        try:
+            yield
+        finally:
+            if not nested:
+                self._release()
+
+    def _release(self) -> None:
+        with self._idle:
+            self._owner, self._running = None, ""
+            self._idle.notify_all()
 
     def _all_children(self) -> Iterator[widgets.Widget]:
         yield from self.children
@@ -700,8 +822,14 @@ class AgentConsole(widgets.VBox):
     def _show_busy(self, step: int) -> None:
         self._busy.label = f"Thinking… step {step}"
 
+    def _clear_stop(self) -> None:
+        # A button clears Stop before its thread starts: cleared in the thread, a
+        # Stop pressed before the thread got here would be lost.
+        if threading.current_thread() is not self._worker:
+            self._stop.clear()
+
     def _one_step(self, message: str, user_text: str | None) -> StepResult:
-        self._stop.clear()
+        self._clear_stop()
         with self._action(user_text=user_text):
             self._show_busy(1)
             result = self._agent.step(message, skip_verify=True)
@@ -751,9 +879,14 @@ class AgentConsole(widgets.VBox):
                     button.disabled = working
             self._busy.since = time.time() * 1000.0
             self._busy.busy = working
+        for callback in list(self._busy_callbacks):
+            try:
+                callback(working)
+            except Exception as exc:  # a hook must not wedge the console
+                self._set_status(f"{type(exc).__name__}: {exc}", ok=False)
 
     def _from_button(
-        self, action: Callable[[], object], after: Callable[[], None] | None = None
+        self, what: str, action: Callable[[], object], after: Callable[[], None] | None = None
     ) -> None:
         """Run a button's action: in the background thread (one at a time), never raising."""
         self._cancel_reset()
@@ -764,6 +897,8 @@ class AgentConsole(widgets.VBox):
         def run() -> None:
             try:
                 action()
+            except ConsoleBusyError as exc:  # code in another thread got there first
+                self._set_status(f"Busy: {exc}", ok=False)
             except Exception:  # shown in the view by _Action (or by the status line)
                 pass
             else:
@@ -771,14 +906,24 @@ class AgentConsole(widgets.VBox):
                     after()
             finally:
                 if self._background:
+                    # the view first, so that when wait() returns the buttons are back
                     self._set_working(False)
+                    self._release()
 
         if not self._background:
             run()
             return
+        worker = threading.Thread(target=run, name="memgpt_lab AgentConsole", daemon=True)
+        with self._idle:
+            # claimed for the thread before it starts: busy from the click on
+            if self._owner is not None:
+                self._set_status("Busy: wait for the step under way, or press Stop.", ok=False)
+                return
+            self._owner, self._running = worker, what
+        self._worker = worker
+        self._stop.clear()  # here, not in the thread: a Stop pressed from now on counts
         self._set_working(True)
-        self._worker = threading.Thread(target=run, name="memgpt_lab AgentConsole", daemon=True)
-        self._worker.start()
+        worker.start()
 
     def _clear_input(self, sent: str) -> None:
         if self._input.value == sent:  # the user may have typed more meanwhile
@@ -789,7 +934,9 @@ class AgentConsole(widgets.VBox):
         if not text.strip():
             self._set_status("Type a message first.", ok=False)
             return
-        self._from_button(lambda: self.send(text), lambda: self._clear_input(text))
+        self._from_button(
+            f"send {_quote(text)}", lambda: self.send(text), lambda: self._clear_input(text)
+        )
 
     def _on_step(self) -> None:
         text = self._input.value if self._pending is None else None
@@ -797,7 +944,9 @@ class AgentConsole(widgets.VBox):
             self._set_status("Nothing to step: type a message, or inject a heartbeat.", ok=False)
             return
         self._from_button(
-            lambda: self.step(text), (lambda: self._clear_input(text)) if text else None
+            "step" if text is None else f"step {_quote(text)}",
+            lambda: self.step(text),
+            (lambda: self._clear_input(text)) if text else None,
         )
 
     def _on_escape(self) -> None:

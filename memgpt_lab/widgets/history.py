@@ -28,6 +28,7 @@ import ipywidgets as widgets
 
 from memgpt_lab.widgets._style import status_html, style_tag
 from memgpt_lab.widgets._util import esc
+from memgpt_lab.widgets.console import ConsoleBusyError
 
 if TYPE_CHECKING:
     from memgpt_lab.agent import Agent, TurnResult
@@ -280,6 +281,7 @@ class HistoryView(widgets.VBox):
         self.add_class("mlab-history-view")
         if console is not None:
             console.on_turn(lambda _console: self.refresh())
+            console.on_busy(self._on_console_busy)
         self.refresh()
 
     def __repr__(self) -> str:
@@ -448,7 +450,11 @@ class HistoryView(widgets.VBox):
         self.last_error = None
         console = self._console
         if console is not None and console.agent is self._agent:
-            result = console.perform(action, note=note, frames=frames)
+            try:
+                result = console.perform(action, note=note, frames=frames)
+            except ConsoleBusyError as exc:  # a turn runs: nothing changed
+                self._fail("Busy", exc)
+                return None
             error = console.last_error
         else:
             error = None
@@ -464,6 +470,12 @@ class HistoryView(widgets.VBox):
         for callback in list(self._change_callbacks):
             callback(self)
         return result
+
+    def _on_console_busy(self, busy: bool) -> None:
+        # Rewind, Retry and Fork act on the agent a turn is changing: not meanwhile.
+        if not self._closed:
+            for name in ("rewind", "retry", "fork"):
+                self._buttons[name].disabled = busy
 
     def _fail(self, what: str, exc: BaseException) -> None:
         self.last_error = exc

@@ -199,6 +199,7 @@ class Lab(widgets.VBox):
         self._traffic_status = widgets.HTML()
         self._update_switcher()
         self.switcher.observe(self._on_switch, names="value")
+        self.console.on_busy(self._on_console_busy)
         self.tabs = widgets.Tab(
             children=[
                 self.console,
@@ -252,9 +253,17 @@ class Lab(widgets.VBox):
 
     def set_agent(self, agent: Agent) -> None:
         """Make ``agent`` the Lab's agent: the console talks to it, the memory and history
-        tabs show it, the switcher lists it (with a store, it is saved there)."""
-        self._keep(agent)
+        tabs show it, the switcher lists it (with a store, it is saved there).
+
+        A turn under way (a button's) ends first: this waits for it, up to
+        :data:`~memgpt_lab.widgets.console.WAIT_SECONDS`, so its frames all reach the
+        recording.
+
+        Raises:
+            ConsoleBusyError: the turn still ran after that long.
+        """
         self.console.set_agent(agent)
+        self._keep(agent)
         self.memory.agent = agent
         self.history.agent = agent
         self._update_switcher()
@@ -308,6 +317,8 @@ class Lab(widgets.VBox):
             id=uuid.uuid4().hex[:12] if taken else None,
         )
         recording_path = folder / SESSION_RECORDING
+        # switch first: it waits for a turn under way, whose frames go to the recording
+        self.console.set_agent(agent)
         if recording_path.exists():
             frames = Recording.from_jsonl(recording_path)
             self.recording.clear()
@@ -364,6 +375,15 @@ class Lab(widgets.VBox):
 
     def _after_action(self) -> None:
         self.refresh()
+
+    def _on_console_busy(self, busy: bool) -> None:
+        # While a turn runs, nothing may swap the agent under it.
+        why = "Wait for the turn under way (or press Stop)" if busy else ""
+        self.switcher.disabled = busy
+        self.switcher.tooltip = why or None
+        for name in ("save", "load"):
+            self._buttons[name].disabled = busy
+        self.builder.allow_create(not busy, why)
 
     def _on_built(self, agent: Agent) -> None:
         if self.builder.agent_factory is not None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
@@ -32,6 +32,8 @@ from memgpt_lab.widgets.inspector import (
 )
 
 if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
     from memgpt_lab.recorder import Frame, Recording
 
 __all__ = ["PALETTE", "Timeline", "TimelineModel", "lane_of", "timeline_svg"]
@@ -89,6 +91,8 @@ BINS = 4096
 BASE_BIN = 1e-6
 #: The most marks drawn, whatever the number of frames and lanes.
 MAX_MARKS = 2000
+#: Frames taken in at once from which the Timeline bins them with numpy (add_many).
+_VECTOR_FROM = 256
 #: Turn kinds for :meth:`TimelineModel.add`.
 OTHER, TURN_START, TURN_END = 0, 1, 2
 
@@ -235,6 +239,116 @@ class TimelineModel:
             self._gaps.add(self._bin_of((prev[0] + t) / 2), seq)
         self._prev = (t, seq)
 
+    def add_many(
+        self,
+        times: ArrayLike,
+        seqs: ArrayLike,
+        lane_codes: ArrayLike,
+        lane_names: Sequence[str],
+        outgoing: ArrayLike,
+        kinds: ArrayLike,
+    ) -> None:
+        """Take in many frames at once, as :meth:`add` would one by one, vectorised.
+
+        ``lane_codes[i]`` indexes ``lane_names``; the other sequences hold one
+        value per frame, in recording order (numpy arrays or anything numpy reads).
+        """
+        import numpy as np
+
+        t = np.asarray(times, dtype=np.float64)
+        n = len(t)
+        if n == 0:
+            return
+        seq = np.asarray(seqs, dtype=np.int64)
+        codes = np.asarray(lane_codes, dtype=np.int64)
+        out = np.asarray(outgoing, dtype=bool)
+        kind = np.asarray(kinds, dtype=np.int64)
+        if self.count == 0:
+            self.t0 = self.t_last = float(t[0])
+        self.count += n
+        self.t_last = max(self.t_last, float(t.max()))
+        # The width add() would have reached: bins merge pairwise, so binning every
+        # frame at the final width is what adding them one by one ends with.
+        while float(t.max()) - self.t0 >= BINS * self.bin:
+            self._halve()
+        t0, width = self.t0, self.bin
+
+        def bins_of(values: Any) -> Any:
+            offset = values - t0
+            b = np.minimum((np.maximum(offset, 0.0) / width).astype(np.int64), BINS - 1)
+            return np.where(offset <= 0, 0, b)
+
+        b = bins_of(t)
+        uniq, first_at = np.unique(codes, return_index=True)
+        lut = np.zeros(int(uniq.max()) + 1, dtype=np.int64)
+        for code in uniq[np.argsort(first_at)]:  # new lanes in order of first appearance
+            name = lane_names[int(code)]
+            number = self.lanes.get(name)
+            if number is None:
+                number = self.lanes[name] = len(self.lanes)
+            lut[code] = number
+        key = lut[codes] * 2 + out
+        for k in np.unique(key):
+            lane, outgoing_k = divmod(int(k), 2)
+            cells = self._marks.get((lane, bool(outgoing_k)))
+            if cells is None:
+                cells = self._marks[(lane, bool(outgoing_k))] = _Cells()
+            mask = key == k
+            _add_cells(cells, b[mask], seq[mask])
+        starts, ends = kind == TURN_START, kind == TURN_END
+        self.turns += int(starts.sum())
+        self.ends += int(ends.sum())
+        _add_cells(self._starts, b[starts], seq[starts])
+        _add_cells(self._ends, b[ends], seq[ends])
+        # Turns: an end closes the turn opened by the event just before it, if a start.
+        events = np.flatnonzero(starts | ends)
+        if len(events):
+            is_start = kind[events] == TURN_START
+            span_starts: list[float] = []
+            span_ends: list[float] = []
+            end_events = np.flatnonzero(~is_start)
+            prev = end_events - 1
+            opened = prev >= 0
+            opened[opened] = is_start[prev[opened]]
+            if len(end_events) and end_events[0] == 0 and self._open is not None:
+                span_starts.append(self._open)
+                span_ends.append(float(t[events[0]]))
+            lo = t[events[prev[opened]]]
+            hi = t[events[end_events[opened]]]
+            cover = np.asarray(self._cover)
+            spans_lo = np.concatenate([np.asarray(span_starts), lo])
+            spans_hi = np.concatenate([np.asarray(span_ends), hi])
+            keep = spans_hi > spans_lo
+            spans_lo, spans_hi = spans_lo[keep], spans_hi[keep]
+            first_bin, last_bin = bins_of(spans_lo), bins_of(spans_hi)
+            single = first_bin == last_bin
+            left = np.maximum(spans_lo[single], t0 + first_bin[single] * width)
+            right = np.minimum(spans_hi[single], t0 + (first_bin[single] + 1) * width)
+            np.add.at(cover, first_bin[single], np.maximum(right - left, 0.0))
+            self._cover = cover.tolist()
+            for start, end in zip(
+                spans_lo[~single].tolist(), spans_hi[~single].tolist(), strict=True
+            ):
+                self._cover_span(start, end)
+            last = events[-1]
+            if is_start[-1]:
+                self._open, self._open_seq = float(t[last]), int(seq[last])
+            else:
+                self._open = None
+        # Silences longer than gap_ms, at their middle.
+        before = np.empty(n, dtype=np.float64)
+        before[1:] = t[:-1]
+        if self._prev is not None:
+            before[0] = self._prev[0]
+            gaps = (t - before) > self.gap
+        else:
+            before[0] = t[0]
+            gaps = (t - before) > self.gap
+            gaps[0] = False
+        if gaps.any():
+            _add_cells(self._gaps, bins_of((before[gaps] + t[gaps]) / 2), seq[gaps])
+        self._prev = (float(t[-1]), int(seq[-1]))
+
     # -- drawing --------------------------------------------------------------------
 
     def svg(
@@ -374,6 +488,24 @@ class TimelineModel:
                     f' stroke="#555555"{dash} stroke-width="1"{opacity}/>'
                 )
         return out
+
+
+def _add_cells(cells: _Cells, bins: Any, seqs: Any) -> None:
+    """``cells.add(b, seq)`` for each pair, in order, vectorised."""
+    import numpy as np
+
+    if not len(bins):
+        return
+    where, first_at, counts = np.unique(bins, return_index=True, return_counts=True)
+    _, last_from_end = np.unique(bins[::-1], return_index=True)
+    count = np.asarray(cells.count, dtype=np.int64)
+    first = np.asarray(cells.first, dtype=np.int64)
+    last = np.asarray(cells.last, dtype=np.int64)
+    empty = count[where] == 0
+    first[where[empty]] = seqs[first_at[empty]]
+    last[where] = seqs[len(bins) - 1 - last_from_end]
+    count[where] += counts
+    cells.count, cells.first, cells.last = count.tolist(), first.tolist(), last.tolist()
 
 
 def _bounds(used: int, column_of: Callable[[int], int]) -> list[tuple[int, int]]:
@@ -601,6 +733,25 @@ class Timeline(widgets.HTML):
         types, type_codes = index.columns["type"], index.codes["type"]
         start_code = type_codes.get("agent_response_start", -1)
         end_code = type_codes.get("agent_response_end", -1)
+        if end - start >= _VECTOR_FROM:
+            import numpy as np
+
+            chunk = frames[start:end]
+            in_code = direction_names.index("in") if "in" in direction_names else -1
+            type_column = np.asarray(types[start:end])
+            model.add_many(
+                np.fromiter((f.time for f in chunk), np.float64, len(chunk)),
+                np.fromiter((f.seq for f in chunk), np.int64, len(chunk)),
+                np.asarray(lanes[start:end]),
+                lane_names,
+                np.asarray(directions[start:end]) != in_code,
+                np.where(
+                    type_column == start_code,
+                    TURN_START,
+                    np.where(type_column == end_code, TURN_END, OTHER),
+                ),
+            )
+            return
         add = model.add
         for pos in range(start, end):
             frame = frames[pos]
