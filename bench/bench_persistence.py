@@ -23,7 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +83,7 @@ _STOP = [
     "your",
     "about",
 ]
-MOMENT = datetime(2026, 1, 1, 9, 0, tzinfo=timezone.utc)
+MOMENT = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
 
 
 class _Words:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 __all__ = [
@@ -41,7 +41,7 @@ Clock = Callable[[], datetime]
 
 def system_clock() -> datetime:
     """The current time, timezone-aware (UTC)."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class FixedClock:
@@ -55,7 +55,7 @@ class FixedClock:
     def __init__(
         self, start: datetime | None = None, step: timedelta = timedelta(seconds=1)
     ) -> None:
-        self.now = start or datetime(2026, 1, 1, 9, 0, 0, tzinfo=timezone.utc)
+        self.now = start or datetime(2026, 1, 1, 9, 0, 0, tzinfo=UTC)
         self.step = step
 
     def __call__(self) -> datetime:
@@ -77,7 +77,7 @@ def format_time(moment: datetime | str | None = None, clock: Clock = system_cloc
     if moment is None:
         moment = clock()
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     zone = moment.tzname() or ""
     if zone.startswith("UTC"):  # a fixed offset names itself "UTC+02:00"; %z adds it again
         zone = "UTC"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -18,7 +18,7 @@ from memgpt_lab.llm.base import ChatModel, chat_completion
 from memgpt_lab.presets import create_agent_from_preset
 from memgpt_lab.system import FixedClock
 
-T0 = datetime(2026, 1, 1, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
 T0_TEXT = "2026-01-01 09:00:00 AM UTC+0000"
 
 

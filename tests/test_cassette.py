@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from memgpt_lab.system import FixedClock, package_function_response, package_use
 
 PERSONA = "Name: Sam\nA companion."
 HUMAN = "Name: unknown"
-LATER = datetime(2031, 7, 14, 17, 30, 5, tzinfo=timezone.utc)  # another day, another hour
+LATER = datetime(2031, 7, 14, 17, 30, 5, tzinfo=UTC)  # another day, another hour
 
 CONVERSATION = [
     "Hello?",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -30,7 +30,7 @@ from memgpt_lab.llm.scripted import SUMMARY_REQUEST_MARKER, Context
 from memgpt_lab.presets import create_agent_from_preset
 from memgpt_lab.system import FixedClock
 
-T0 = datetime(2026, 1, 1, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
 SCHEMAS = [spec.schema for spec in DEFAULT_FUNCTIONS.values()]
 
 

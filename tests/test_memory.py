@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -20,7 +20,7 @@ from memgpt_lab.memory import (
     tokenize,
 )
 
-T0 = datetime(2026, 1, 1, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
 
 
 # --- core memory -----------------------------------------------------------------------
@@ -193,7 +193,7 @@ def test_recall_text_search_paging() -> None:
 def test_recall_date_search_inclusive() -> None:
     recall = RecallMemory(page_size=10)
     for day in range(1, 6):
-        recall.insert(user(f"day {day}"), datetime(2026, 1, day, 23, 59, tzinfo=timezone.utc))
+        recall.insert(user(f"day {day}"), datetime(2026, 1, day, 23, 59, tzinfo=UTC))
     found = recall.date_search("2026-01-02", "2026-01-04")
     assert [e.text for e in found.items] == ["day 2", "day 3", "day 4"]
     same_day = recall.date_search(" 2026-01-05 ", date(2026, 1, 5))

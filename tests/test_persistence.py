@@ -8,7 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from memgpt_lab.persistence.database import APPLICATION_ID, migrate
 from memgpt_lab.presets import create_agent_from_preset
 from memgpt_lab.system import FixedClock
 
-T0 = datetime(2026, 1, 1, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
 
 
 def make_agent(**options: Any) -> Agent:
@@ -502,7 +502,7 @@ def test_searches_page_as_before(tmp_path: Path) -> None:
         agent = store.save(make_agent())
         recall = agent.recall_memory
         for day in range(1, 8):
-            stamp = datetime(2026, 1, day, 12, tzinfo=timezone.utc)
+            stamp = datetime(2026, 1, day, 12, tzinfo=UTC)
             recall.insert(
                 {"role": "user", "content": system.package_user_message(f"tea {day}", stamp)}, stamp
             )

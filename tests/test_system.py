@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
 from memgpt_lab import system
 from memgpt_lab.system import FixedClock, format_time
 
-T0 = datetime(2026, 3, 4, 15, 5, 6, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 4, 15, 5, 6, tzinfo=UTC)
 T0_TEXT = "2026-03-04 03:05:06 PM UTC+0000"
 
 
@@ -19,7 +19,7 @@ def test_format_time_of_aware_naive_and_string() -> None:
     # a naive time is taken as UTC
     assert format_time(T0.replace(tzinfo=None)) == T0_TEXT
     assert format_time("yesterday, 5pm") == "yesterday, 5pm"
-    morning = datetime(2026, 1, 1, 0, 30, tzinfo=timezone.utc)
+    morning = datetime(2026, 1, 1, 0, 30, tzinfo=UTC)
     assert format_time(morning) == "2026-01-01 12:30:00 AM UTC+0000"
 
 
@@ -40,7 +40,7 @@ def test_fixed_clock_steps_and_is_deterministic() -> None:
     a, b = FixedClock(), FixedClock()
     first = [a() for _ in range(3)]
     assert first == [b() for _ in range(3)]
-    assert first[0] == datetime(2026, 1, 1, 9, 0, tzinfo=timezone.utc)
+    assert first[0] == datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
     assert first[1] - first[0] == timedelta(seconds=1)
     slow = FixedClock(T0, step=timedelta(minutes=5))
     assert [slow(), slow()] == [T0, T0 + timedelta(minutes=5)]

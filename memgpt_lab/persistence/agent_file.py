@@ -22,7 +22,7 @@ import os
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -167,7 +167,7 @@ def dump_agent(database: Database, agent_id: str, *, checkpoints: bool = True) -
     return {
         "format": AGENT_FILE_FORMAT,
         "version": AGENT_FILE_VERSION,
-        "exported_at": datetime.now(timezone.utc).isoformat(),
+        "exported_at": datetime.now(UTC).isoformat(),
         "agent": agent,
         "checkpoints": history,
         "messages": messages,
@@ -557,7 +557,7 @@ def to_letta(
         "tools": tools,
         "mcp_servers": [],
         "metadata": {"exported_by": "memgpt_lab"},
-        "created_at": datetime.now(timezone.utc).isoformat(),
+        "created_at": datetime.now(UTC).isoformat(),
     }
 
 
@@ -616,10 +616,10 @@ def _timestamp(value: Any) -> datetime:
         try:
             moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
-            moment = datetime.now(timezone.utc)
+            moment = datetime.now(UTC)
     else:
-        moment = datetime.now(timezone.utc)
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        moment = datetime.now(UTC)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def from_letta(document: dict[str, Any], where: str = "the .af file") -> dict[str, Any]:
@@ -740,7 +740,7 @@ def from_letta(document: dict[str, Any], where: str = "the .af file") -> dict[st
         )
         uid_at[index] = uid
     context = [uid_at[index] for index in in_context if index in uid_at]
-    now = datetime.now(timezone.utc).isoformat()
+    now = datetime.now(UTC).isoformat()
     counters = {**COUNTERS, **((ours or {}).get("counters") or {})}
     head = extras.get("head") if ours else None
     head_turn, head_step = (head["turn"], head["step"]) if isinstance(head, dict) else (0, 0)

@@ -45,6 +45,6 @@ class Waker:
         """Wait for a notification; False on timeout."""
         try:
             await asyncio.wait_for(self.event.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
         return True

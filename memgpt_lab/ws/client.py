@@ -216,7 +216,7 @@ class AsyncLabClient:
                 raise LabConnectionError(
                     f"{self.url} refused the connection: HTTP {status} {body}"
                 ) from None
-            except (OSError, InvalidHandshake, ConnectionClosed, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError, InvalidHandshake, ConnectionClosed) as exc:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     raise LabConnectionError(
@@ -449,7 +449,7 @@ class AsyncLabClient:
             self._start_recovery()
         try:
             return await asyncio.wait_for(request.future, self.timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._requests.pop(request.id, None)
             for key, pending in list(self._turns.items()):
                 if pending is request:

@@ -354,7 +354,7 @@ class RecordingProxy(BackgroundServer):
             )
         except InvalidStatus as exc:
             return _refusal(exc.response)
-        except (OSError, InvalidHandshake, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError, InvalidHandshake) as exc:
             logger.warning("upstream %s unreachable: %r", self.upstream_url, exc)
             return connection.respond(
                 HTTPStatus.BAD_GATEWAY, f"upstream {self.upstream_url} unreachable: {exc}\n"

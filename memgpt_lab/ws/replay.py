@@ -386,7 +386,7 @@ class _Run:
                 max_size=self.max_size,
                 ping_interval=None,
             )
-        except (OSError, InvalidHandshake, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError, InvalidHandshake) as exc:
             self.incomplete.append(f"{where}: could not connect to {self.url}: {exc}")
             return None
         conn = self.live[cid] = _Live(ws, cid, self.new)

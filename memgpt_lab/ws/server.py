@@ -2003,7 +2003,7 @@ async def _close(ws: ServerConnection, code: int, reason: str) -> None:
     """Close with ``code``; a client that reads nothing cannot hold the close up for long."""
     try:
         await asyncio.wait_for(ws.close(code, reason), ws.close_timeout)
-    except (asyncio.TimeoutError, ConnectionClosed):
+    except (TimeoutError, ConnectionClosed):
         ws.transport.abort()
 
 

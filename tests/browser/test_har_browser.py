@@ -115,7 +115,7 @@ def devtools_har(events: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
             }
         elif name == "webSocketWillSendHandshakeRequest":
             offset = params["wallTime"] - params["timestamp"]
-            started = datetime.datetime.fromtimestamp(params["wallTime"], datetime.timezone.utc)
+            started = datetime.datetime.fromtimestamp(params["wallTime"], datetime.UTC)
             entry["startedDateTime"] = started.isoformat().replace("+00:00", "Z")
             entry["request"]["headers"] = [
                 {"name": k, "value": v} for k, v in params["request"]["headers"].items()
