@@ -297,26 +297,42 @@ def open_writer(fifo: Path, process: subprocess.Popen[bytes], deadline: float) -
 
 
 def test_a_killed_sweep_run_again_finishes_only_what_was_missing(tmp_path):
-    """Six runs, one per model; each model reads its answers from a FIFO that this test
-    fills. The sweep runs in a subprocess on one thread: after three FIFOs are filled its
-    fourth run blocks, and the process is killed (SIGKILL: no clean-up at all)."""
-    answers = json.dumps(["Hi there!", "Still here."])
-    fifos = [tmp_path / f"answers{i}.json" for i in range(6)]
+    """Six runs, one per model. The sweep runs in a subprocess on one thread whose runs
+    each wait first for a byte from their own FIFO, which this test writes: after three
+    its fourth run blocks, and the process is killed (SIGKILL: no clean-up at all)."""
+    replays = [
+        replay_file(tmp_path / f"answers{i}.json", "Hi there!", "Still here.") for i in range(6)
+    ]
+    fifos = [tmp_path / f"gate{i}" for i in range(6)]
     for fifo in fifos:
         os.mkfifo(fifo)
     conversation = [{"name": "two", "turns": [{"user": "hi", "expect": {"reply": "Hi"}}, "and?"]}]
     conversations = write_yaml(tmp_path / "conversations.yaml", conversation)
     results = tmp_path / "results"
-    models = [f"replay:{fifo}" for fifo in fifos]
+    models = [f"replay:{replay}" for replay in replays]
     script = tmp_path / "sweep_script.py"
     script.write_text(
         textwrap.dedent(
             f"""
             import concurrent.futures
+            import itertools
             from memgpt_lab.sweep import Sweep
 
+            class Gated(concurrent.futures.ThreadPoolExecutor):
+                gates = itertools.count()
+
+                def submit(self, fn, /, *args, **kwargs):
+                    gate = {str(tmp_path)!r} + f"/gate{{next(self.gates)}}"
+
+                    def gated():
+                        with open(gate, "rb") as fifo:
+                            fifo.read()
+                        return fn(*args, **kwargs)
+
+                    return super().submit(gated)
+
             sweep = Sweep({str(conversations)!r}, models={models!r}, results_dir={str(results)!r})
-            sweep.run(concurrent.futures.ThreadPoolExecutor(1), progress=False)
+            sweep.run(Gated(1), progress=False)
             """
         ),
         "utf-8",
@@ -326,7 +342,7 @@ def test_a_killed_sweep_run_again_finishes_only_what_was_missing(tmp_path):
         deadline = time.monotonic() + 60
         for fifo in fifos[:3]:
             descriptor = open_writer(fifo, process, deadline)
-            os.write(descriptor, answers.encode())
+            os.write(descriptor, b"go")
             os.close(descriptor)
         runs = results / "runs"
         while len(list(runs.glob("*.json"))) < 3:  # the third run's file, written by the driver
@@ -341,9 +357,6 @@ def test_a_killed_sweep_run_again_finishes_only_what_was_missing(tmp_path):
     sweep = Sweep(conversations, models=models, results_dir=results)
     specs = sweep.specs()
     assert sorted(p.stem for p in runs.glob("*.json")) == sorted(s.run_id for s in specs[:3])
-    for fifo in fifos:  # the same paths, now plain files: the runs keep their ids
-        fifo.unlink()
-        fifo.write_text(answers, "utf-8")
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         resumed = sweep.run(pool, progress=False)
     assert (resumed.skipped, resumed.executed) == (3, 3)
@@ -405,14 +418,14 @@ def test_a_run_that_cannot_start_is_an_error_of_turn_0(tmp_path):
     conversation = Conversation(
         "c", (ConversationTurn("hi", Expect(reply="x")), ConversationTurn("ho"))
     )
-    sweep = Sweep([conversation], models=["nosuchprovider:model"])
+    broken = tmp_path / "broken.json"
+    broken.write_text("not JSON {", "utf-8")
+    sweep = Sweep([conversation], models=[f"replay:{broken}"])
     result = sweep.run(concurrent.futures.ThreadPoolExecutor(1), progress=False)
     run = result[0]
     assert run["status"] == "error" and run["error"]["turn"] == 0
-    assert run["error"]["type"] == "UnknownNameError"
-    assert [t["error"] for t in run["turns"]] == [
-        "not run: the run stopped with UnknownNameError"
-    ] * 2
+    assert run["error"]["type"] == "LLMError"
+    assert [t["error"] for t in run["turns"]] == ["not run: the run stopped with LLMError"] * 2
     assert result.pass_rates("model")["pass_rate"].tolist() == [0.0]
 
 
@@ -451,6 +464,15 @@ def test_bad_sweeps_fail_at_once(conversations_file):
         Sweep(conversations_file, personas=["nobody"])
     with pytest.raises(SweepError, match="unknown traffic format 'har'"):
         Sweep(conversations_file, traffic_format="har")
+    # model strings are parsed up front, without connecting anywhere
+    with pytest.raises(SweepError, match="model 'nosuch:m': unknown provider 'nosuch'"):
+        Sweep(conversations_file, models=["scripted", "nosuch:m"])
+    with pytest.raises(SweepError, match="model 'gpt-4o': .*needs a provider"):
+        Sweep(conversations_file, models=["gpt-4o"])
+    with pytest.raises(SweepError, match="model 'replay:missing.json': cannot read"):
+        Sweep(conversations_file, models=["replay:missing.json"])
+    with pytest.raises(SweepError, match="names no file after 'cassette:'"):
+        Sweep(conversations_file, models=["cassette:"])
 
 
 # --------------------------------------------------------------------------- results
@@ -540,11 +562,85 @@ def test_a_sweep_file_names_its_files_relative_to_itself(tmp_path):
         tmp_path, presets=["memgpt_chat"], models=["scripted", "replay:answers.json"], results="out"
     )
     sweep = load_sweep(path)
-    assert sweep.models == ("scripted", f"replay:{tmp_path / 'answers.json'}")
+    assert sweep.models == ("scripted", "replay:answers.json")  # the labels, as written
+    replayed = sweep.specs()[-1]
+    assert replayed.model == "replay:answers.json"
+    assert replayed.model_target == f"replay:{tmp_path / 'answers.json'}"  # what a worker opens
     assert sweep.results_dir == tmp_path / "out"
     assert len(sweep.specs()) == 6
     inline = write_yaml(tmp_path / "inline.yaml", {"conversations": CONVERSATIONS[:1]})
     assert [c.name for c in load_sweep(inline).conversations] == ["greeting"]
+
+
+def test_a_sweep_file_resumes_the_same_from_any_working_directory(tmp_path, monkeypatch):
+    """Labels and run ids are what the file says, not where it was run from."""
+    project = tmp_path / "project"
+    (project / "presets").mkdir(parents=True)
+    (project / "presets" / "mine.yaml").write_text(
+        "name: mine\nsystem_prompt: memgpt_chat\nfunctions: [send_message]\n", "utf-8"
+    )
+    replay_file(project / "answers.json", "Hello!", "Hello again!", "And again!")
+    conversations = [{"name": "hi", "turns": [{"user": "hi", "expect": {"reply": "Hello"}}]}]
+    write_yaml(project / "conversations.yaml", conversations)
+    path = write_yaml(
+        project / "sweep.yaml",
+        {
+            "conversations": "conversations.yaml",
+            "presets": ["memgpt_chat", "presets/mine.yaml"],
+            "models": ["scripted", "replay:answers.json"],
+            "results": "results",
+        },
+    )
+    monkeypatch.chdir(tmp_path)
+    first = load_sweep("project/sweep.yaml").run(
+        concurrent.futures.ThreadPoolExecutor(2), progress=False
+    )
+    assert first.executed == 4
+    assert {(r["preset"], r["model"]) for r in first} == {
+        (p, m)
+        for p in ("memgpt_chat", "presets/mine.yaml")
+        for m in ("scripted", "replay:answers.json")
+    }
+    monkeypatch.chdir(project)
+    again = load_sweep("sweep.yaml").run(concurrent.futures.ThreadPoolExecutor(2), progress=False)
+    assert (again.skipped, again.executed) == (4, 0)
+    assert [r["run_id"] for r in again] == [r["run_id"] for r in first]
+    assert "replay:answers.json" in again.summary()
+    monkeypatch.chdir(project / "presets")
+    assert [s.run_id for s in load_sweep(path).specs()] == [r["run_id"] for r in first]
+
+
+def test_editing_what_a_run_reads_makes_its_runs_new(tmp_path):
+    """The preset file, the replay file: their content is in the run id."""
+    replay_file(tmp_path / "answers.json", "Hello!")
+    preset = tmp_path / "mine.yaml"
+    preset.write_text(
+        "name: mine\nsystem_prompt: memgpt_chat\nfunctions: [send_message]\n", "utf-8"
+    )
+    conversation = Conversation("hi", (ConversationTurn("hi", Expect(reply="Hello")),))
+    results = tmp_path / "results"
+
+    def sweep() -> Sweep:
+        return Sweep(
+            [conversation],
+            presets=[str(preset), "memgpt_chat"],
+            models=["replay:answers.json"],
+            results_dir=results,
+            base_dir=tmp_path,
+        )
+
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    assert sweep().run(pool, progress=False).executed == 2
+    replay_file(tmp_path / "answers.json", "Bye!")  # a new answer: both runs are new
+    changed = sweep().run(pool, progress=False)
+    assert (changed.skipped, changed.executed) == (0, 2)
+    assert changed.status_counts()["failed"] == 2  # and they read the new file
+    preset.write_text(
+        "name: mine\nsystem_prompt_text: Be brief.\nfunctions: [send_message]\n", "utf-8"
+    )
+    edited = sweep().run(pool, progress=False)  # only the preset's runs are new
+    assert (edited.skipped, edited.executed) == (1, 1)
+    pool.shutdown()
 
 
 @pytest.mark.parametrize(

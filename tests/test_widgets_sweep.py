@@ -113,11 +113,13 @@ def test_the_chart_is_a_pure_function_of_the_rates():
 
 def test_a_run_that_raised_shows_its_error(tmp_path: Path):
     conversation = Conversation("c", (ConversationTurn("hi"),))
-    result = Sweep([conversation], models=["nosuch:model"]).run(
+    broken = tmp_path / "broken.json"
+    broken.write_text("not JSON {", "utf-8")
+    result = Sweep([conversation], models=[f"replay:{broken}"]).run(
         concurrent.futures.ThreadPoolExecutor(1), progress=False
     )
     html = transcript_html(result[0])
-    assert "UnknownNameError" in html and "error" in html
+    assert "LLMError" in html and "error" in html
     view = SweepView(result)
     view.select(result[0]["run_id"])
     assert view.inspector is not None and view.inspector.total_count == 0

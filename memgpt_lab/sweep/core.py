@@ -10,6 +10,7 @@ and a second :meth:`Sweep.run` does only the rest.
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
 import json
 import multiprocessing
 import os
@@ -152,6 +153,60 @@ def default_executor(
     )
 
 
+def _digest(*parts: Any) -> str:
+    return hashlib.blake2b(
+        json.dumps(parts, sort_keys=True).encode("ascii"), digest_size=8
+    ).hexdigest()
+
+
+def _is_path(preset: str) -> bool:
+    """Whether a preset is named by its file (as :func:`~memgpt_lab.presets.load_preset` decides)."""
+    return preset.endswith((".yaml", ".yml")) or os.sep in preset or "/" in preset
+
+
+def _resolve_preset(preset: str, base: Path) -> tuple[str | None, str]:
+    """A preset's file (resolved against ``base``; None for a name) and a digest of its
+    content: its fields and system prompt."""
+    from memgpt_lab.presets import load_preset
+
+    path = os.path.normpath(base / preset) if _is_path(preset) else None
+    loaded = load_preset(path or preset)
+    return path, _digest(loaded.to_mapping(), loaded.system_prompt)
+
+
+def _resolve_model(model: str, base: Path) -> tuple[str | None, str]:
+    """A model string checked without connecting anywhere: the string to build (a
+    ``replay:`` / ``cassette:`` path resolved against ``base``; None: the model as
+    given) and a digest of what it reads (the file's content; else the string).
+
+    Raises:
+        SweepError: a model string that does not parse, an unknown provider, a
+            replay or cassette file that cannot be read.
+    """
+    from memgpt_lab.errors import UnknownNameError
+    from memgpt_lab.llm.providers import parse_model_string
+
+    if model == "scripted":
+        return None, _digest(model)
+    kind, sep, rest = model.partition(":")
+    if sep and kind in ("replay", "cassette"):
+        if not rest.strip():
+            raise SweepError(f"model {model!r} names no file after '{kind}:'")
+        path = Path(os.path.normpath(base / rest))
+        try:
+            content = path.read_bytes()
+        except OSError as exc:
+            raise SweepError(
+                f"model {model!r}: cannot read {path}: {exc.strerror or exc}"
+            ) from None
+        return f"{kind}:{path}", _digest(kind, hashlib.blake2b(content).hexdigest())
+    try:
+        parse_model_string(model)
+    except (ValueError, UnknownNameError) as exc:
+        raise SweepError(f"model {model!r}: {exc}") from None
+    return None, _digest(model)
+
+
 def _names(value: str | Iterable[str], what: str) -> tuple[str, ...]:
     names = (value,) if isinstance(value, str) else tuple(value)
     if not names:
@@ -169,9 +224,10 @@ def _names(value: str | Iterable[str], what: str) -> tuple[str, ...]:
 
 def _conversations(
     value: str | os.PathLike[str] | Conversation | Iterable[Conversation | Mapping[str, Any]],
+    base: Path | None = None,
 ) -> list[Conversation]:
     if isinstance(value, (str, os.PathLike)):
-        return load_conversations(value)
+        return load_conversations(value if base is None else base / value)
     if isinstance(value, Conversation):
         return [value]
     items = list(value)
@@ -200,9 +256,20 @@ class Sweep:
         repeats: runs of each combination (useful with models that are not deterministic).
         results_dir: where finished runs are kept; a sweep run again skips them.
         traffic_format: how traffic is saved there (see :data:`TRAFFIC_FORMATS`).
+        base_dir: what relative paths (the conversation file, preset files, ``replay:``
+            and ``cassette:`` files) are relative to; default: the working directory.
+            :func:`load_sweep` gives the sweep file's directory.
+
+    Runs are labelled with the presets and models as given (``cassette:../c.jsonl``
+    stays so), and a run's id covers those labels, the conversation and the content
+    of what the run reads (see :attr:`RunSpec.inputs`), not where the files are: the
+    same sweep resumes from any working directory, and editing a preset, a persona, a
+    human or a replayed model's file makes the runs that read it new.
 
     Raises:
-        SweepError: an empty list, a name that is not text, ``repeats`` below 1.
+        SweepError: an empty list, a name that is not text, ``repeats`` below 1, a
+            model string that does not parse (checked without connecting) or a
+            ``replay:`` / ``cassette:`` file that cannot be read.
         ConversationError: conversations that do not validate.
         UnknownNameError, PresetError: a preset, persona or human that does not exist.
     """
@@ -219,12 +286,13 @@ class Sweep:
         repeats: int = 1,
         results_dir: str | os.PathLike[str] | None = None,
         traffic_format: str = "jsonl",
+        base_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         from memgpt_lab.humans import get_human_text
         from memgpt_lab.personas import get_persona_text
-        from memgpt_lab.presets import load_preset
 
-        self.conversations = _conversations(conversations)
+        base = Path(base_dir) if base_dir is not None else None
+        self.conversations = _conversations(conversations, base)
         self.presets = _names(presets, "presets")
         self.models = _names(models, "models")
         self.personas = _names(personas, "personas")
@@ -238,13 +306,12 @@ class Sweep:
             )
         self.traffic_format = traffic_format
         self.results_dir = Path(results_dir) if results_dir is not None else None
-        # fail here, once, rather than in every run
-        for preset in self.presets:
-            load_preset(preset)
-        for persona in self.personas:
-            get_persona_text(persona)
-        for human in self.humans:
-            get_human_text(human)
+        # fail here, once, rather than in every run; note what each run reads
+        root = Path(os.path.abspath(base if base is not None else Path.cwd()))
+        self._presets = {preset: _resolve_preset(preset, root) for preset in self.presets}
+        self._models = {model: _resolve_model(model, root) for model in self.models}
+        self._personas = {p: _digest(get_persona_text(p)) for p in self.personas}
+        self._humans = {h: _digest(get_human_text(h)) for h in self.humans}
 
     def __repr__(self) -> str:
         return (
@@ -256,7 +323,22 @@ class Sweep:
     def specs(self) -> list[RunSpec]:
         """Every run, in a fixed order: preset, model, persona, human, conversation, repeat."""
         return [
-            RunSpec(preset, model, persona, human, conversation, repeat)
+            RunSpec(
+                preset,
+                model,
+                persona,
+                human,
+                conversation,
+                repeat,
+                preset_path=self._presets[preset][0],
+                model_target=self._models[model][0],
+                inputs=_digest(
+                    self._presets[preset][1],
+                    self._models[model][1],
+                    self._personas[persona],
+                    self._humans[human],
+                ),
+            )
             for preset in self.presets
             for model in self.models
             for persona in self.personas
@@ -358,24 +440,11 @@ def _executor_failure(spec: RunSpec, exc: BaseException) -> dict[str, Any]:
     return run_record(spec, error, unrun_turns(spec, 1, error), {}, [], 0.0)
 
 
-def _relative_to(source: Path, key: str, value: Any) -> Any:
-    """Paths in a sweep file (a preset's ``.yaml``, a model's ``replay:`` or ``cassette:``
-    file) are relative to the sweep file."""
-    if not isinstance(value, str):
-        return value
-    if key == "presets" and value.endswith((".yaml", ".yml")):
-        return os.path.normpath(source.parent / value)
-    if key == "models":
-        kind, sep, rest = value.partition(":")
-        if sep and kind in ("replay", "cassette"):
-            return f"{kind}:{os.path.normpath(source.parent / rest)}"
-    return value
-
-
 def load_sweep(path: str | os.PathLike[str]) -> Sweep:
     """A :class:`Sweep` from a YAML sweep file::
 
         conversations: conversations.yaml   # a file (relative to this one), or a list inline
+        # preset files, replay: and cassette: files are relative to this file too
         presets: [memgpt_chat, memgpt_minimal]
         models: [scripted]
         personas: [sam_pov]                 # optional, as are humans and repeats
@@ -408,7 +477,7 @@ def load_sweep(path: str | os.PathLike[str]) -> Sweep:
         raise SweepError(f"sweep file {source}: missing 'conversations' (a file or a list)")
     conversations = data["conversations"]
     if isinstance(conversations, str):
-        conversations = source.parent / conversations
+        pass  # relative to base_dir
     elif isinstance(conversations, list):
         conversations = parse_conversations(conversations, str(source))
     else:
@@ -423,12 +492,12 @@ def load_sweep(path: str | os.PathLike[str]) -> Sweep:
                 value = [value]
             if not isinstance(value, list):
                 raise SweepError(f"sweep file {source}: {key!r} must be a list of names")
-            options[key] = [_relative_to(source, key, v) for v in value]
+            options[key] = value
     if "repeats" in data:
         options["repeats"] = data["repeats"]
     if data.get("results") is not None:
         options["results_dir"] = source.parent / str(data["results"])
     try:
-        return Sweep(conversations, **options)
+        return Sweep(conversations, base_dir=source.parent, **options)
     except SweepError as exc:
         raise SweepError(f"sweep file {source}: {exc}") from None

@@ -61,9 +61,17 @@ class RunSpec:
     human: str
     conversation: Conversation
     repeat: int = 0
+    #: where the preset is read from when it is a file (its path resolved); None: ``preset``
+    preset_path: str | None = None
+    #: the model string built, its ``replay:`` / ``cassette:`` path resolved; None: ``model``
+    model_target: str | None = None
+    #: a digest of what the run reads besides the conversation: the preset (its fields and
+    #: system prompt), the persona's and the human's texts, a replayed model's file content
+    inputs: str = ""
 
     def key(self) -> dict[str, Any]:
-        """The fields that identify the run (the conversation by name)."""
+        """The fields that label the run (the conversation by name): as the sweep says
+        them, whatever the working directory."""
         return {
             "preset": self.preset,
             "model": self.model,
@@ -75,9 +83,16 @@ class RunSpec:
 
     @property
     def run_id(self) -> str:
-        """A readable, file-safe id; its hash covers the conversation's turns and checks,
-        so editing a conversation makes its runs new (a resumed sweep reruns them)."""
-        identity = {**self.key(), "turns": self.conversation.to_mapping()["turns"]}
+        """A readable, file-safe id; its hash covers the labels, the conversation's turns
+        and checks, and :attr:`inputs` (the preset, persona, human and replay file
+        contents), never a resolved path: the same sweep gives the same ids from any
+        working directory, and editing what a run reads makes its runs new (a resumed
+        sweep reruns them)."""
+        identity = {
+            **self.key(),
+            "turns": self.conversation.to_mapping()["turns"],
+            "inputs": self.inputs,
+        }
         digest = hashlib.blake2b(
             json.dumps(identity, sort_keys=True).encode("ascii"),  # lone surrogates escaped
             digest_size=6,
@@ -200,9 +215,9 @@ def _execute(spec: RunSpec, model: ChatModel | None, log: _RunLog) -> dict[str, 
         ws_if.register_client(ws)
         try:
             agent = create_agent_from_preset(
-                spec.preset,
+                spec.preset_path or spec.preset,
                 None,
-                spec.model if model is None else model,
+                (spec.model_target or spec.model) if model is None else model,
                 get_persona_text(spec.persona),
                 get_human_text(spec.human),
                 MultiInterface([ws_if, meter]),
