@@ -11,6 +11,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -430,23 +431,59 @@ def test_a_run_that_cannot_start_is_an_error_of_turn_0(tmp_path):
 
 
 class FailingExecutor(concurrent.futures.Executor):
-    """An executor whose worker dies: every future fails, as a broken pool's do."""
+    """An executor whose worker dies: the futures from the ``lose``-th on fail, as a broken
+    pool's do; those before run in this thread."""
+
+    def __init__(self, lose: int = 0) -> None:
+        self.lose = lose
+        self.submitted = 0
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        future.set_exception(concurrent.futures.process.BrokenProcessPool("worker died"))
+        self.submitted += 1
+        if self.submitted > self.lose:
+            future.set_exception(BrokenProcessPool("worker died"))
+        else:
+            future.set_result(fn(*args, **kwargs))
         return future
 
 
 def test_a_run_the_executor_lost_is_reported_but_not_stored(tmp_path, conversations_file):
     results = tmp_path / "results"
     sweep = Sweep(conversations_file, results_dir=results)
-    lost = sweep.run(FailingExecutor(), progress=False)
-    assert {run["status"] for run in lost} == {"error"}
-    assert lost[0]["error"]["type"] == "BrokenProcessPool" and lost[0]["error"]["executor"]
-    assert not list((results / "runs").glob("*.json"))
+    lost = sweep.run(FailingExecutor(lose=1), progress=False)
+    assert [run["status"] for run in lost] == ["passed", "error", "error"]
+    assert lost[1]["error"]["type"] == "BrokenProcessPool" and lost[1]["error"]["executor"]
+    assert [p.stem for p in (results / "runs").glob("*.json")] == [lost[0]["run_id"]]
     done = sweep.run(concurrent.futures.ThreadPoolExecutor(2), progress=False)
-    assert done.executed == 3 and done.passed
+    assert (done.skipped, done.executed) == (1, 2) and done.passed
+
+
+def test_a_sweep_whose_every_run_was_lost_says_so_once(tmp_path, conversations_file):
+    sweep = Sweep(conversations_file, results_dir=tmp_path / "results")
+    with pytest.raises(SweepError, match=r"every run was lost: the executor broke \(Broken"):
+        sweep.run(FailingExecutor(), progress=False)
+    assert sweep.run(concurrent.futures.ThreadPoolExecutor(2), progress=False).executed == 3
+
+
+def test_a_plain_script_without_a_main_guard_is_told_once(tmp_path):
+    """The default executor's processes import the script again (forkserver, spawn): they
+    stop quietly, and the script's own process says what to do, once."""
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "from memgpt_lab.sweep import Conversation, ConversationTurn, Sweep\n"
+        "sweep = Sweep([Conversation('c', (ConversationTurn('hi'),))], presets=['memgpt_chat'])\n"
+        "sweep.run(progress=False, workers=1)\n",
+        "utf-8",
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 1
+    assert done.stderr.count("Traceback") == 1, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("memgpt_lab.sweep.core.SweepError: every run was lost")
+    assert 'under `if __name__ == "__main__":`' in last
 
 
 def test_bad_sweeps_fail_at_once(conversations_file):

@@ -375,6 +375,11 @@ class Sweep:
         """
         from tqdm.auto import tqdm
 
+        if getattr(multiprocessing.current_process(), "_inheriting", False):
+            # A process pool's worker importing a script that runs its sweep without
+            # `if __name__ == "__main__":`. Stop it quietly (not one traceback per worker):
+            # the pool breaks, and the sweep's own process says why, once.
+            raise SystemExit(1)
         specs = self.specs()
         store = (
             ResultStore(self.results_dir, self.traffic_format)
@@ -402,12 +407,15 @@ class Sweep:
                 assert pool is not None
                 futures = {pool.submit(execute_run, spec): spec for spec in todo}
             problems = 0
+            broken: list[BaseException] = []
             for future in concurrent.futures.as_completed(futures):
                 spec = futures.pop(future)  # let go of it: a Dask result leaves the cluster
                 try:
                     run = future.result()
                 except Exception as exc:  # the executor failed the run: not stored
                     run = _executor_failure(spec, exc)
+                    if isinstance(exc, concurrent.futures.BrokenExecutor):
+                        broken.append(exc)
                 else:
                     if store is not None:
                         store.save(run)
@@ -416,6 +424,8 @@ class Sweep:
                 bar.update(1)
                 if problems:
                     bar.set_postfix(failing=problems, refresh=False)
+            if todo and len(broken) == len(todo):
+                raise SweepError(_broken_message(broken[0], pool))
         except BaseException:
             for future in futures:
                 future.cancel()
@@ -427,6 +437,19 @@ class Sweep:
         return SweepResult(
             [results[spec.run_id] for spec in specs], executed=len(todo), skipped=skipped
         )
+
+
+def _broken_message(exc: BaseException, pool: concurrent.futures.Executor | None) -> str:
+    message = (
+        f"every run was lost: the executor broke ({type(exc).__name__}: "
+        f"{str(exc) or 'no message'}); nothing was kept, so run() again retries them"
+    )
+    if isinstance(pool, concurrent.futures.ProcessPoolExecutor):
+        message += (
+            ". In a plain script, a process pool's workers import the script again: put the "
+            'code that runs the sweep under `if __name__ == "__main__":`'
+        )
+    return message
 
 
 def _executor_failure(spec: RunSpec, exc: BaseException) -> dict[str, Any]:
