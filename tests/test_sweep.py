@@ -718,6 +718,26 @@ def test_the_cli_gate_passes_fails_and_refuses(tmp_path, capsys):
     assert "conversation 'x', turn 1" in capsys.readouterr().err
 
 
+def test_the_cli_refuses_bad_options_clearly(tmp_path, capsys):
+    path = sweep_file(tmp_path)
+    assert main(["sweep", str(path), "--scheduler", "nonsense"]) == 2
+    err = capsys.readouterr().err
+    assert "--scheduler 'nonsense' is not a Dask scheduler address" in err
+    assert "tcp://host:port" in err
+    with pytest.raises(SystemExit) as info:
+        main(["sweep", str(path), "--workers", "x"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--workers: must be a whole number, not 'x'" in err and "_positive" not in err
+    address = "tcp://127.0.0.1:8786"
+    assert main(["sweep", str(path), "--workers", "2", "--scheduler", address]) == 2
+    assert "give one or the other" in capsys.readouterr().err
+    with pytest.raises(SweepError, match="workers=2 sizes the default executor"):
+        Sweep(path.with_name("conversations.yaml")).run(
+            concurrent.futures.ThreadPoolExecutor(1), progress=False, workers=2
+        )
+
+
 def test_a_remote_model_runs_on_threads_and_its_warnings_stay_with_the_run(capfd):
     from memgpt_lab.llm.server import Faults, LLMServer
 

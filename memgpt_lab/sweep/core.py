@@ -363,7 +363,8 @@ class Sweep:
                 It is left open. None: :func:`default_executor` (processes for offline
                 models, threads when one is remote), shut down at the end.
             progress: show a progress bar (tqdm's: a widget in Jupyter, text elsewhere).
-            workers: the size of the default executor.
+            workers: the size of the default executor; with ``executor`` given, an
+                error (size that executor instead).
             retry_errors: run again the stored runs that raised (a server that was
                 down...); by default a stored run is finished whatever its status.
 
@@ -380,6 +381,11 @@ class Sweep:
             # `if __name__ == "__main__":`. Stop it quietly (not one traceback per worker):
             # the pool breaks, and the sweep's own process says why, once.
             raise SystemExit(1)
+        if executor is not None and workers is not None:
+            raise SweepError(
+                f"workers={workers!r} sizes the default executor, and an executor was given: "
+                "size that executor instead"
+            )
         specs = self.specs()
         store = (
             ResultStore(self.results_dir, self.traffic_format)
