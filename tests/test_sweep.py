@@ -686,13 +686,23 @@ def test_editing_what_a_run_reads_makes_its_runs_new(tmp_path):
         ({"colour": "red"}, "unknown field(s) colour"),
         ({"presets": {"a": 1}}, "'presets' must be a list of names"),
         ({"repeats": 0}, "repeats must be"),
+        ({"results": ["a"]}, "'results' must be a directory name (text), not ['a']"),
+        ({"results": 5}, "'results' must be a directory name (text), not 5"),
+        ({"presets": ["memgpt_chta"]}, "unknown preset 'memgpt_chta'"),
+        ({"presets": ["missing.yaml"]}, "does not exist"),
+        ({"personas": ["sam_pvo"]}, "unknown persona 'sam_pvo'"),
+        ({"humans": ["basik"]}, "unknown human 'basik'"),
+        ({"models": ["openia:gpt-4o"]}, "model 'openia:gpt-4o': unknown provider 'openia'"),
     ],
 )
 def test_a_bad_sweep_file_is_named(tmp_path, fields, problem):
     path = sweep_file(tmp_path, **fields)
     with pytest.raises(SweepError) as info:
         load_sweep(path)
-    assert problem in str(info.value) and str(path) in str(info.value)
+    assert problem in str(info.value)
+    assert str(info.value).startswith(f"sweep file {path}: ")
+    assert not (tmp_path / "['a']").exists()
+    assert main(["sweep", str(path), "--no-progress"]) == 2  # a bad file, not a failed sweep
 
 
 def test_the_cli_gate_passes_fails_and_refuses(tmp_path, capsys):

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from memgpt_lab.errors import LabError
+from memgpt_lab.errors import LabError, PresetError, UnknownNameError
 from memgpt_lab.sweep.conversations import (
     Conversation,
     ConversationError,
@@ -183,7 +183,6 @@ def _resolve_model(model: str, base: Path) -> tuple[str | None, str]:
         SweepError: a model string that does not parse, an unknown provider, a
             replay or cassette file that cannot be read.
     """
-    from memgpt_lab.errors import UnknownNameError
     from memgpt_lab.llm.providers import parse_model_string
 
     if model == "scripted":
@@ -482,7 +481,9 @@ def load_sweep(path: str | os.PathLike[str]) -> Sweep:
         results: results/                   # optional: results_dir, relative to this file
 
     Raises:
-        SweepError: the file is missing, not YAML, or a field is wrong (named).
+        SweepError: the file is missing, not YAML, or a field is wrong (named): a
+            ``results`` that is not text, an unknown preset, persona or human, a
+            model string that does not parse; the message names the file.
         ConversationError: the conversations do not validate.
     """
     import yaml
@@ -524,9 +525,14 @@ def load_sweep(path: str | os.PathLike[str]) -> Sweep:
             options[key] = value
     if "repeats" in data:
         options["repeats"] = data["repeats"]
-    if data.get("results") is not None:
-        options["results_dir"] = source.parent / str(data["results"])
+    results = data.get("results")
+    if results is not None:
+        if not isinstance(results, str) or not results.strip():
+            raise SweepError(
+                f"sweep file {source}: 'results' must be a directory name (text), not {results!r}"
+            )
+        options["results_dir"] = source.parent / results
     try:
         return Sweep(conversations, base_dir=source.parent, **options)
-    except SweepError as exc:
+    except (SweepError, UnknownNameError, PresetError) as exc:
         raise SweepError(f"sweep file {source}: {exc}") from None
