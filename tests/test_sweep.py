@@ -112,7 +112,7 @@ BAD_TURNS = [
     ({"user": "hi", "expect": {"replies": "x"}}, "unknown check(s) replies"),
     ({"user": "hi", "expect": {"reply": "(unclosed"}}, "not a valid regular expression"),
     ({"user": "hi", "expect": {"calls": ["send_mesage"]}}, "unknown function(s) send_mesage"),
-    ({"user": "hi", "expect": {"calls": 3}}, "'calls' must be a list of function names"),
+    ({"user": "hi", "expect": {"calls": 3}}, "'calls' must be a non-empty list of function names"),
     (
         {"user": "hi", "expect": {"calls": ["send_message"], "not_calls": ["send_message"]}},
         "both in 'calls' and 'not_calls'",
@@ -122,6 +122,19 @@ BAD_TURNS = [
     ({"user": "hi", "expect": {"max_steps": 0}}, "'max_steps' must be a whole number"),
     ({"user": "hi", "expect": {"max_steps": True}}, "'max_steps' must be a whole number"),
     ({"user": "hi", "then": 1}, "unknown field(s) then"),
+    # a check that is there must check something: these would pass whatever the agent did
+    ({"user": "hi", "expect": []}, "'expect' must be a mapping of checks, not []"),
+    ({"user": "hi", "expect": 0}, "'expect' must be a mapping of checks, not 0"),
+    ({"user": "hi", "expect": {}}, "'expect' holds no check"),
+    ({"user": "hi", "expect": None}, "'expect' must be a mapping of checks, not None"),
+    ({"user": "hi", "expect": {"reply": ""}}, "an empty one matches any reply"),
+    ({"user": "hi", "expect": {"reply": None}}, "'reply' must be a regular expression"),
+    ({"user": "hi", "expect": {"calls": []}}, "'calls' must be a non-empty list"),
+    ({"user": "hi", "expect": {"not_calls": None}}, "'not_calls' must be a non-empty list"),
+    ({"user": "hi", "expect": {"core_memory": []}}, "'core_memory' must map"),
+    ({"user": "hi", "expect": {"core_memory": {}}}, "'core_memory' must map"),
+    ({"user": "hi", "expect": {"core_memory": {"human": ""}}}, "'core_memory' must map"),
+    ({"user": "hi", "expect": {"max_steps": None}}, "'max_steps' must be a whole number"),
 ]
 
 
@@ -147,6 +160,7 @@ def test_a_bad_turn_is_named_by_file_conversation_and_turn(tmp_path, turn, probl
         ("conversations: []", "non-empty list of conversations", None),
         ("- 3", "must be a mapping with 'name' and 'turns'", "#1"),
         ("- {turns: [hi]}", "needs a 'name'", "#1"),
+        ("- {name: 5, turns: [hi]}", "'name' must be non-empty text, not 5", "#1"),
         ("- {name: a, turns: []}", "needs 'turns'", "'a'"),
         ("- {name: a, turns: [hi], extra: 1}", "unknown field(s) extra", "'a'"),
         ("- {name: a, turns: [hi]}\n- {name: a, turns: [ho]}", "used twice", "'a'"),
@@ -164,7 +178,18 @@ def test_a_bad_file_is_named(tmp_path, content, problem, conversation):
 def test_bad_jsonl_and_missing_and_unknown_files(tmp_path):
     lines = tmp_path / "c.jsonl"
     lines.write_text('{"name": "a", "turns": ["hi"]}\n{"name": \n', "utf-8")
-    with pytest.raises(ConversationError, match="line 2 is not JSON"):
+    with pytest.raises(ConversationError, match=r"c\.jsonl, line 2: not JSON") as info:
+        load_conversations(lines)
+    assert info.value.line == 2 and info.value.conversation is None
+    # a conversation that does not validate is named by its line too (blank lines counted)
+    good = '{"name": "a", "turns": ["hi"]}'
+    lines.write_text(f'{good}\n\n{{"name": "b", "turns": ["ok", {{"user": ""}}]}}\n', "utf-8")
+    with pytest.raises(ConversationError) as info:
+        load_conversations(lines)
+    assert (info.value.line, info.value.conversation, info.value.turn) == (3, "'b'", 2)
+    assert str(info.value).startswith(f"{lines}, line 3: conversation 'b', turn 2: ")
+    lines.write_text(f"{good}\n{good}\n", "utf-8")
+    with pytest.raises(ConversationError, match=r"line 2: conversation 'a': the name is used"):
         load_conversations(lines)
     with pytest.raises(ConversationError, match="cannot read the file"):
         load_conversations(tmp_path / "missing.yaml")
