@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -451,8 +452,27 @@ def test_a_run_that_cannot_start_is_an_error_of_turn_0(tmp_path):
     run = result[0]
     assert run["status"] == "error" and run["error"]["turn"] == 0
     assert run["error"]["type"] == "LLMError"
-    assert [t["error"] for t in run["turns"]] == ["not run: the run stopped with LLMError"] * 2
+    assert [t["error"] for t in run["turns"]] == [
+        f"the run could not start: LLMError: {run['error']['message']}",
+        "not run: the run stopped with LLMError",
+    ]
+    assert "is neither JSON nor JSON lines" in run["error"]["message"]
+    assert "could not start: LLMError: replay file" in result.summary()
     assert result.pass_rates("model")["pass_rate"].tolist() == [0.0]
+
+
+def test_the_summary_shows_why_a_run_could_not_start(tmp_path, capsys):
+    spec = Sweep([Conversation("c", (ConversationTurn("hi"),))]).specs()[0]
+    run = execute_run(dataclasses.replace(spec, model="nosuch:model"))  # past Sweep's checks
+    summary = SweepResult([run]).summary()
+    assert "could not start: UnknownNameError: unknown provider 'nosuch'; available: " in summary
+    # and in the CLI's summary
+    (tmp_path / "broken.json").write_text("not JSON {", "utf-8")
+    path = sweep_file(tmp_path, presets=["memgpt_chat"], models=["replay:broken.json"])
+    assert main(["sweep", str(path), "--no-progress"]) == 1
+    out = capsys.readouterr().out
+    assert "greeting turn 1 [memgpt_chat, replay:broken.json" in out
+    assert "could not start: LLMError: replay file" in out and "neither JSON nor JSON" in out
 
 
 class FailingExecutor(concurrent.futures.Executor):

@@ -304,14 +304,22 @@ def run_record(
 
 def unrun_turns(spec: RunSpec, first: int, error: dict[str, Any]) -> list[dict[str, Any]]:
     """Entries for the turns from ``first`` on that did not complete because of ``error``:
-    no replies, and every check failed, so pass rates count what was never reached."""
+    no replies, and every check failed, so pass rates count what was never reached.
+
+    The turn that raised carries the error's message; when the run stopped before its
+    first turn (its agent could not be built, the executor lost it), the first turn
+    carries it, so every table and summary shows what went wrong."""
     entries = []
+    raised = error.get("turn")
     for number, turn in enumerate(spec.conversation.turns[first - 1 :], first):
-        reason = (
-            f"{error['type']}: {error['message']}"
-            if number == error.get("turn")
-            else f"not run: the run stopped with {error['type']}"
-        )
+        what = f"{error['type']}: {error['message']}"
+        if number == raised:
+            reason = what
+        elif number == first and not raised:
+            before = "lost by the executor" if error.get("executor") else "could not start"
+            reason = f"the run {before}: {what}"
+        else:
+            reason = f"not run: the run stopped with {error['type']}"
         checks = [
             {**outcome, "passed": False, "detail": reason}
             for outcome in turn.expect.evaluate([], [], {}, 0)
