@@ -433,6 +433,9 @@ def test_a_failing_run_is_recorded_with_its_error_and_the_sweep_goes_on(tmp_path
     assert row["error"].startswith("LLMError: ReplayModel has no more responses")
     assert not row["passed"] and row["failed_checks"][0].startswith("reply: LLMError")
     assert "raised" in result.summary() and "two_turns turn 2" in result.summary()
+    by_error = result.pass_rates("error")
+    assert sorted(by_error["turns"].tolist()) == [1, 3]  # the turn that raised; the others
+    assert by_error["turns_passed"].sum() == 2  # "Only one answer." lacks "One"
     # stored: finished, so skipped next time, unless asked to retry errors
     again = sweep.run(concurrent.futures.ThreadPoolExecutor(1), progress=False)
     assert (again.skipped, again.executed) == (2, 0)
@@ -589,6 +592,18 @@ def test_results_as_a_table_pass_rates_and_repeats(conversations_file):
     assert by_turn["turns"].sum() == len(table)
     with pytest.raises(KeyError, match="no column colour"):
         result.pass_rates("colour")
+    # by any column: lists as joined text, empty values kept
+    by_functions = result.pass_rates("functions")
+    assert by_functions["turns"].sum() == len(table)
+    assert "core_memory_replace, send_message" in by_functions.index
+    by_failed = result.pass_rates("failed_checks")
+    assert by_failed["turns"].sum() == len(table)
+    assert by_failed.loc[""]["pass_rate"] == 1.0
+    assert by_failed.drop(index="")["pass_rate"].eq(0.0).all()
+    assert result.pass_rates(["preset", "failed_functions"])["turns"].sum() == len(table)
+    by_error = result.pass_rates("error")
+    assert by_error["turns"].sum() == len(table) and len(by_error) == 1  # no turn raised
+    assert by_error["runs_passed"].tolist() == [10]
     # the same as a plain SweepResult of the same runs
     assert SweepResult(result.runs).to_pandas().equals(table)
     assert result.transcript(result[0]["run_id"])[0]["role"] == "user"
