@@ -225,6 +225,55 @@ def test_checks_evaluate_every_check_and_say_what_failed():
     assert expect.count == 6
 
 
+def test_a_calls_check_needs_a_call_that_succeeded(tmp_path):
+    expect = Expect(calls=("core_memory_replace", "send_message"))
+    ok, *_ = expect.evaluate([], ["core_memory_replace", "send_message"], {}, 2)
+    assert ok["passed"]
+    once, *_ = expect.evaluate(
+        [],
+        ["core_memory_replace", "core_memory_replace", "send_message"],
+        {},
+        3,
+        ["core_memory_replace"],
+    )
+    assert once["passed"]  # failed once, then succeeded
+    failed, *_ = expect.evaluate(
+        [], ["core_memory_replace", "send_message"], {}, 2, ["core_memory_replace"]
+    )
+    assert not failed["passed"] and failed["detail"] == "failed: core_memory_replace"
+    # through a real run: an edit of text the block does not hold fails
+    call = {
+        "name": "core_memory_replace",
+        "arguments": json.dumps(
+            {
+                "name": "human",
+                "old_content": "NOT THERE",
+                "new_content": "Ada",
+                "request_heartbeat": True,
+            }
+        ),
+    }
+    completion = {
+        "choices": [
+            {
+                "message": {"role": "assistant", "content": "Noting it.", "function_call": call},
+                "finish_reason": "function_call",
+            }
+        ]
+    }
+    replay = tmp_path / "answers.json"
+    replay.write_text(json.dumps([completion, "Noted, Ada."]), "utf-8")
+    conversation = Conversation(
+        "c", (ConversationTurn("My name is Ada.", Expect(calls=("core_memory_replace",))),)
+    )
+    run = execute_run(Sweep([conversation], models=[f"replay:{replay}"]).specs()[0])
+    turn = run["turns"][0]
+    assert turn["functions"][0] == "core_memory_replace"
+    assert turn["failed_functions"] == ["core_memory_replace"]
+    assert run["status"] == "failed"
+    assert turn["checks"][0]["detail"] == "failed: core_memory_replace"
+
+
 # --------------------------------------------------------------------------- the same on any executor
 
 

@@ -10,7 +10,7 @@ key holding the list); a JSON-lines file holds one conversation per line::
           - user: "My name is Ada."
             expect:
               reply: "Ada"                      # a regex searched in the turn's replies
-              calls: [core_memory_replace]      # functions that must be called
+              calls: [core_memory_replace]      # functions that must be called (and succeed)
               not_calls: [archival_memory_insert]   # ... and must not be
               core_memory: {human: "Ada"}       # block -> text it must contain afterwards
               max_steps: 3                      # at most this many steps
@@ -87,7 +87,8 @@ class Expect:
 
     Attributes:
         reply: a regular expression searched in the turn's replies (joined by newlines).
-        calls: functions the turn must call.
+        calls: functions the turn must call, successfully: a call that returned a
+            failure (an edit of text that is not there...) does not count.
         not_calls: functions the turn must not call.
         core_memory: ``(block, text)`` pairs: the block must contain the text after the turn.
         max_steps: the most steps the turn may take.
@@ -140,8 +141,13 @@ class Expect:
         functions: Sequence[str],
         core_memory: Mapping[str, str],
         steps: int,
+        failed_functions: Sequence[str] = (),
     ) -> list[dict[str, Any]]:
-        """Each check's outcome: ``{"check", "expected", "passed", "detail"}``, in file order."""
+        """Each check's outcome: ``{"check", "expected", "passed", "detail"}``, in file order.
+
+        ``functions`` are the calls the turn made (a name once per call) and
+        ``failed_functions`` those of them that failed; a ``calls`` check needs a call
+        of each function that did not fail."""
         outcomes: list[dict[str, Any]] = []
 
         def add(check: str, expected: Any, passed: bool, detail: str) -> None:
@@ -155,12 +161,15 @@ class Expect:
             add("reply", self.reply, found, "" if found else f"no match in {said!r:.200}")
         if self.calls:
             missing = [name for name in self.calls if name not in functions]
-            add(
-                "calls",
-                list(self.calls),
-                not missing,
-                f"not called: {', '.join(missing)}" if missing else "",
-            )
+            failed = [
+                name
+                for name in self.calls
+                if name in functions
+                and list(functions).count(name) <= list(failed_functions).count(name)
+            ]
+            problems = [f"not called: {', '.join(missing)}"] if missing else []
+            problems += [f"failed: {', '.join(failed)}"] if failed else []
+            add("calls", list(self.calls), not problems, "; ".join(problems))
         if self.not_calls:
             called = [name for name in self.not_calls if name in functions]
             add(

@@ -259,7 +259,7 @@ def _execute(spec: RunSpec, model: ChatModel | None, log: _RunLog) -> dict[str, 
                     "steps": meter.steps[first_step:],
                     "truncated": result.truncated,
                     "checks": turn.expect.evaluate(
-                        result.replies, called, core_memory, len(result.steps)
+                        result.replies, called, core_memory, len(result.steps), failed
                     ),
                     "messages": messages,
                     "error": None,
