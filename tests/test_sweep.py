@@ -16,6 +16,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
+import distributed
 import pytest
 import yaml
 from hypothesis import HealthCheck, example, given, settings
@@ -323,7 +324,6 @@ def test_thread_pool_and_process_pool_give_identical_results(conversations_file,
 
 
 def test_a_dask_local_cluster_gives_identical_results(conversations_file, reference):
-    distributed = pytest.importorskip("distributed")
     with (
         distributed.LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
@@ -828,7 +828,6 @@ def test_the_cli_gate_passes_fails_and_refuses(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "failing turns:" in out and "name_and_fact turn 2 [memgpt_minimal" in out
     assert len(list((results / "runs").glob("*.json"))) == 6
-    distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster:
         assert main(["sweep", str(failing), "--scheduler", cluster.scheduler_address]) == 1
     assert "name_and_fact turn 2 [memgpt_minimal" in capsys.readouterr().out
