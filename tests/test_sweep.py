@@ -881,6 +881,53 @@ def test_a_remote_model_runs_on_threads_and_its_warnings_stay_with_the_run(capfd
     assert "summarising" not in capfd.readouterr().err
 
 
+_GATED_SCRIPT = """
+import concurrent.futures, logging, threading
+from memgpt_lab.llm.scripted import ScriptedModel
+from memgpt_lab.sweep import Conversation, ConversationTurn, Sweep, execute_run
+
+class GatedModel:
+    # the scripted model, which logs a warning and then waits for `go` on its first call
+    name = "gated"
+
+    def __init__(self):
+        self.model = ScriptedModel()
+        self.calling = threading.Event()
+        self.go = threading.Event()
+
+    def chat(self, messages, functions):
+        if not self.calling.is_set():
+            logging.getLogger("memgpt_lab.test").warning("the run's own warning")
+            self.calling.set()
+            assert self.go.wait(60)
+        return self.model.chat(messages, functions)
+
+model = GatedModel()
+spec = Sweep([Conversation("c", (ConversationTurn("hi"),))]).specs()[0]
+with concurrent.futures.ThreadPoolExecutor(1) as pool:
+    future = pool.submit(execute_run, spec, model)
+    assert model.calling.wait(60)
+    logging.getLogger("memgpt_lab.elsewhere").warning("a warning from the caller")
+    model.go.set()
+    run = future.result(60)
+print(run["log"])
+print(logging.getLogger("memgpt_lab").handlers)
+"""
+
+
+def test_a_run_keeps_its_own_warnings_and_silences_no_one_else(tmp_path):
+    """While a run is in progress, the package's warnings from other threads print as
+    they would without a sweep (Python's last resort, in a process that configured no
+    logging); the run's own are kept with it, not printed."""
+    script = tmp_path / "gated.py"
+    script.write_text(_GATED_SCRIPT, "utf-8")
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stderr == "a warning from the caller\n"
+    assert done.stdout.splitlines() == ['["WARNING memgpt_lab.test: the run\'s own warning"]', "[]"]
+
+
 #: All of Unicode, with lone surrogates drawn often (plain characters() almost never draws them).
 ANY_TEXT = st.text(
     st.one_of(st.characters(exclude_categories=()), st.integers(0xD800, 0xDFFF).map(chr)),

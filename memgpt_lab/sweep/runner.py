@@ -128,19 +128,53 @@ class _StepMeter(AgentInterface):
         )
 
 
-class _RunLog(logging.Handler):
-    """Keeps the package's log records from this run's thread (a summarising agent's
-    warning...) with the run. While one is attached, Python's last-resort handler stays
-    quiet, so a sweep in a notebook or a worker prints nothing of its own."""
+class _RunLogs(logging.Handler):
+    """Keeps the package's log records from a run's own thread (a summarising agent's
+    warning...) with that run, and nothing else.
+
+    One handler on the ``memgpt_lab`` logger while any run is in progress. A record
+    from a thread that is not running a run (the caller's, another library's) is
+    left as it would be without this handler: when no other handler would take it,
+    Python's last-resort handler prints it, as it always does.
+    """
 
     def __init__(self) -> None:
         super().__init__(logging.INFO)
-        self.thread = threading.get_ident()
-        self.lines: list[str] = []
+        self.runs: dict[int, list[str]] = {}
+        self.guard = threading.Lock()
+
+    def start(self) -> list[str]:
+        """Keep this thread's records until :meth:`stop`; the list they go to."""
+        lines: list[str] = []
+        with self.guard:
+            if not self.runs:
+                logging.getLogger("memgpt_lab").addHandler(self)
+            self.runs[threading.get_ident()] = lines
+        return lines
+
+    def stop(self) -> None:
+        with self.guard:
+            self.runs.pop(threading.get_ident(), None)
+            if not self.runs:
+                logging.getLogger("memgpt_lab").removeHandler(self)
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.thread == self.thread:
-            self.lines.append(f"{record.levelname} {record.name}: {record.getMessage()}")
+        lines = self.runs.get(record.thread) if record.thread is not None else None
+        if lines is not None:
+            lines.append(f"{record.levelname} {record.name}: {record.getMessage()}")
+            return
+        # not a run's: do what logging would have done had this handler not been there
+        logger: logging.Logger | None = logging.getLogger(record.name)
+        while logger is not None:
+            if any(handler is not self for handler in logger.handlers):
+                return  # another handler has it
+            logger = logger.parent if logger.propagate else None
+        last = logging.lastResort
+        if last is not None and record.levelno >= last.level:
+            last.handle(record)
+
+
+_RUN_LOGS = _RunLogs()
 
 
 def _functions(messages: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
@@ -187,16 +221,14 @@ def execute_run(spec: RunSpec, model: ChatModel | None = None) -> dict[str, Any]
         frames, :meth:`~memgpt_lab.recorder.Frame.to_dict`), ``duration`` and ``log``
         (the package's warnings during the run, which are not printed).
     """
-    log = _RunLog()
-    package_logger = logging.getLogger("memgpt_lab")
-    package_logger.addHandler(log)
+    log = _RUN_LOGS.start()
     try:
         return _execute(spec, model, log)
     finally:
-        package_logger.removeHandler(log)
+        _RUN_LOGS.stop()
 
 
-def _execute(spec: RunSpec, model: ChatModel | None, log: _RunLog) -> dict[str, Any]:
+def _execute(spec: RunSpec, model: ChatModel | None, log: list[str]) -> dict[str, Any]:
     from memgpt_lab import system
     from memgpt_lab.humans import get_human_text
     from memgpt_lab.personas import get_persona_text
@@ -275,7 +307,7 @@ def _execute(spec: RunSpec, model: ChatModel | None, log: _RunLog) -> dict[str, 
         [frame.to_dict() for frame in recording],
         time.perf_counter() - started,
     )
-    run["log"] = log.lines
+    run["log"] = log
     return run
 
 
