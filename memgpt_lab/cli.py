@@ -187,7 +187,8 @@ def _add_sweep(commands: Any) -> None:
         type=_positive,
         default=None,
         metavar="N",
-        help="local workers (default: one process per CPU; 8 threads when a model is remote)",
+        help="local workers (default: one process per CPU; 8 threads when a model is remote); "
+        "not with --scheduler",
     )
     add(
         "--scheduler",

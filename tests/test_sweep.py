@@ -776,9 +776,10 @@ def test_editing_what_a_run_reads_makes_its_runs_new(tmp_path):
         )
 
     pool = concurrent.futures.ThreadPoolExecutor(1)
-    assert sweep().run(pool, progress=False).executed == 2
+    same = sweep()
+    assert same.run(pool, progress=False).executed == 2
     replay_file(tmp_path / "answers.json", "Bye!")  # a new answer: both runs are new
-    changed = sweep().run(pool, progress=False)
+    changed = same.run(pool, progress=False)  # (the same Sweep reads its inputs again)
     assert (changed.skipped, changed.executed) == (0, 2)
     assert changed.status_counts()["failed"] == 2  # and they read the new file
     preset.write_text(

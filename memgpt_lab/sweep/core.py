@@ -287,9 +287,6 @@ class Sweep:
         traffic_format: str = "jsonl",
         base_dir: str | os.PathLike[str] | None = None,
     ) -> None:
-        from memgpt_lab.humans import get_human_text
-        from memgpt_lab.personas import get_persona_text
-
         base = Path(base_dir) if base_dir is not None else None
         self.conversations = _conversations(conversations, base)
         self.presets = _names(presets, "presets")
@@ -305,8 +302,17 @@ class Sweep:
             )
         self.traffic_format = traffic_format
         self.results_dir = Path(results_dir) if results_dir is not None else None
-        # fail here, once, rather than in every run; note what each run reads
-        root = Path(os.path.abspath(base if base is not None else Path.cwd()))
+        self.base_dir = Path(os.path.abspath(base if base is not None else Path.cwd()))
+        # fail here, once, rather than in every run
+        self._read_inputs()
+
+    def _read_inputs(self) -> None:
+        """Resolve the preset and model files and note a digest of what each run reads;
+        again at each :meth:`run`, so a file edited since is seen."""
+        from memgpt_lab.humans import get_human_text
+        from memgpt_lab.personas import get_persona_text
+
+        root = self.base_dir
         self._presets = {preset: _resolve_preset(preset, root) for preset in self.presets}
         self._models = {model: _resolve_model(model, root) for model in self.models}
         self._personas = {p: _digest(get_persona_text(p)) for p in self.personas}
@@ -385,6 +391,7 @@ class Sweep:
                 f"workers={workers!r} sizes the default executor, and an executor was given: "
                 "size that executor instead"
             )
+        self._read_inputs()
         specs = self.specs()
         store = (
             ResultStore(self.results_dir, self.traffic_format)
