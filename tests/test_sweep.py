@@ -324,9 +324,11 @@ def test_thread_pool_and_process_pool_give_identical_results(conversations_file,
 
 
 def test_a_dask_local_cluster_gives_identical_results(conversations_file, reference):
+    # dashboard_address ":0": the scheduler serves HTTP even without a dashboard, on 8787
+    # unless told, and warns (leaking a socket) when another cluster on the machine has it
     with (
         distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as cluster,
         distributed.Client(cluster) as client,
     ):
@@ -829,7 +831,9 @@ def test_the_cli_gate_passes_fails_and_refuses(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "failing turns:" in out and "name_and_fact turn 2 [memgpt_minimal" in out
     assert len(list((results / "runs").glob("*.json"))) == 6
-    with distributed.LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster:
+    # the scheduler always serves HTTP (on 8787 unless told): a free port, so that a shared
+    # machine's other clusters do not collide with it
+    with distributed.LocalCluster(n_workers=1, processes=False, dashboard_address=":0") as cluster:
         assert main(["sweep", str(failing), "--scheduler", cluster.scheduler_address]) == 1
     assert "name_and_fact turn 2 [memgpt_minimal" in capsys.readouterr().out
     bad = write_yaml(tmp_path / "bad.yaml", {"conversations": [{"name": "x", "turns": [3]}]})
