@@ -196,7 +196,8 @@ def _add_sweep(commands: Any) -> None:
         type=_positive,
         default=None,
         metavar="N",
-        help="local workers (default: one process per CPU; 8 threads when a model is remote)",
+        help="local workers (default: one process per CPU; 8 threads when a model is remote); "
+        "not with --scheduler",
     )
     add(
         "--scheduler",
@@ -220,6 +221,13 @@ def _sweep(args: argparse.Namespace) -> int:
     from memgpt_lab.errors import LabError
     from memgpt_lab.sweep import load_sweep
 
+    if args.scheduler is not None and args.workers is not None:
+        print(
+            "memgpt-lab sweep: --workers sizes the local workers; with --scheduler the "
+            "cluster's workers run the sweep (size the cluster instead): give one or the other",
+            file=sys.stderr,
+        )
+        return 2
     try:
         sweep = load_sweep(args.file)
         if args.results is not None:
@@ -227,7 +235,16 @@ def _sweep(args: argparse.Namespace) -> int:
         if args.scheduler is not None:
             from distributed import Client
 
-            with Client(args.scheduler) as client:
+            try:
+                client = Client(args.scheduler)
+            except ValueError as exc:  # an address that does not parse
+                print(
+                    f"memgpt-lab sweep: --scheduler {args.scheduler!r} is not a Dask scheduler "
+                    f"address ({exc}); give tcp://host:port",
+                    file=sys.stderr,
+                )
+                return 2
+            with client:
                 result = sweep.run(client.get_executor(), progress=not args.no_progress)
         else:
             result = sweep.run(progress=not args.no_progress, workers=args.workers)
@@ -238,15 +255,22 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0 if result.passed else 1
 
 
+def _whole(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+
+
 def _positive(text: str) -> int:
-    value = int(text)
+    value = _whole(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
     return value
 
 
 def _not_negative(text: str) -> int:
-    value = int(text)
+    value = _whole(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
     return value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -11,9 +12,11 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
+import distributed
 import pytest
 import yaml
 from hypothesis import HealthCheck, example, given, settings
@@ -111,7 +114,7 @@ BAD_TURNS = [
     ({"user": "hi", "expect": {"replies": "x"}}, "unknown check(s) replies"),
     ({"user": "hi", "expect": {"reply": "(unclosed"}}, "not a valid regular expression"),
     ({"user": "hi", "expect": {"calls": ["send_mesage"]}}, "unknown function(s) send_mesage"),
-    ({"user": "hi", "expect": {"calls": 3}}, "'calls' must be a list of function names"),
+    ({"user": "hi", "expect": {"calls": 3}}, "'calls' must be a non-empty list of function names"),
     (
         {"user": "hi", "expect": {"calls": ["send_message"], "not_calls": ["send_message"]}},
         "both in 'calls' and 'not_calls'",
@@ -121,6 +124,19 @@ BAD_TURNS = [
     ({"user": "hi", "expect": {"max_steps": 0}}, "'max_steps' must be a whole number"),
     ({"user": "hi", "expect": {"max_steps": True}}, "'max_steps' must be a whole number"),
     ({"user": "hi", "then": 1}, "unknown field(s) then"),
+    # a check that is there must check something: these would pass whatever the agent did
+    ({"user": "hi", "expect": []}, "'expect' must be a mapping of checks, not []"),
+    ({"user": "hi", "expect": 0}, "'expect' must be a mapping of checks, not 0"),
+    ({"user": "hi", "expect": {}}, "'expect' holds no check"),
+    ({"user": "hi", "expect": None}, "'expect' must be a mapping of checks, not None"),
+    ({"user": "hi", "expect": {"reply": ""}}, "an empty one matches any reply"),
+    ({"user": "hi", "expect": {"reply": None}}, "'reply' must be a regular expression"),
+    ({"user": "hi", "expect": {"calls": []}}, "'calls' must be a non-empty list"),
+    ({"user": "hi", "expect": {"not_calls": None}}, "'not_calls' must be a non-empty list"),
+    ({"user": "hi", "expect": {"core_memory": []}}, "'core_memory' must map"),
+    ({"user": "hi", "expect": {"core_memory": {}}}, "'core_memory' must map"),
+    ({"user": "hi", "expect": {"core_memory": {"human": ""}}}, "'core_memory' must map"),
+    ({"user": "hi", "expect": {"max_steps": None}}, "'max_steps' must be a whole number"),
 ]
 
 
@@ -146,6 +162,7 @@ def test_a_bad_turn_is_named_by_file_conversation_and_turn(tmp_path, turn, probl
         ("conversations: []", "non-empty list of conversations", None),
         ("- 3", "must be a mapping with 'name' and 'turns'", "#1"),
         ("- {turns: [hi]}", "needs a 'name'", "#1"),
+        ("- {name: 5, turns: [hi]}", "'name' must be non-empty text, not 5", "#1"),
         ("- {name: a, turns: []}", "needs 'turns'", "'a'"),
         ("- {name: a, turns: [hi], extra: 1}", "unknown field(s) extra", "'a'"),
         ("- {name: a, turns: [hi]}\n- {name: a, turns: [ho]}", "used twice", "'a'"),
@@ -163,7 +180,18 @@ def test_a_bad_file_is_named(tmp_path, content, problem, conversation):
 def test_bad_jsonl_and_missing_and_unknown_files(tmp_path):
     lines = tmp_path / "c.jsonl"
     lines.write_text('{"name": "a", "turns": ["hi"]}\n{"name": \n', "utf-8")
-    with pytest.raises(ConversationError, match="line 2 is not JSON"):
+    with pytest.raises(ConversationError, match=r"c\.jsonl, line 2: not JSON") as info:
+        load_conversations(lines)
+    assert info.value.line == 2 and info.value.conversation is None
+    # a conversation that does not validate is named by its line too (blank lines counted)
+    good = '{"name": "a", "turns": ["hi"]}'
+    lines.write_text(f'{good}\n\n{{"name": "b", "turns": ["ok", {{"user": ""}}]}}\n', "utf-8")
+    with pytest.raises(ConversationError) as info:
+        load_conversations(lines)
+    assert (info.value.line, info.value.conversation, info.value.turn) == (3, "'b'", 2)
+    assert str(info.value).startswith(f"{lines}, line 3: conversation 'b', turn 2: ")
+    lines.write_text(f"{good}\n{good}\n", "utf-8")
+    with pytest.raises(ConversationError, match=r"line 2: conversation 'a': the name is used"):
         load_conversations(lines)
     with pytest.raises(ConversationError, match="cannot read the file"):
         load_conversations(tmp_path / "missing.yaml")
@@ -196,6 +224,55 @@ def test_checks_evaluate_every_check_and_say_what_failed():
     assert outcomes[1]["detail"] == "not called: archival_memory_search"
     assert outcomes[5]["detail"] == "took 2 steps"
     assert expect.count == 6
+
+
+def test_a_calls_check_needs_a_call_that_succeeded(tmp_path):
+    expect = Expect(calls=("core_memory_replace", "send_message"))
+    ok, *_ = expect.evaluate([], ["core_memory_replace", "send_message"], {}, 2)
+    assert ok["passed"]
+    once, *_ = expect.evaluate(
+        [],
+        ["core_memory_replace", "core_memory_replace", "send_message"],
+        {},
+        3,
+        ["core_memory_replace"],
+    )
+    assert once["passed"]  # failed once, then succeeded
+    failed, *_ = expect.evaluate(
+        [], ["core_memory_replace", "send_message"], {}, 2, ["core_memory_replace"]
+    )
+    assert not failed["passed"] and failed["detail"] == "failed: core_memory_replace"
+    # through a real run: an edit of text the block does not hold fails
+    call = {
+        "name": "core_memory_replace",
+        "arguments": json.dumps(
+            {
+                "name": "human",
+                "old_content": "NOT THERE",
+                "new_content": "Ada",
+                "request_heartbeat": True,
+            }
+        ),
+    }
+    completion = {
+        "choices": [
+            {
+                "message": {"role": "assistant", "content": "Noting it.", "function_call": call},
+                "finish_reason": "function_call",
+            }
+        ]
+    }
+    replay = tmp_path / "answers.json"
+    replay.write_text(json.dumps([completion, "Noted, Ada."]), "utf-8")
+    conversation = Conversation(
+        "c", (ConversationTurn("My name is Ada.", Expect(calls=("core_memory_replace",))),)
+    )
+    run = execute_run(Sweep([conversation], models=[f"replay:{replay}"]).specs()[0])
+    turn = run["turns"][0]
+    assert turn["functions"][0] == "core_memory_replace"
+    assert turn["failed_functions"] == ["core_memory_replace"]
+    assert run["status"] == "failed"
+    assert turn["checks"][0]["detail"] == "failed: core_memory_replace"
 
 
 # --------------------------------------------------------------------------- the same on any executor
@@ -247,10 +324,11 @@ def test_thread_pool_and_process_pool_give_identical_results(conversations_file,
 
 
 def test_a_dask_local_cluster_gives_identical_results(conversations_file, reference):
-    distributed = pytest.importorskip("distributed")
+    # dashboard_address ":0": the scheduler serves HTTP even without a dashboard, on 8787
+    # unless told, and warns (leaking a socket) when another cluster on the machine has it
     with (
         distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as cluster,
         distributed.Client(cluster) as client,
     ):
@@ -297,26 +375,42 @@ def open_writer(fifo: Path, process: subprocess.Popen[bytes], deadline: float) -
 
 
 def test_a_killed_sweep_run_again_finishes_only_what_was_missing(tmp_path):
-    """Six runs, one per model; each model reads its answers from a FIFO that this test
-    fills. The sweep runs in a subprocess on one thread: after three FIFOs are filled its
-    fourth run blocks, and the process is killed (SIGKILL: no clean-up at all)."""
-    answers = json.dumps(["Hi there!", "Still here."])
-    fifos = [tmp_path / f"answers{i}.json" for i in range(6)]
+    """Six runs, one per model. The sweep runs in a subprocess on one thread whose runs
+    each wait first for a byte from their own FIFO, which this test writes: after three
+    its fourth run blocks, and the process is killed (SIGKILL: no clean-up at all)."""
+    replays = [
+        replay_file(tmp_path / f"answers{i}.json", "Hi there!", "Still here.") for i in range(6)
+    ]
+    fifos = [tmp_path / f"gate{i}" for i in range(6)]
     for fifo in fifos:
         os.mkfifo(fifo)
     conversation = [{"name": "two", "turns": [{"user": "hi", "expect": {"reply": "Hi"}}, "and?"]}]
     conversations = write_yaml(tmp_path / "conversations.yaml", conversation)
     results = tmp_path / "results"
-    models = [f"replay:{fifo}" for fifo in fifos]
+    models = [f"replay:{replay}" for replay in replays]
     script = tmp_path / "sweep_script.py"
     script.write_text(
         textwrap.dedent(
             f"""
             import concurrent.futures
+            import itertools
             from memgpt_lab.sweep import Sweep
 
+            class Gated(concurrent.futures.ThreadPoolExecutor):
+                gates = itertools.count()
+
+                def submit(self, fn, /, *args, **kwargs):
+                    gate = {str(tmp_path)!r} + f"/gate{{next(self.gates)}}"
+
+                    def gated():
+                        with open(gate, "rb") as fifo:
+                            fifo.read()
+                        return fn(*args, **kwargs)
+
+                    return super().submit(gated)
+
             sweep = Sweep({str(conversations)!r}, models={models!r}, results_dir={str(results)!r})
-            sweep.run(concurrent.futures.ThreadPoolExecutor(1), progress=False)
+            sweep.run(Gated(1), progress=False)
             """
         ),
         "utf-8",
@@ -326,7 +420,7 @@ def test_a_killed_sweep_run_again_finishes_only_what_was_missing(tmp_path):
         deadline = time.monotonic() + 60
         for fifo in fifos[:3]:
             descriptor = open_writer(fifo, process, deadline)
-            os.write(descriptor, answers.encode())
+            os.write(descriptor, b"go")
             os.close(descriptor)
         runs = results / "runs"
         while len(list(runs.glob("*.json"))) < 3:  # the third run's file, written by the driver
@@ -341,9 +435,6 @@ def test_a_killed_sweep_run_again_finishes_only_what_was_missing(tmp_path):
     sweep = Sweep(conversations, models=models, results_dir=results)
     specs = sweep.specs()
     assert sorted(p.stem for p in runs.glob("*.json")) == sorted(s.run_id for s in specs[:3])
-    for fifo in fifos:  # the same paths, now plain files: the runs keep their ids
-        fifo.unlink()
-        fifo.write_text(answers, "utf-8")
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         resumed = sweep.run(pool, progress=False)
     assert (resumed.skipped, resumed.executed) == (3, 3)
@@ -393,6 +484,9 @@ def test_a_failing_run_is_recorded_with_its_error_and_the_sweep_goes_on(tmp_path
     assert row["error"].startswith("LLMError: ReplayModel has no more responses")
     assert not row["passed"] and row["failed_checks"][0].startswith("reply: LLMError")
     assert "raised" in result.summary() and "two_turns turn 2" in result.summary()
+    by_error = result.pass_rates("error")
+    assert sorted(by_error["turns"].tolist()) == [1, 3]  # the turn that raised; the others
+    assert by_error["turns_passed"].sum() == 2  # "Only one answer." lacks "One"
     # stored: finished, so skipped next time, unless asked to retry errors
     again = sweep.run(concurrent.futures.ThreadPoolExecutor(1), progress=False)
     assert (again.skipped, again.executed) == (2, 0)
@@ -405,35 +499,90 @@ def test_a_run_that_cannot_start_is_an_error_of_turn_0(tmp_path):
     conversation = Conversation(
         "c", (ConversationTurn("hi", Expect(reply="x")), ConversationTurn("ho"))
     )
-    sweep = Sweep([conversation], models=["nosuchprovider:model"])
+    broken = tmp_path / "broken.json"
+    broken.write_text("not JSON {", "utf-8")
+    sweep = Sweep([conversation], models=[f"replay:{broken}"])
     result = sweep.run(concurrent.futures.ThreadPoolExecutor(1), progress=False)
     run = result[0]
     assert run["status"] == "error" and run["error"]["turn"] == 0
-    assert run["error"]["type"] == "UnknownNameError"
+    assert run["error"]["type"] == "LLMError"
     assert [t["error"] for t in run["turns"]] == [
-        "not run: the run stopped with UnknownNameError"
-    ] * 2
+        f"the run could not start: LLMError: {run['error']['message']}",
+        "not run: the run stopped with LLMError",
+    ]
+    assert "is neither JSON nor JSON lines" in run["error"]["message"]
+    assert "could not start: LLMError: replay file" in result.summary()
     assert result.pass_rates("model")["pass_rate"].tolist() == [0.0]
 
 
+def test_the_summary_shows_why_a_run_could_not_start(tmp_path, capsys):
+    spec = Sweep([Conversation("c", (ConversationTurn("hi"),))]).specs()[0]
+    run = execute_run(dataclasses.replace(spec, model="nosuch:model"))  # past Sweep's checks
+    summary = SweepResult([run]).summary()
+    assert "could not start: UnknownNameError: unknown provider 'nosuch'; available: " in summary
+    # and in the CLI's summary
+    (tmp_path / "broken.json").write_text("not JSON {", "utf-8")
+    path = sweep_file(tmp_path, presets=["memgpt_chat"], models=["replay:broken.json"])
+    assert main(["sweep", str(path), "--no-progress"]) == 1
+    out = capsys.readouterr().out
+    assert "greeting turn 1 [memgpt_chat, replay:broken.json" in out
+    assert "could not start: LLMError: replay file" in out and "neither JSON nor JSON" in out
+
+
 class FailingExecutor(concurrent.futures.Executor):
-    """An executor whose worker dies: every future fails, as a broken pool's do."""
+    """An executor whose worker dies: the futures from the ``lose``-th on fail, as a broken
+    pool's do; those before run in this thread."""
+
+    def __init__(self, lose: int = 0) -> None:
+        self.lose = lose
+        self.submitted = 0
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        future.set_exception(concurrent.futures.process.BrokenProcessPool("worker died"))
+        self.submitted += 1
+        if self.submitted > self.lose:
+            future.set_exception(BrokenProcessPool("worker died"))
+        else:
+            future.set_result(fn(*args, **kwargs))
         return future
 
 
 def test_a_run_the_executor_lost_is_reported_but_not_stored(tmp_path, conversations_file):
     results = tmp_path / "results"
     sweep = Sweep(conversations_file, results_dir=results)
-    lost = sweep.run(FailingExecutor(), progress=False)
-    assert {run["status"] for run in lost} == {"error"}
-    assert lost[0]["error"]["type"] == "BrokenProcessPool" and lost[0]["error"]["executor"]
-    assert not list((results / "runs").glob("*.json"))
+    lost = sweep.run(FailingExecutor(lose=1), progress=False)
+    assert [run["status"] for run in lost] == ["passed", "error", "error"]
+    assert lost[1]["error"]["type"] == "BrokenProcessPool" and lost[1]["error"]["executor"]
+    assert [p.stem for p in (results / "runs").glob("*.json")] == [lost[0]["run_id"]]
     done = sweep.run(concurrent.futures.ThreadPoolExecutor(2), progress=False)
-    assert done.executed == 3 and done.passed
+    assert (done.skipped, done.executed) == (1, 2) and done.passed
+
+
+def test_a_sweep_whose_every_run_was_lost_says_so_once(tmp_path, conversations_file):
+    sweep = Sweep(conversations_file, results_dir=tmp_path / "results")
+    with pytest.raises(SweepError, match=r"every run was lost: the executor broke \(Broken"):
+        sweep.run(FailingExecutor(), progress=False)
+    assert sweep.run(concurrent.futures.ThreadPoolExecutor(2), progress=False).executed == 3
+
+
+def test_a_plain_script_without_a_main_guard_is_told_once(tmp_path):
+    """The default executor's processes import the script again (forkserver, spawn): they
+    stop quietly, and the script's own process says what to do, once."""
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "from memgpt_lab.sweep import Conversation, ConversationTurn, Sweep\n"
+        "sweep = Sweep([Conversation('c', (ConversationTurn('hi'),))], presets=['memgpt_chat'])\n"
+        "sweep.run(progress=False, workers=1)\n",
+        "utf-8",
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 1
+    assert done.stderr.count("Traceback") == 1, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("memgpt_lab.sweep.core.SweepError: every run was lost")
+    assert 'under `if __name__ == "__main__":`' in last
 
 
 def test_bad_sweeps_fail_at_once(conversations_file):
@@ -451,6 +600,15 @@ def test_bad_sweeps_fail_at_once(conversations_file):
         Sweep(conversations_file, personas=["nobody"])
     with pytest.raises(SweepError, match="unknown traffic format 'har'"):
         Sweep(conversations_file, traffic_format="har")
+    # model strings are parsed up front, without connecting anywhere
+    with pytest.raises(SweepError, match="model 'nosuch:m': unknown provider 'nosuch'"):
+        Sweep(conversations_file, models=["scripted", "nosuch:m"])
+    with pytest.raises(SweepError, match="model 'gpt-4o': .*needs a provider"):
+        Sweep(conversations_file, models=["gpt-4o"])
+    with pytest.raises(SweepError, match="model 'replay:missing.json': cannot read"):
+        Sweep(conversations_file, models=["replay:missing.json"])
+    with pytest.raises(SweepError, match="names no file after 'cassette:'"):
+        Sweep(conversations_file, models=["cassette:"])
 
 
 # --------------------------------------------------------------------------- results
@@ -485,6 +643,18 @@ def test_results_as_a_table_pass_rates_and_repeats(conversations_file):
     assert by_turn["turns"].sum() == len(table)
     with pytest.raises(KeyError, match="no column colour"):
         result.pass_rates("colour")
+    # by any column: lists as joined text, empty values kept
+    by_functions = result.pass_rates("functions")
+    assert by_functions["turns"].sum() == len(table)
+    assert "core_memory_replace, send_message" in by_functions.index
+    by_failed = result.pass_rates("failed_checks")
+    assert by_failed["turns"].sum() == len(table)
+    assert by_failed.loc[""]["pass_rate"] == 1.0
+    assert by_failed.drop(index="")["pass_rate"].eq(0.0).all()
+    assert result.pass_rates(["preset", "failed_functions"])["turns"].sum() == len(table)
+    by_error = result.pass_rates("error")
+    assert by_error["turns"].sum() == len(table) and len(by_error) == 1  # no turn raised
+    assert by_error["runs_passed"].tolist() == [10]
     # the same as a plain SweepResult of the same runs
     assert SweepResult(result.runs).to_pandas().equals(table)
     assert result.transcript(result[0]["run_id"])[0]["role"] == "user"
@@ -540,11 +710,86 @@ def test_a_sweep_file_names_its_files_relative_to_itself(tmp_path):
         tmp_path, presets=["memgpt_chat"], models=["scripted", "replay:answers.json"], results="out"
     )
     sweep = load_sweep(path)
-    assert sweep.models == ("scripted", f"replay:{tmp_path / 'answers.json'}")
+    assert sweep.models == ("scripted", "replay:answers.json")  # the labels, as written
+    replayed = sweep.specs()[-1]
+    assert replayed.model == "replay:answers.json"
+    assert replayed.model_target == f"replay:{tmp_path / 'answers.json'}"  # what a worker opens
     assert sweep.results_dir == tmp_path / "out"
     assert len(sweep.specs()) == 6
     inline = write_yaml(tmp_path / "inline.yaml", {"conversations": CONVERSATIONS[:1]})
     assert [c.name for c in load_sweep(inline).conversations] == ["greeting"]
+
+
+def test_a_sweep_file_resumes_the_same_from_any_working_directory(tmp_path, monkeypatch):
+    """Labels and run ids are what the file says, not where it was run from."""
+    project = tmp_path / "project"
+    (project / "presets").mkdir(parents=True)
+    (project / "presets" / "mine.yaml").write_text(
+        "name: mine\nsystem_prompt: memgpt_chat\nfunctions: [send_message]\n", "utf-8"
+    )
+    replay_file(project / "answers.json", "Hello!", "Hello again!", "And again!")
+    conversations = [{"name": "hi", "turns": [{"user": "hi", "expect": {"reply": "Hello"}}]}]
+    write_yaml(project / "conversations.yaml", conversations)
+    path = write_yaml(
+        project / "sweep.yaml",
+        {
+            "conversations": "conversations.yaml",
+            "presets": ["memgpt_chat", "presets/mine.yaml"],
+            "models": ["scripted", "replay:answers.json"],
+            "results": "results",
+        },
+    )
+    monkeypatch.chdir(tmp_path)
+    first = load_sweep("project/sweep.yaml").run(
+        concurrent.futures.ThreadPoolExecutor(2), progress=False
+    )
+    assert first.executed == 4
+    assert {(r["preset"], r["model"]) for r in first} == {
+        (p, m)
+        for p in ("memgpt_chat", "presets/mine.yaml")
+        for m in ("scripted", "replay:answers.json")
+    }
+    monkeypatch.chdir(project)
+    again = load_sweep("sweep.yaml").run(concurrent.futures.ThreadPoolExecutor(2), progress=False)
+    assert (again.skipped, again.executed) == (4, 0)
+    assert [r["run_id"] for r in again] == [r["run_id"] for r in first]
+    assert "replay:answers.json" in again.summary()
+    monkeypatch.chdir(project / "presets")
+    assert [s.run_id for s in load_sweep(path).specs()] == [r["run_id"] for r in first]
+
+
+def test_editing_what_a_run_reads_makes_its_runs_new(tmp_path):
+    """The preset file, the replay file: their content is in the run id."""
+    replay_file(tmp_path / "answers.json", "Hello!")
+    preset = tmp_path / "mine.yaml"
+    preset.write_text(
+        "name: mine\nsystem_prompt: memgpt_chat\nfunctions: [send_message]\n", "utf-8"
+    )
+    conversation = Conversation("hi", (ConversationTurn("hi", Expect(reply="Hello")),))
+    results = tmp_path / "results"
+
+    def sweep() -> Sweep:
+        return Sweep(
+            [conversation],
+            presets=[str(preset), "memgpt_chat"],
+            models=["replay:answers.json"],
+            results_dir=results,
+            base_dir=tmp_path,
+        )
+
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    same = sweep()
+    assert same.run(pool, progress=False).executed == 2
+    replay_file(tmp_path / "answers.json", "Bye!")  # a new answer: both runs are new
+    changed = same.run(pool, progress=False)  # (the same Sweep reads its inputs again)
+    assert (changed.skipped, changed.executed) == (0, 2)
+    assert changed.status_counts()["failed"] == 2  # and they read the new file
+    preset.write_text(
+        "name: mine\nsystem_prompt_text: Be brief.\nfunctions: [send_message]\n", "utf-8"
+    )
+    edited = sweep().run(pool, progress=False)  # only the preset's runs are new
+    assert (edited.skipped, edited.executed) == (1, 1)
+    pool.shutdown()
 
 
 @pytest.mark.parametrize(
@@ -553,13 +798,23 @@ def test_a_sweep_file_names_its_files_relative_to_itself(tmp_path):
         ({"colour": "red"}, "unknown field(s) colour"),
         ({"presets": {"a": 1}}, "'presets' must be a list of names"),
         ({"repeats": 0}, "repeats must be"),
+        ({"results": ["a"]}, "'results' must be a directory name (text), not ['a']"),
+        ({"results": 5}, "'results' must be a directory name (text), not 5"),
+        ({"presets": ["memgpt_chta"]}, "unknown preset 'memgpt_chta'"),
+        ({"presets": ["missing.yaml"]}, "does not exist"),
+        ({"personas": ["sam_pvo"]}, "unknown persona 'sam_pvo'"),
+        ({"humans": ["basik"]}, "unknown human 'basik'"),
+        ({"models": ["openia:gpt-4o"]}, "model 'openia:gpt-4o': unknown provider 'openia'"),
     ],
 )
 def test_a_bad_sweep_file_is_named(tmp_path, fields, problem):
     path = sweep_file(tmp_path, **fields)
     with pytest.raises(SweepError) as info:
         load_sweep(path)
-    assert problem in str(info.value) and str(path) in str(info.value)
+    assert problem in str(info.value)
+    assert str(info.value).startswith(f"sweep file {path}: ")
+    assert not (tmp_path / "['a']").exists()
+    assert main(["sweep", str(path), "--no-progress"]) == 2  # a bad file, not a failed sweep
 
 
 def test_the_cli_gate_passes_fails_and_refuses(tmp_path, capsys):
@@ -576,13 +831,34 @@ def test_the_cli_gate_passes_fails_and_refuses(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "failing turns:" in out and "name_and_fact turn 2 [memgpt_minimal" in out
     assert len(list((results / "runs").glob("*.json"))) == 6
-    distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster:
+    # the scheduler always serves HTTP (on 8787 unless told): a free port, so that a shared
+    # machine's other clusters do not collide with it
+    with distributed.LocalCluster(n_workers=1, processes=False, dashboard_address=":0") as cluster:
         assert main(["sweep", str(failing), "--scheduler", cluster.scheduler_address]) == 1
     assert "name_and_fact turn 2 [memgpt_minimal" in capsys.readouterr().out
     bad = write_yaml(tmp_path / "bad.yaml", {"conversations": [{"name": "x", "turns": [3]}]})
     assert main(["sweep", str(bad)]) == 2
     assert "conversation 'x', turn 1" in capsys.readouterr().err
+
+
+def test_the_cli_refuses_bad_options_clearly(tmp_path, capsys):
+    path = sweep_file(tmp_path)
+    assert main(["sweep", str(path), "--scheduler", "nonsense"]) == 2
+    err = capsys.readouterr().err
+    assert "--scheduler 'nonsense' is not a Dask scheduler address" in err
+    assert "tcp://host:port" in err
+    with pytest.raises(SystemExit) as info:
+        main(["sweep", str(path), "--workers", "x"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--workers: must be a whole number, not 'x'" in err and "_positive" not in err
+    address = "tcp://127.0.0.1:8786"
+    assert main(["sweep", str(path), "--workers", "2", "--scheduler", address]) == 2
+    assert "give one or the other" in capsys.readouterr().err
+    with pytest.raises(SweepError, match="workers=2 sizes the default executor"):
+        Sweep(path.with_name("conversations.yaml")).run(
+            concurrent.futures.ThreadPoolExecutor(1), progress=False, workers=2
+        )
 
 
 def test_a_remote_model_runs_on_threads_and_its_warnings_stay_with_the_run(capfd):
@@ -608,6 +884,53 @@ def test_a_remote_model_runs_on_threads_and_its_warnings_stay_with_the_run(capfd
     assert len(run["log"]) == 1 and "summarising and trying once more" in run["log"][0]
     assert run["turns"][0]["steps"][0]["tokens_estimated"] is False  # the server's count
     assert "summarising" not in capfd.readouterr().err
+
+
+_GATED_SCRIPT = """
+import concurrent.futures, logging, threading
+from memgpt_lab.llm.scripted import ScriptedModel
+from memgpt_lab.sweep import Conversation, ConversationTurn, Sweep, execute_run
+
+class GatedModel:
+    # the scripted model, which logs a warning and then waits for `go` on its first call
+    name = "gated"
+
+    def __init__(self):
+        self.model = ScriptedModel()
+        self.calling = threading.Event()
+        self.go = threading.Event()
+
+    def chat(self, messages, functions):
+        if not self.calling.is_set():
+            logging.getLogger("memgpt_lab.test").warning("the run's own warning")
+            self.calling.set()
+            assert self.go.wait(60)
+        return self.model.chat(messages, functions)
+
+model = GatedModel()
+spec = Sweep([Conversation("c", (ConversationTurn("hi"),))]).specs()[0]
+with concurrent.futures.ThreadPoolExecutor(1) as pool:
+    future = pool.submit(execute_run, spec, model)
+    assert model.calling.wait(60)
+    logging.getLogger("memgpt_lab.elsewhere").warning("a warning from the caller")
+    model.go.set()
+    run = future.result(60)
+print(run["log"])
+print(logging.getLogger("memgpt_lab").handlers)
+"""
+
+
+def test_a_run_keeps_its_own_warnings_and_silences_no_one_else(tmp_path):
+    """While a run is in progress, the package's warnings from other threads print as
+    they would without a sweep (Python's last resort, in a process that configured no
+    logging); the run's own are kept with it, not printed."""
+    script = tmp_path / "gated.py"
+    script.write_text(_GATED_SCRIPT, "utf-8")
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stderr == "a warning from the caller\n"
+    assert done.stdout.splitlines() == ['["WARNING memgpt_lab.test: the run\'s own warning"]', "[]"]
 
 
 #: All of Unicode, with lone surrogates drawn often (plain characters() almost never draws them).

@@ -11,6 +11,7 @@ import pytest
 
 from memgpt_lab.sweep import Conversation, ConversationTurn, Expect, Sweep, SweepResult
 from memgpt_lab.widgets import SweepView, TrafficInspector
+from memgpt_lab.widgets._util import esc
 from memgpt_lab.widgets.sweep_view import pass_rate_svg, run_row, transcript_html
 
 CONVERSATIONS = [
@@ -47,7 +48,9 @@ def test_the_table_shows_every_run_a_page_at_a_time(result):
     assert len(view.rows) == 3
     first = run_row(result[0])
     assert first["turns"] == "1/1" and first["status"] == "passed"
-    assert first["tokens"] > 0 and first["latency_ms"] >= 0
+    steps = result[0]["turns"][0]["steps"]
+    assert first["tokens"] == sum(s["prompt_tokens"] + s["completion_tokens"] for s in steps) > 0
+    assert first["latency_ms"] == round(sum(s["latency"] for s in steps) * 1000, 1) > 0
     view.close()
 
 
@@ -113,11 +116,15 @@ def test_the_chart_is_a_pure_function_of_the_rates():
 
 def test_a_run_that_raised_shows_its_error(tmp_path: Path):
     conversation = Conversation("c", (ConversationTurn("hi"),))
-    result = Sweep([conversation], models=["nosuch:model"]).run(
+    broken = tmp_path / "broken.json"
+    broken.write_text("not JSON {", "utf-8")
+    result = Sweep([conversation], models=[f"replay:{broken}"]).run(
         concurrent.futures.ThreadPoolExecutor(1), progress=False
     )
     html = transcript_html(result[0])
-    assert "UnknownNameError" in html and "error" in html
+    error = result[0]["error"]
+    assert error["type"] == "LLMError" and "neither JSON nor JSON lines" in error["message"]
+    assert f'<div class="mlab-entry mlab-error">LLMError: {esc(error["message"])}</div>' in html
     view = SweepView(result)
     view.select(result[0]["run_id"])
     assert view.inspector is not None and view.inspector.total_count == 0

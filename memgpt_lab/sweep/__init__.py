@@ -5,16 +5,25 @@ personas and humans, with results to compare, on one machine or a Dask cluster.
 
     from memgpt_lab.sweep import Sweep
 
-    sweep = Sweep("conversations.yaml", presets=["memgpt_chat", "memgpt_minimal"],
-                  models=["scripted"], results_dir="results")
-    result = sweep.run()                      # processes here; or run(executor=...)
-    result.pass_rates(["preset", "model"])    # a pandas DataFrame
-    result.to_pandas()                        # one row per run and turn
+    if __name__ == "__main__":  # in a script: the worker processes import it again
+        sweep = Sweep("conversations.yaml", presets=["memgpt_chat", "memgpt_minimal"],
+                      models=["scripted"], results_dir="results")
+        result = sweep.run()                      # processes here; or run(executor=...)
+        result.pass_rates(["preset", "model"])    # a pandas DataFrame
+        result.to_pandas()                        # one row per run and turn
+
+The default executor for offline models is a process pool (forkserver, else spawn)
+whose workers import the main script again: in a plain script, run the sweep under
+``if __name__ == "__main__":`` (a notebook and the CLI need nothing). Without it,
+:meth:`Sweep.run` raises one :class:`SweepError` saying so.
 
 On a cluster, hand it Dask's executor (nothing else changes)::
 
     from distributed import Client
-    result = sweep.run(executor=Client("tcp://scheduler:8786").get_executor())
+
+    if __name__ == "__main__":
+        with Client("tcp://scheduler:8786") as client:
+            result = sweep.run(executor=client.get_executor())
 
 - :mod:`~memgpt_lab.sweep.conversations`: conversation files and their checks.
 - :mod:`~memgpt_lab.sweep.runner`: one run, plain data in and out.

@@ -10,7 +10,7 @@ key holding the list); a JSON-lines file holds one conversation per line::
           - user: "My name is Ada."
             expect:
               reply: "Ada"                      # a regex searched in the turn's replies
-              calls: [core_memory_replace]      # functions that must be called
+              calls: [core_memory_replace]      # functions that must be called (and succeed)
               not_calls: [archival_memory_insert]   # ... and must not be
               core_memory: {human: "Ada"}       # block -> text it must contain afterwards
               max_steps: 3                      # at most this many steps
@@ -57,6 +57,7 @@ class ConversationError(LabError, ValueError):
             None for a problem with the file as a whole.
         turn: the turn's number (from 1), or None.
         problem: what is wrong, and how to fix it.
+        line: the line of a JSON-lines file (from 1), or None.
     """
 
     def __init__(
@@ -65,12 +66,14 @@ class ConversationError(LabError, ValueError):
         problem: str,
         conversation: str | None = None,
         turn: int | None = None,
+        line: int | None = None,
     ) -> None:
         self.source = source
         self.conversation = conversation
         self.turn = turn
         self.problem = problem
-        where = source
+        self.line = line
+        where = source if line is None else f"{source}, line {line}"
         if conversation is not None:
             where += f": conversation {conversation}"
         if turn is not None:
@@ -84,7 +87,8 @@ class Expect:
 
     Attributes:
         reply: a regular expression searched in the turn's replies (joined by newlines).
-        calls: functions the turn must call.
+        calls: functions the turn must call, successfully: a call that returned a
+            failure (an edit of text that is not there...) does not count.
         not_calls: functions the turn must not call.
         core_memory: ``(block, text)`` pairs: the block must contain the text after the turn.
         max_steps: the most steps the turn may take.
@@ -137,8 +141,13 @@ class Expect:
         functions: Sequence[str],
         core_memory: Mapping[str, str],
         steps: int,
+        failed_functions: Sequence[str] = (),
     ) -> list[dict[str, Any]]:
-        """Each check's outcome: ``{"check", "expected", "passed", "detail"}``, in file order."""
+        """Each check's outcome: ``{"check", "expected", "passed", "detail"}``, in file order.
+
+        ``functions`` are the calls the turn made (a name once per call) and
+        ``failed_functions`` those of them that failed; a ``calls`` check needs a call
+        of each function that did not fail."""
         outcomes: list[dict[str, Any]] = []
 
         def add(check: str, expected: Any, passed: bool, detail: str) -> None:
@@ -152,12 +161,15 @@ class Expect:
             add("reply", self.reply, found, "" if found else f"no match in {said!r:.200}")
         if self.calls:
             missing = [name for name in self.calls if name not in functions]
-            add(
-                "calls",
-                list(self.calls),
-                not missing,
-                f"not called: {', '.join(missing)}" if missing else "",
-            )
+            failed = [
+                name
+                for name in self.calls
+                if name in functions
+                and list(functions).count(name) <= list(failed_functions).count(name)
+            ]
+            problems = [f"not called: {', '.join(missing)}"] if missing else []
+            problems += [f"failed: {', '.join(failed)}"] if failed else []
+            add("calls", list(self.calls), not problems, "; ".join(problems))
         if self.not_calls:
             called = [name for name in self.not_calls if name in functions]
             add(
@@ -238,9 +250,11 @@ class Conversation:
                 f"must be a mapping with 'name' and 'turns', not {type(data).__name__}",
                 label,
             )
-        name = data.get("name")
-        if not isinstance(name, str) or not name.strip():
+        if "name" not in data:
             raise ConversationError(source, "needs a 'name' (non-empty text)", label)
+        name = data["name"]
+        if not isinstance(name, str) or not name.strip():
+            raise ConversationError(source, f"'name' must be non-empty text, not {name!r}", label)
         label = repr(name)
         unknown = sorted(set(data) - {"name", "turns"})
         if unknown:
@@ -282,16 +296,23 @@ def _parse_turn(
     user = item.get("user")
     if not isinstance(user, str) or not user.strip():
         raise fail("'user' must be the user's message (non-empty text)")
-    expect = item.get("expect") or {}
+    # A check that is present must check something: an empty list, mapping or text would
+    # pass whatever the agent did, which is worse than no check at all.
+    expect = item.get("expect", {})
     if not isinstance(expect, Mapping):
-        raise fail(f"'expect' must be a mapping of checks, not {type(expect).__name__}")
+        raise fail(f"'expect' must be a mapping of checks, not {expect!r}")
+    if "expect" in item and not expect:
+        raise fail("'expect' holds no check; leave it out for a turn without checks")
     unknown = sorted(set(expect) - set(CHECK_KINDS))
     if unknown:
         raise fail(f"unknown check(s) {', '.join(unknown)}; known: {', '.join(CHECK_KINDS)}")
     reply = expect.get("reply")
-    if reply is not None:
-        if not isinstance(reply, str):
-            raise fail(f"'reply' must be a regular expression (text), not {reply!r}")
+    if "reply" in expect:
+        if not isinstance(reply, str) or not reply:
+            raise fail(
+                f"'reply' must be a regular expression (non-empty text), not {reply!r}: "
+                "an empty one matches any reply"
+            )
         try:
             re.compile(reply)
         except re.error as exc:
@@ -301,16 +322,21 @@ def _parse_turn(
     both = sorted(set(calls) & set(not_calls))
     if both:
         raise fail(f"{', '.join(both)} both in 'calls' and 'not_calls'")
-    core = expect.get("core_memory") or {}
-    if not isinstance(core, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in core.items()
+    core = expect.get("core_memory", {})
+    if (
+        not isinstance(core, Mapping)
+        or ("core_memory" in expect and not core)
+        or not all(isinstance(k, str) and isinstance(v, str) and v for k, v in core.items())
     ):
-        raise fail("'core_memory' must map a block name to the text it must contain")
+        raise fail(
+            "'core_memory' must map a block name to the (non-empty) text it must contain, "
+            f"not {core!r}"
+        )
     for block in core:
         if block not in _CORE_BLOCKS:
             raise fail(f"no core memory block {block!r}; blocks: {', '.join(_CORE_BLOCKS)}")
     max_steps = expect.get("max_steps")
-    if max_steps is not None and (
+    if "max_steps" in expect and (
         not isinstance(max_steps, int) or isinstance(max_steps, bool) or max_steps < 1
     ):
         raise fail(f"'max_steps' must be a whole number of 1 or more, not {max_steps!r}")
@@ -323,13 +349,13 @@ def _parse_turn(
 def _function_names(
     expect: Mapping[str, Any], key: str, known: frozenset[str], fail: Any
 ) -> tuple[str, ...]:
-    value = expect.get(key)
-    if value is None:
+    if key not in expect:
         return ()
+    value = expect[key]
     if isinstance(value, str):
         value = [value]
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise fail(f"{key!r} must be a list of function names, not {value!r}")
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise fail(f"{key!r} must be a non-empty list of function names, not {value!r}")
     unknown = [v for v in value if v not in known]
     if unknown:
         raise fail(
@@ -396,15 +422,25 @@ def load_conversations(
             try:
                 item = json.loads(line)
             except ValueError as exc:
+                raise ConversationError(source, f"not JSON: {exc}", line=number) from None
+            try:
+                conversation = Conversation.from_mapping(
+                    item, source, len(conversations) + 1, known_functions
+                )
+            except ConversationError as exc:
                 raise ConversationError(
-                    source, f"line {number} is not JSON: {exc}", f"on line {number}"
+                    source, exc.problem, exc.conversation, exc.turn, number
                 ) from None
-            conversations.append(
-                Conversation.from_mapping(item, source, len(conversations) + 1, known_functions)
-            )
+            if any(c.name == conversation.name for c in conversations):
+                raise ConversationError(
+                    source,
+                    "the name is used twice; names must be unique",
+                    repr(conversation.name),
+                    line=number,
+                )
+            conversations.append(conversation)
         if not conversations:
             raise ConversationError(source, "holds no conversations")
-        _check_unique(conversations, source)
         return conversations
     if not source.endswith((".yaml", ".yml")):
         raise ConversationError(

@@ -10,6 +10,7 @@ and a second :meth:`Sweep.run` does only the rest.
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
 import json
 import multiprocessing
 import os
@@ -18,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from memgpt_lab.errors import LabError
+from memgpt_lab.errors import LabError, PresetError, UnknownNameError
 from memgpt_lab.sweep.conversations import (
     Conversation,
     ConversationError,
@@ -152,6 +153,59 @@ def default_executor(
     )
 
 
+def _digest(*parts: Any) -> str:
+    return hashlib.blake2b(
+        json.dumps(parts, sort_keys=True).encode("ascii"), digest_size=8
+    ).hexdigest()
+
+
+def _is_path(preset: str) -> bool:
+    """Whether a preset is named by its file (as :func:`~memgpt_lab.presets.load_preset` decides)."""
+    return preset.endswith((".yaml", ".yml")) or os.sep in preset or "/" in preset
+
+
+def _resolve_preset(preset: str, base: Path) -> tuple[str | None, str]:
+    """A preset's file (resolved against ``base``; None for a name) and a digest of its
+    content: its fields and system prompt."""
+    from memgpt_lab.presets import load_preset
+
+    path = os.path.normpath(base / preset) if _is_path(preset) else None
+    loaded = load_preset(path or preset)
+    return path, _digest(loaded.to_mapping(), loaded.system_prompt)
+
+
+def _resolve_model(model: str, base: Path) -> tuple[str | None, str]:
+    """A model string checked without connecting anywhere: the string to build (a
+    ``replay:`` / ``cassette:`` path resolved against ``base``; None: the model as
+    given) and a digest of what it reads (the file's content; else the string).
+
+    Raises:
+        SweepError: a model string that does not parse, an unknown provider, a
+            replay or cassette file that cannot be read.
+    """
+    from memgpt_lab.llm.providers import parse_model_string
+
+    if model == "scripted":
+        return None, _digest(model)
+    kind, sep, rest = model.partition(":")
+    if sep and kind in ("replay", "cassette"):
+        if not rest.strip():
+            raise SweepError(f"model {model!r} names no file after '{kind}:'")
+        path = Path(os.path.normpath(base / rest))
+        try:
+            content = path.read_bytes()
+        except OSError as exc:
+            raise SweepError(
+                f"model {model!r}: cannot read {path}: {exc.strerror or exc}"
+            ) from None
+        return f"{kind}:{path}", _digest(kind, hashlib.blake2b(content).hexdigest())
+    try:
+        parse_model_string(model)
+    except (ValueError, UnknownNameError) as exc:
+        raise SweepError(f"model {model!r}: {exc}") from None
+    return None, _digest(model)
+
+
 def _names(value: str | Iterable[str], what: str) -> tuple[str, ...]:
     names = (value,) if isinstance(value, str) else tuple(value)
     if not names:
@@ -169,9 +223,10 @@ def _names(value: str | Iterable[str], what: str) -> tuple[str, ...]:
 
 def _conversations(
     value: str | os.PathLike[str] | Conversation | Iterable[Conversation | Mapping[str, Any]],
+    base: Path | None = None,
 ) -> list[Conversation]:
     if isinstance(value, (str, os.PathLike)):
-        return load_conversations(value)
+        return load_conversations(value if base is None else base / value)
     if isinstance(value, Conversation):
         return [value]
     items = list(value)
@@ -200,9 +255,20 @@ class Sweep:
         repeats: runs of each combination (useful with models that are not deterministic).
         results_dir: where finished runs are kept; a sweep run again skips them.
         traffic_format: how traffic is saved there (see :data:`TRAFFIC_FORMATS`).
+        base_dir: what relative paths (the conversation file, preset files, ``replay:``
+            and ``cassette:`` files) are relative to; default: the working directory.
+            :func:`load_sweep` gives the sweep file's directory.
+
+    Runs are labelled with the presets and models as given (``cassette:../c.jsonl``
+    stays so), and a run's id covers those labels, the conversation and the content
+    of what the run reads (see :attr:`RunSpec.inputs`), not where the files are: the
+    same sweep resumes from any working directory, and editing a preset, a persona, a
+    human or a replayed model's file makes the runs that read it new.
 
     Raises:
-        SweepError: an empty list, a name that is not text, ``repeats`` below 1.
+        SweepError: an empty list, a name that is not text, ``repeats`` below 1, a
+            model string that does not parse (checked without connecting) or a
+            ``replay:`` / ``cassette:`` file that cannot be read.
         ConversationError: conversations that do not validate.
         UnknownNameError, PresetError: a preset, persona or human that does not exist.
     """
@@ -219,12 +285,10 @@ class Sweep:
         repeats: int = 1,
         results_dir: str | os.PathLike[str] | None = None,
         traffic_format: str = "jsonl",
+        base_dir: str | os.PathLike[str] | None = None,
     ) -> None:
-        from memgpt_lab.humans import get_human_text
-        from memgpt_lab.personas import get_persona_text
-        from memgpt_lab.presets import load_preset
-
-        self.conversations = _conversations(conversations)
+        base = Path(base_dir) if base_dir is not None else None
+        self.conversations = _conversations(conversations, base)
         self.presets = _names(presets, "presets")
         self.models = _names(models, "models")
         self.personas = _names(personas, "personas")
@@ -238,13 +302,21 @@ class Sweep:
             )
         self.traffic_format = traffic_format
         self.results_dir = Path(results_dir) if results_dir is not None else None
+        self.base_dir = Path(os.path.abspath(base if base is not None else Path.cwd()))
         # fail here, once, rather than in every run
-        for preset in self.presets:
-            load_preset(preset)
-        for persona in self.personas:
-            get_persona_text(persona)
-        for human in self.humans:
-            get_human_text(human)
+        self._read_inputs()
+
+    def _read_inputs(self) -> None:
+        """Resolve the preset and model files and note a digest of what each run reads;
+        again at each :meth:`run`, so a file edited since is seen."""
+        from memgpt_lab.humans import get_human_text
+        from memgpt_lab.personas import get_persona_text
+
+        root = self.base_dir
+        self._presets = {preset: _resolve_preset(preset, root) for preset in self.presets}
+        self._models = {model: _resolve_model(model, root) for model in self.models}
+        self._personas = {p: _digest(get_persona_text(p)) for p in self.personas}
+        self._humans = {h: _digest(get_human_text(h)) for h in self.humans}
 
     def __repr__(self) -> str:
         return (
@@ -256,7 +328,22 @@ class Sweep:
     def specs(self) -> list[RunSpec]:
         """Every run, in a fixed order: preset, model, persona, human, conversation, repeat."""
         return [
-            RunSpec(preset, model, persona, human, conversation, repeat)
+            RunSpec(
+                preset,
+                model,
+                persona,
+                human,
+                conversation,
+                repeat,
+                preset_path=self._presets[preset][0],
+                model_target=self._models[model][0],
+                inputs=_digest(
+                    self._presets[preset][1],
+                    self._models[model][1],
+                    self._personas[persona],
+                    self._humans[human],
+                ),
+            )
             for preset in self.presets
             for model in self.models
             for persona in self.personas
@@ -281,7 +368,8 @@ class Sweep:
                 It is left open. None: :func:`default_executor` (processes for offline
                 models, threads when one is remote), shut down at the end.
             progress: show a progress bar (tqdm's: a widget in Jupyter, text elsewhere).
-            workers: the size of the default executor.
+            workers: the size of the default executor; with ``executor`` given, an
+                error (size that executor instead).
             retry_errors: run again the stored runs that raised (a server that was
                 down...); by default a stored run is finished whatever its status.
 
@@ -293,6 +381,17 @@ class Sweep:
         """
         from tqdm.auto import tqdm
 
+        if getattr(multiprocessing.current_process(), "_inheriting", False):
+            # A process pool's worker importing a script that runs its sweep without
+            # `if __name__ == "__main__":`. Stop it quietly (not one traceback per worker):
+            # the pool breaks, and the sweep's own process says why, once.
+            raise SystemExit(1)
+        if executor is not None and workers is not None:
+            raise SweepError(
+                f"workers={workers!r} sizes the default executor, and an executor was given: "
+                "size that executor instead"
+            )
+        self._read_inputs()
         specs = self.specs()
         store = (
             ResultStore(self.results_dir, self.traffic_format)
@@ -320,12 +419,15 @@ class Sweep:
                 assert pool is not None
                 futures = {pool.submit(execute_run, spec): spec for spec in todo}
             problems = 0
+            broken: list[BaseException] = []
             for future in concurrent.futures.as_completed(futures):
                 spec = futures.pop(future)  # let go of it: a Dask result leaves the cluster
                 try:
                     run = future.result()
                 except Exception as exc:  # the executor failed the run: not stored
                     run = _executor_failure(spec, exc)
+                    if isinstance(exc, concurrent.futures.BrokenExecutor):
+                        broken.append(exc)
                 else:
                     if store is not None:
                         store.save(run)
@@ -334,6 +436,8 @@ class Sweep:
                 bar.update(1)
                 if problems:
                     bar.set_postfix(failing=problems, refresh=False)
+            if todo and len(broken) == len(todo):
+                raise SweepError(_broken_message(broken[0], pool))
         except BaseException:
             for future in futures:
                 future.cancel()
@@ -347,6 +451,19 @@ class Sweep:
         )
 
 
+def _broken_message(exc: BaseException, pool: concurrent.futures.Executor | None) -> str:
+    message = (
+        f"every run was lost: the executor broke ({type(exc).__name__}: "
+        f"{str(exc) or 'no message'}); nothing was kept, so run() again retries them"
+    )
+    if isinstance(pool, concurrent.futures.ProcessPoolExecutor):
+        message += (
+            ". In a plain script, a process pool's workers import the script again: put the "
+            'code that runs the sweep under `if __name__ == "__main__":`'
+        )
+    return message
+
+
 def _executor_failure(spec: RunSpec, exc: BaseException) -> dict[str, Any]:
     error = {
         "type": type(exc).__name__,
@@ -358,24 +475,11 @@ def _executor_failure(spec: RunSpec, exc: BaseException) -> dict[str, Any]:
     return run_record(spec, error, unrun_turns(spec, 1, error), {}, [], 0.0)
 
 
-def _relative_to(source: Path, key: str, value: Any) -> Any:
-    """Paths in a sweep file (a preset's ``.yaml``, a model's ``replay:`` or ``cassette:``
-    file) are relative to the sweep file."""
-    if not isinstance(value, str):
-        return value
-    if key == "presets" and value.endswith((".yaml", ".yml")):
-        return os.path.normpath(source.parent / value)
-    if key == "models":
-        kind, sep, rest = value.partition(":")
-        if sep and kind in ("replay", "cassette"):
-            return f"{kind}:{os.path.normpath(source.parent / rest)}"
-    return value
-
-
 def load_sweep(path: str | os.PathLike[str]) -> Sweep:
     """A :class:`Sweep` from a YAML sweep file::
 
         conversations: conversations.yaml   # a file (relative to this one), or a list inline
+        # preset files, replay: and cassette: files are relative to this file too
         presets: [memgpt_chat, memgpt_minimal]
         models: [scripted]
         personas: [sam_pov]                 # optional, as are humans and repeats
@@ -384,7 +488,9 @@ def load_sweep(path: str | os.PathLike[str]) -> Sweep:
         results: results/                   # optional: results_dir, relative to this file
 
     Raises:
-        SweepError: the file is missing, not YAML, or a field is wrong (named).
+        SweepError: the file is missing, not YAML, or a field is wrong (named): a
+            ``results`` that is not text, an unknown preset, persona or human, a
+            model string that does not parse; the message names the file.
         ConversationError: the conversations do not validate.
     """
     import yaml
@@ -408,7 +514,7 @@ def load_sweep(path: str | os.PathLike[str]) -> Sweep:
         raise SweepError(f"sweep file {source}: missing 'conversations' (a file or a list)")
     conversations = data["conversations"]
     if isinstance(conversations, str):
-        conversations = source.parent / conversations
+        pass  # relative to base_dir
     elif isinstance(conversations, list):
         conversations = parse_conversations(conversations, str(source))
     else:
@@ -423,12 +529,17 @@ def load_sweep(path: str | os.PathLike[str]) -> Sweep:
                 value = [value]
             if not isinstance(value, list):
                 raise SweepError(f"sweep file {source}: {key!r} must be a list of names")
-            options[key] = [_relative_to(source, key, v) for v in value]
+            options[key] = value
     if "repeats" in data:
         options["repeats"] = data["repeats"]
-    if data.get("results") is not None:
-        options["results_dir"] = source.parent / str(data["results"])
+    results = data.get("results")
+    if results is not None:
+        if not isinstance(results, str) or not results.strip():
+            raise SweepError(
+                f"sweep file {source}: 'results' must be a directory name (text), not {results!r}"
+            )
+        options["results_dir"] = source.parent / results
     try:
-        return Sweep(conversations, **options)
-    except SweepError as exc:
+        return Sweep(conversations, base_dir=source.parent, **options)
+    except (SweepError, UnknownNameError, PresetError) as exc:
         raise SweepError(f"sweep file {source}: {exc}") from None

@@ -20,6 +20,10 @@ __all__ = ["KEY_COLUMNS", "SweepResult"]
 #: The columns that identify a run; with ``turn`` they identify a row of :meth:`to_pandas`.
 KEY_COLUMNS = ("preset", "model", "persona", "human", "conversation", "repeat")
 
+#: The columns of :meth:`SweepResult.to_pandas` that hold lists, and how
+#: :meth:`SweepResult.pass_rates` joins their items to group by them.
+_LIST_COLUMNS = {"functions": ", ", "failed_functions": ", ", "failed_checks": "; "}
+
 _CHANGES = {
     (True, True): "still passing",
     (False, False): "still failing",
@@ -148,6 +152,10 @@ class SweepResult(Sequence[dict[str, Any]]):
 
         Columns: ``turns``, ``turns_passed``, ``pass_rate`` (the fraction of turns that
         passed), ``checks``, ``checks_passed``, ``runs``, ``runs_passed``.
+
+        A list column (``functions``, ``failed_functions``, ``failed_checks``) groups by
+        its items joined as text (``"core_memory_replace, send_message"``; ``""`` for
+        none); an empty value (``error`` of a turn that raised nothing) is a group too.
         """
         frame = self.to_pandas()
         keys = [by] if isinstance(by, str) else list(by)
@@ -156,8 +164,11 @@ class SweepResult(Sequence[dict[str, Any]]):
             raise KeyError(
                 f"no column {', '.join(unknown)}; columns: {', '.join(map(str, frame.columns))}"
             )
-        frame = frame.assign(run_passed=frame["status"] == "passed")
-        grouped = frame.groupby(keys, sort=True)
+        joined = {
+            key: frame[key].map(_LIST_COLUMNS[key].join) for key in keys if key in _LIST_COLUMNS
+        }
+        frame = frame.assign(run_passed=frame["status"] == "passed", **joined)
+        grouped = frame.groupby(keys, sort=True, dropna=False)
         table = grouped.agg(
             turns=("passed", "size"),
             turns_passed=("passed", "sum"),
@@ -165,7 +176,8 @@ class SweepResult(Sequence[dict[str, Any]]):
             checks_passed=("checks_passed", "sum"),
             runs=("run_id", "nunique"),
         )
-        runs_passed = frame[frame["run_passed"]].groupby(keys)["run_id"].nunique()
+        passing = frame[frame["run_passed"]]
+        runs_passed = passing.groupby(keys, dropna=False)["run_id"].nunique()
         table["runs_passed"] = runs_passed.reindex(table.index, fill_value=0).astype(int)
         table.insert(2, "pass_rate", table["turns_passed"] / table["turns"])
         return table

@@ -61,9 +61,17 @@ class RunSpec:
     human: str
     conversation: Conversation
     repeat: int = 0
+    #: where the preset is read from when it is a file (its path resolved); None: ``preset``
+    preset_path: str | None = None
+    #: the model string built, its ``replay:`` / ``cassette:`` path resolved; None: ``model``
+    model_target: str | None = None
+    #: a digest of what the run reads besides the conversation: the preset (its fields and
+    #: system prompt), the persona's and the human's texts, a replayed model's file content
+    inputs: str = ""
 
     def key(self) -> dict[str, Any]:
-        """The fields that identify the run (the conversation by name)."""
+        """The fields that label the run (the conversation by name): as the sweep says
+        them, whatever the working directory."""
         return {
             "preset": self.preset,
             "model": self.model,
@@ -75,9 +83,16 @@ class RunSpec:
 
     @property
     def run_id(self) -> str:
-        """A readable, file-safe id; its hash covers the conversation's turns and checks,
-        so editing a conversation makes its runs new (a resumed sweep reruns them)."""
-        identity = {**self.key(), "turns": self.conversation.to_mapping()["turns"]}
+        """A readable, file-safe id; its hash covers the labels, the conversation's turns
+        and checks, and :attr:`inputs` (the preset, persona, human and replay file
+        contents), never a resolved path: the same sweep gives the same ids from any
+        working directory, and editing what a run reads makes its runs new (a resumed
+        sweep reruns them)."""
+        identity = {
+            **self.key(),
+            "turns": self.conversation.to_mapping()["turns"],
+            "inputs": self.inputs,
+        }
         digest = hashlib.blake2b(
             json.dumps(identity, sort_keys=True).encode("ascii"),  # lone surrogates escaped
             digest_size=6,
@@ -113,19 +128,53 @@ class _StepMeter(AgentInterface):
         )
 
 
-class _RunLog(logging.Handler):
-    """Keeps the package's log records from this run's thread (a summarising agent's
-    warning...) with the run. While one is attached, Python's last-resort handler stays
-    quiet, so a sweep in a notebook or a worker prints nothing of its own."""
+class _RunLogs(logging.Handler):
+    """Keeps the package's log records from a run's own thread (a summarising agent's
+    warning...) with that run, and nothing else.
+
+    One handler on the ``memgpt_lab`` logger while any run is in progress. A record
+    from a thread that is not running a run (the caller's, another library's) is
+    left as it would be without this handler: when no other handler would take it,
+    Python's last-resort handler prints it, as it always does.
+    """
 
     def __init__(self) -> None:
         super().__init__(logging.INFO)
-        self.thread = threading.get_ident()
-        self.lines: list[str] = []
+        self.runs: dict[int, list[str]] = {}
+        self.guard = threading.Lock()
+
+    def start(self) -> list[str]:
+        """Keep this thread's records until :meth:`stop`; the list they go to."""
+        lines: list[str] = []
+        with self.guard:
+            if not self.runs:
+                logging.getLogger("memgpt_lab").addHandler(self)
+            self.runs[threading.get_ident()] = lines
+        return lines
+
+    def stop(self) -> None:
+        with self.guard:
+            self.runs.pop(threading.get_ident(), None)
+            if not self.runs:
+                logging.getLogger("memgpt_lab").removeHandler(self)
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.thread == self.thread:
-            self.lines.append(f"{record.levelname} {record.name}: {record.getMessage()}")
+        lines = self.runs.get(record.thread) if record.thread is not None else None
+        if lines is not None:
+            lines.append(f"{record.levelname} {record.name}: {record.getMessage()}")
+            return
+        # not a run's: do what logging would have done had this handler not been there
+        logger: logging.Logger | None = logging.getLogger(record.name)
+        while logger is not None:
+            if any(handler is not self for handler in logger.handlers):
+                return  # another handler has it
+            logger = logger.parent if logger.propagate else None
+        last = logging.lastResort
+        if last is not None and record.levelno >= last.level:
+            last.handle(record)
+
+
+_RUN_LOGS = _RunLogs()
 
 
 def _functions(messages: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
@@ -172,16 +221,14 @@ def execute_run(spec: RunSpec, model: ChatModel | None = None) -> dict[str, Any]
         frames, :meth:`~memgpt_lab.recorder.Frame.to_dict`), ``duration`` and ``log``
         (the package's warnings during the run, which are not printed).
     """
-    log = _RunLog()
-    package_logger = logging.getLogger("memgpt_lab")
-    package_logger.addHandler(log)
+    log = _RUN_LOGS.start()
     try:
         return _execute(spec, model, log)
     finally:
-        package_logger.removeHandler(log)
+        _RUN_LOGS.stop()
 
 
-def _execute(spec: RunSpec, model: ChatModel | None, log: _RunLog) -> dict[str, Any]:
+def _execute(spec: RunSpec, model: ChatModel | None, log: list[str]) -> dict[str, Any]:
     from memgpt_lab import system
     from memgpt_lab.humans import get_human_text
     from memgpt_lab.personas import get_persona_text
@@ -200,9 +247,9 @@ def _execute(spec: RunSpec, model: ChatModel | None, log: _RunLog) -> dict[str, 
         ws_if.register_client(ws)
         try:
             agent = create_agent_from_preset(
-                spec.preset,
+                spec.preset_path or spec.preset,
                 None,
-                spec.model if model is None else model,
+                (spec.model_target or spec.model) if model is None else model,
                 get_persona_text(spec.persona),
                 get_human_text(spec.human),
                 MultiInterface([ws_if, meter]),
@@ -244,7 +291,7 @@ def _execute(spec: RunSpec, model: ChatModel | None, log: _RunLog) -> dict[str, 
                     "steps": meter.steps[first_step:],
                     "truncated": result.truncated,
                     "checks": turn.expect.evaluate(
-                        result.replies, called, core_memory, len(result.steps)
+                        result.replies, called, core_memory, len(result.steps), failed
                     ),
                     "messages": messages,
                     "error": None,
@@ -260,7 +307,7 @@ def _execute(spec: RunSpec, model: ChatModel | None, log: _RunLog) -> dict[str, 
         [frame.to_dict() for frame in recording],
         time.perf_counter() - started,
     )
-    run["log"] = log.lines
+    run["log"] = log
     return run
 
 
@@ -289,14 +336,22 @@ def run_record(
 
 def unrun_turns(spec: RunSpec, first: int, error: dict[str, Any]) -> list[dict[str, Any]]:
     """Entries for the turns from ``first`` on that did not complete because of ``error``:
-    no replies, and every check failed, so pass rates count what was never reached."""
+    no replies, and every check failed, so pass rates count what was never reached.
+
+    The turn that raised carries the error's message; when the run stopped before its
+    first turn (its agent could not be built, the executor lost it), the first turn
+    carries it, so every table and summary shows what went wrong."""
     entries = []
+    raised = error.get("turn")
     for number, turn in enumerate(spec.conversation.turns[first - 1 :], first):
-        reason = (
-            f"{error['type']}: {error['message']}"
-            if number == error.get("turn")
-            else f"not run: the run stopped with {error['type']}"
-        )
+        what = f"{error['type']}: {error['message']}"
+        if number == raised:
+            reason = what
+        elif number == first and not raised:
+            before = "lost by the executor" if error.get("executor") else "could not start"
+            reason = f"the run {before}: {what}"
+        else:
+            reason = f"not run: the run stopped with {error['type']}"
         checks = [
             {**outcome, "passed": False, "detail": reason}
             for outcome in turn.expect.evaluate([], [], {}, 0)

@@ -53,5 +53,5 @@ def test_sweep_view_filters_and_opens_a_run(jupyter_lab, lab):
     expect(detail).to_contain_text("not called: archival_memory_insert")
     inspector_rows = page.locator(".mlab-sweep-view .mlab-inspector .mlab-inspector-row")
     expect(inspector_rows.first).to_have_attribute("data-type", "user_message")
-    assert inspector_rows.count() > 3
+    expect(inspector_rows.nth(3)).to_be_attached()  # waits for the rows, then checks
     lab.screenshot("opened")
