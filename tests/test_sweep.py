@@ -324,11 +324,11 @@ def test_thread_pool_and_process_pool_give_identical_results(conversations_file,
 
 
 def test_a_dask_local_cluster_gives_identical_results(conversations_file, reference):
-    # dashboard_address ":0": the scheduler serves HTTP even without a dashboard, on 8787
+    # a free loopback port: the scheduler serves HTTP even without a dashboard, on 8787
     # unless told, and warns (leaking a socket) when another cluster on the machine has it
     with (
         distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0"
         ) as cluster,
         distributed.Client(cluster) as client,
     ):
@@ -547,6 +547,20 @@ class FailingExecutor(concurrent.futures.Executor):
         return future
 
 
+def test_traffic_saved_as_har_reads_back_the_same(tmp_path, conversations_file, reference):
+    results = tmp_path / "results"
+    first = small_sweep(conversations_file, results_dir=results, traffic_format="har")
+    ran = first.run(concurrent.futures.ThreadPoolExecutor(2), progress=False)
+    files = sorted((results / "traffic").iterdir())
+    assert files and all(f.suffix == ".har" for f in files)
+    assert len(Recording.load(files[0])) == len(ran[0]["traffic"])
+    again = small_sweep(conversations_file, results_dir=results, traffic_format="har").run(
+        concurrent.futures.ThreadPoolExecutor(2), progress=False
+    )
+    assert (again.skipped, again.executed) == (len(reference), 0)
+    assert normalised(again) == normalised(ran) == normalised(reference)
+
+
 def test_a_run_the_executor_lost_is_reported_but_not_stored(tmp_path, conversations_file):
     results = tmp_path / "results"
     sweep = Sweep(conversations_file, results_dir=results)
@@ -598,8 +612,8 @@ def test_bad_sweeps_fail_at_once(conversations_file):
         Sweep(conversations_file, presets=["nope"])
     with pytest.raises(UnknownNameError, match="persona"):
         Sweep(conversations_file, personas=["nobody"])
-    with pytest.raises(SweepError, match="unknown traffic format 'har'"):
-        Sweep(conversations_file, traffic_format="har")
+    with pytest.raises(SweepError, match="unknown traffic format 'pcap'; known: jsonl, har"):
+        Sweep(conversations_file, traffic_format="pcap")
     # model strings are parsed up front, without connecting anywhere
     with pytest.raises(SweepError, match="model 'nosuch:m': unknown provider 'nosuch'"):
         Sweep(conversations_file, models=["scripted", "nosuch:m"])
@@ -833,7 +847,9 @@ def test_the_cli_gate_passes_fails_and_refuses(tmp_path, capsys):
     assert len(list((results / "runs").glob("*.json"))) == 6
     # the scheduler always serves HTTP (on 8787 unless told): a free port, so that a shared
     # machine's other clusters do not collide with it
-    with distributed.LocalCluster(n_workers=1, processes=False, dashboard_address=":0") as cluster:
+    with distributed.LocalCluster(
+        n_workers=1, processes=False, dashboard_address="127.0.0.1:0"
+    ) as cluster:
         assert main(["sweep", str(failing), "--scheduler", cluster.scheduler_address]) == 1
     assert "name_and_fact turn 2 [memgpt_minimal" in capsys.readouterr().out
     bad = write_yaml(tmp_path / "bad.yaml", {"conversations": [{"name": "x", "turns": [3]}]})

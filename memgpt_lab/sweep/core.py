@@ -57,12 +57,28 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
+def _write_har(frames: list[dict[str, Any]], path: Path) -> None:
+    from memgpt_lab.recorder import Frame, Recording
+
+    recording = Recording()
+    for frame in frames:
+        recording.append(Frame.from_dict(frame))
+    recording.to_har(path)
+
+
+def _read_har(path: Path) -> list[dict[str, Any]]:
+    from memgpt_lab.recorder import Recording
+
+    return [frame.to_dict() for frame in Recording.from_har(path)]
+
+
 #: How a run's traffic is saved in ``results_dir``: format -> (suffix, writer, reader).
 TRAFFIC_FORMATS: dict[
     str,
     tuple[str, Callable[[list[dict[str, Any]], Path], None], Callable[[Path], list[Any]]],
 ] = {
     "jsonl": (".jsonl", _write_jsonl, _read_jsonl),
+    "har": (".har", _write_har, _read_har),  # opens in a browser's DevTools, or Recording.load
 }
 
 
