@@ -99,7 +99,7 @@ def test_the_filters_are_the_inspectors(pair: tuple[Recording, Recording]) -> No
     view.set_filter(direction="in")
     assert {row.left.direction for row in view.rows if row.left} == {"in"}
     # The widgets show the filter, and using them filters the same way.
-    view._dropdowns["direction"].value = "out"
+    view._filter_bar.dropdowns["direction"].value = "out"
     assert view.filter.direction == "out" and len(view.rows) == 12
 
 

@@ -14,7 +14,7 @@ import pytest
 from memgpt_lab.recorder import Recording, TickClock
 from memgpt_lab.widgets import Timeline, TrafficInspector, timeline_svg
 from memgpt_lab.widgets._util import Scheduler
-from memgpt_lab.widgets.inspector import FrameFilter, FrameIndex, hexdump
+from memgpt_lab.widgets.inspector import FilterBar, FrameFilter, FrameIndex, hexdump
 
 MESSAGE_TYPES = ("internal_monologue", "assistant_message", "function_message")
 
@@ -104,7 +104,7 @@ def test_each_filter(inspector, kwargs, expected):
 
 
 def test_filter_widgets_drive_the_filter(inspector):
-    dropdown = inspector._dropdowns["message_type"]
+    dropdown = inspector._filter_bar.dropdowns["message_type"]
     assert [label for label, _ in dropdown.options] == [
         "all",
         "(none)",
@@ -114,19 +114,39 @@ def test_filter_widgets_drive_the_filter(inspector):
     ]
     dropdown.value = "function_message"
     assert [r["seq"] for r in inspector.rows] == [5, 11]
-    inspector._search.value = "hello"
+    inspector._filter_bar.search.value = "hello"
     assert [r["seq"] for r in inspector.rows] == [5]
     assert inspector.filter == FrameFilter(message_type="function_message", text="hello")
 
 
 def test_set_filter_shows_in_the_widgets(inspector):
     inspector.set_filter(direction="out", text="hello", regex=True)
-    assert inspector._dropdowns["direction"].value == "out"
-    assert inspector._search.value == "hello"
-    assert inspector._regex.value is True
+    assert inspector._filter_bar.dropdowns["direction"].value == "out"
+    assert inspector._filter_bar.search.value == "hello"
+    assert inspector._filter_bar.regex.value is True
     inspector.set_filter(type="not_seen_yet")  # offered, though no frame has it
-    assert inspector._dropdowns["type"].value == "not_seen_yet"
+    assert inspector._filter_bar.dropdowns["type"].value == "not_seen_yet"
     assert inspector.filtered_count == 0
+
+
+def test_filter_bar_reports_the_users_changes_only() -> None:
+    seen: list[FrameFilter] = []
+    bar = FilterBar(seen.append)
+    bar.offer(
+        {"direction": ["in", "out"], "type": ["", "ping"], "message_type": [], "connection_id": []}
+    )
+    assert [label for label, _ in bar.dropdowns["type"].options] == ["all", "(none)", "ping"]
+    bar.show(FrameFilter(type="zzz", connection_id="c9", text="a(", regex=True))
+    assert seen == []  # shown by the owner: not reported back
+    assert bar.value == FrameFilter(type="zzz", connection_id="c9", text="a(", regex=True)
+    assert [v for _, v in bar.dropdowns["type"].options][1:] == ["", "ping", "zzz"]
+    bar.dropdowns["type"].value = "ping"
+    assert seen == [FrameFilter(type="ping", connection_id="c9", text="a(", regex=True)]
+    bar.offer({"direction": ["in"], "type": ["", "ping"], "message_type": [], "connection_id": []})
+    # A value no longer needed nor offered leaves; the one still shown stays, and is kept.
+    assert [v for _, v in bar.dropdowns["type"].options][1:] == ["", "ping"]
+    assert [v for _, v in bar.dropdowns["connection_id"].options][1:] == ["c9"]
+    assert bar.value.connection_id == "c9" and len(seen) == 1
 
 
 def test_bad_regex_is_shown_not_raised(inspector):

@@ -4,9 +4,10 @@ The alignment is :meth:`Recording.diff <memgpt_lab.recorder.Recording.diff>`'s
 (by connection and order, tolerant of inserted and missing frames, times and ids
 normalised); this widget only shows it. Rows are ``same``, ``changed`` (the
 differing fields listed, the changed text marked word by word), ``only-left`` or
-``only-right``. The filters are the TrafficInspector's (:class:`FrameFilter`,
-decided by its :class:`FrameIndex`): a row is shown when the frame on either
-side passes. Typical use::
+``only-right``. The filters are the TrafficInspector's (the same
+:class:`FilterBar` of controls, a :class:`FrameFilter` decided by a
+:class:`FrameIndex`): a row is shown when the frame on either side passes.
+Typical use::
 
     DiffView(recording_a, recording_b, labels=("memgpt_chat", "memgpt_minimal"))
 """
@@ -23,7 +24,7 @@ import ipywidgets as widgets
 
 from memgpt_lab.recorder.diff import STATUSES
 from memgpt_lab.widgets._util import esc
-from memgpt_lab.widgets.inspector import FILTER_FIELDS, FrameFilter, FrameIndex
+from memgpt_lab.widgets.inspector import FILTER_FIELDS, FilterBar, FrameFilter, FrameIndex
 from memgpt_lab.widgets.inspector_files import passing_seqs
 
 if TYPE_CHECKING:
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
 
 __all__ = ["DiffView", "diff_rows"]
 
-_ALL = "\x00all"
 _PREVIEW = 160
 
 _CSS = """
@@ -131,25 +131,8 @@ class DiffView(widgets.VBox):
         self._all_rows = diff_rows(diff)
         self._left_frames, self._right_frames = list(left), list(right)
         self._filter = FrameFilter()
-        self._syncing = False
-
-        values = self._values()
-        self._dropdowns = {
-            field: widgets.Dropdown(
-                options=[("all", _ALL)] + [(v or "(none)", v) for v in values[field]],
-                value=_ALL,
-                description=field.replace("_id", ""),
-                layout=widgets.Layout(width="auto"),
-                style={"description_width": "initial"},
-            )
-            for field in FILTER_FIELDS
-        }
-        self._search = widgets.Text(
-            placeholder="search frame text", layout=widgets.Layout(width="240px")
-        )
-        self._regex = widgets.Checkbox(
-            False, description="regex", indent=False, layout=widgets.Layout(width="auto")
-        )
+        self._filter_bar = bar = FilterBar(self._on_filter_widget)
+        bar.offer(self._values())
         self._only = widgets.Checkbox(
             differences_only,
             description="differences only",
@@ -158,19 +141,15 @@ class DiffView(widgets.VBox):
         )
         self._summary = widgets.HTML()
         self._table = widgets.HTML()
-        for field, dropdown in self._dropdowns.items():
-            dropdown.add_class(f"mlab-filter-{field.replace('_', '-')}")
-            dropdown.observe(self._on_widget, "value")
-        for widget in (self._search, self._regex, self._only):
-            widget.observe(self._on_widget, "value")
+        self._only.observe(lambda _change: self._render(), "value")
         self._summary.add_class("mlab-diff-summary")
         self._table.add_class("mlab-diff-table")
         style = widgets.HTML(f"<style>{_CSS}</style>", layout=widgets.Layout(height="0px"))
         super().__init__(
             [
                 style,
-                widgets.HBox(list(self._dropdowns.values())),
-                widgets.HBox([self._search, self._regex, self._only]),
+                widgets.HBox(list(bar.dropdowns.values())),
+                widgets.HBox([bar.search, bar.regex, self._only]),
                 self._summary,
                 self._table,
             ]
@@ -235,19 +214,8 @@ class DiffView(widgets.VBox):
     ) -> None:
         """Replace the whole filter, as :meth:`TrafficInspector.set_filter` does."""
         flt = FrameFilter(direction, type, message_type, connection_id, text, regex)
-        syncing, self._syncing = self._syncing, True
-        try:
-            for field, dropdown in self._dropdowns.items():
-                value = getattr(flt, field)
-                if value is not None and value not in [v for _, v in dropdown.options]:
-                    dropdown.options = [*dropdown.options, (value or "(none)", value)]
-                dropdown.value = _ALL if value is None else value
-            self._search.value = text
-            self._regex.value = regex
-        finally:
-            self._syncing = syncing
-        self._filter = flt
-        self._render()
+        self._filter_bar.show(flt)
+        self._on_filter_widget(flt)
 
     def text(self) -> str:
         """The readable unified view of the diff (``str()`` of the diff)."""
@@ -261,14 +229,8 @@ class DiffView(widgets.VBox):
         index.extend(self._right_frames)
         return {field: index.values(field) for field in FILTER_FIELDS}
 
-    def _on_widget(self, _change: dict[str, Any]) -> None:
-        if self._syncing:
-            return
-        values = {
-            field: None if dropdown.value == _ALL else dropdown.value
-            for field, dropdown in self._dropdowns.items()
-        }
-        self._filter = FrameFilter(**values, text=self._search.value, regex=self._regex.value)
+    def _on_filter_widget(self, flt: FrameFilter) -> None:
+        self._filter = flt
         self._render()
 
     def _render(self) -> None:

@@ -24,7 +24,8 @@ import re
 import threading
 import weakref
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,7 +39,7 @@ from memgpt_lab.widgets._util import LiveRefresh, Scheduler, esc
 if TYPE_CHECKING:
     from memgpt_lab.recorder import Frame, Recording
 
-__all__ = ["FrameFilter", "FrameIndex", "TrafficInspector", "format_detail", "hexdump"]
+__all__ = ["FilterBar", "FrameFilter", "FrameIndex", "TrafficInspector", "format_detail", "hexdump"]
 
 _ASSETS = Path(__file__).parent
 #: The filter fields that are compared for equality, in the order of the dropdowns.
@@ -358,6 +359,101 @@ def _row(children: list[widgets.Widget], css_class: str) -> widgets.HBox:
     return box
 
 
+class FilterBar:
+    """The filter controls the TrafficInspector and the DiffView share.
+
+    A dropdown per :data:`FILTER_FIELDS` field ("all" or one value), the search
+    text and the regex box. It is not a widget: its owner lays out
+    :attr:`dropdowns` and the other controls as it likes. What the user changes
+    reaches ``on_change`` as the :class:`FrameFilter` now shown;
+    :meth:`offer` and :meth:`show` change the controls without calling it.
+    """
+
+    def __init__(self, on_change: Callable[[FrameFilter], None]) -> None:
+        self._on_change = on_change
+        self._syncing = False
+        self._offered: dict[str, tuple[str, ...]] = {field: () for field in FILTER_FIELDS}
+        self._option_keys: dict[str, tuple[str, ...]] = {}
+        self.dropdowns = {
+            field: widgets.Dropdown(
+                options=[("all", _ALL)],
+                value=_ALL,
+                description=field.replace("_id", ""),
+                layout=widgets.Layout(width="auto"),
+                style={"description_width": "initial"},
+            )
+            for field in FILTER_FIELDS
+        }
+        self.search = widgets.Text(
+            placeholder="search frame text", layout=widgets.Layout(width="260px")
+        )
+        self.regex = widgets.Checkbox(
+            value=False, description="regex", indent=False, layout=widgets.Layout(width="auto")
+        )
+        for field, dropdown in self.dropdowns.items():
+            dropdown.add_class(f"mlab-filter-{field.replace('_', '-')}")
+        self.search.add_class("mlab-filter-text")
+        self.regex.add_class("mlab-filter-regex")
+        for control in self.controls:
+            control.observe(self._on_widget, "value")
+
+    @property
+    def controls(self) -> list[widgets.Widget]:
+        """Every control: the dropdowns, the search text, the regex box."""
+        return [*self.dropdowns.values(), self.search, self.regex]
+
+    @property
+    def value(self) -> FrameFilter:
+        """The filter the controls show."""
+        values = {
+            field: None if dropdown.value == _ALL else dropdown.value
+            for field, dropdown in self.dropdowns.items()
+        }
+        return FrameFilter(**values, text=self.search.value, regex=self.regex.value)
+
+    def offer(self, values: Mapping[str, Iterable[str]]) -> None:
+        """Offer these values (sorted) in the dropdowns; a value the filter shown needs stays."""
+        self._offered = {field: tuple(values[field]) for field in FILTER_FIELDS}
+        self._update_options(self.value)
+
+    def show(self, flt: FrameFilter) -> None:
+        """Make the controls show ``flt``; a value not offered is added to its dropdown."""
+        with self._quiet():
+            self._update_options(flt)
+            for field, dropdown in self.dropdowns.items():
+                value = getattr(flt, field)
+                dropdown.value = _ALL if value is None else value
+            self.search.value = flt.text
+            self.regex.value = flt.regex
+
+    def _update_options(self, wanted: FrameFilter) -> None:
+        with self._quiet():
+            for field, dropdown in self.dropdowns.items():
+                keys = self._offered[field]
+                needed = getattr(wanted, field)
+                if needed is not None and needed not in keys:
+                    keys = tuple(sorted((*keys, needed)))
+                if self._option_keys.get(field) == keys:
+                    continue
+                self._option_keys[field] = keys
+                value = dropdown.value
+                # Replacing the options resets the value; put it back.
+                dropdown.options = [("all", _ALL)] + [(k or "(none)", k) for k in keys]
+                dropdown.value = value if value == _ALL or value in keys else _ALL
+
+    @contextmanager
+    def _quiet(self) -> Iterator[None]:
+        syncing, self._syncing = self._syncing, True
+        try:
+            yield
+        finally:
+            self._syncing = syncing
+
+    def _on_widget(self, _change: dict[str, Any]) -> None:
+        if not self._syncing:
+            self._on_change(self.value)
+
+
 class _FrameTable(anywidget.AnyWidget):
     """The clickable table of one page of frames (the view is inspector.js)."""
 
@@ -426,27 +522,10 @@ class TrafficInspector(widgets.VBox):
         self._seen = 0  # frames in the recording as of the last refresh
         self._shown: tuple[int, ...] | None = None
         self._row_cache: dict[int, dict[str, Any]] = {}
-        self._option_keys: dict[str, tuple[str, ...]] = {}
         self._counted_upto = -1
-        self._syncing = False
 
         self.table = _FrameTable(follow=follow)
-        self._dropdowns = {
-            field: widgets.Dropdown(
-                options=[("all", _ALL)],
-                value=_ALL,
-                description=field.replace("_id", ""),
-                layout=widgets.Layout(width="auto"),
-                style={"description_width": "initial"},
-            )
-            for field in FILTER_FIELDS
-        }
-        self._search = widgets.Text(
-            placeholder="search frame text", layout=widgets.Layout(width="260px")
-        )
-        self._regex = widgets.Checkbox(
-            value=False, description="regex", indent=False, layout=widgets.Layout(width="auto")
-        )
+        self._filter_bar = FilterBar(self._on_filter_widget)
         self._follow_box = widgets.Checkbox(
             value=follow, description="follow", indent=False, layout=widgets.Layout(width="auto")
         )
@@ -470,11 +549,6 @@ class TrafficInspector(widgets.VBox):
         self._chunk = chunk
         self._scheduler = scheduler
 
-        for field, dropdown in self._dropdowns.items():
-            dropdown.add_class(f"mlab-filter-{field.replace('_', '-')}")
-            dropdown.observe(self._on_filter_widget, "value")
-        self._search.add_class("mlab-filter-text")
-        self._regex.add_class("mlab-filter-regex")
         self._follow_box.add_class("mlab-follow")
         self._message.add_class("mlab-inspector-message")
         self._page_label.add_class("mlab-page-label")
@@ -483,16 +557,15 @@ class TrafficInspector(widgets.VBox):
         for name, button in self._buttons.items():
             button.add_class(f"mlab-page-{name}")
             button.on_click(lambda _b, name=name: self._on_page_button(name))
-        self._search.observe(self._on_filter_widget, "value")
-        self._regex.observe(self._on_filter_widget, "value")
         widgets.link((self._follow_box, "value"), (self.table, "follow"))
         self.table.observe(self._on_follow, "follow")
         self.table.observe(self._on_selected, "selected_seq")
 
+        bar = self._filter_bar
         super().__init__(
             children=[
-                _row(list(self._dropdowns.values()), "mlab-inspector-filters"),
-                _row([self._search, self._regex, self._follow_box], "mlab-inspector-search"),
+                _row(list(bar.dropdowns.values()), "mlab-inspector-filters"),
+                _row([bar.search, bar.regex, self._follow_box], "mlab-inspector-search"),
                 self._message,
                 self.table,
                 _row([*self._buttons.values(), self._page_label], "mlab-inspector-pager"),
@@ -706,9 +779,7 @@ class TrafficInspector(widgets.VBox):
     def _all_children(self) -> list[widgets.Widget]:
         return [
             *self.children,
-            *self._dropdowns.values(),
-            self._search,
-            self._regex,
+            *self._filter_bar.controls,
             self._follow_box,
             *self._buttons.values(),
             *self.files.children,
@@ -822,22 +893,7 @@ class TrafficInspector(widgets.VBox):
         }
 
     def _update_options(self) -> None:
-        syncing, self._syncing = self._syncing, True
-        try:
-            for field, dropdown in self._dropdowns.items():
-                wanted = getattr(self._filter, field)
-                keys = tuple(self._index.values(field))
-                if wanted is not None and wanted not in keys:
-                    keys = tuple(sorted((*keys, wanted)))
-                if self._option_keys.get(field) == keys:
-                    continue
-                self._option_keys[field] = keys
-                value = dropdown.value
-                # Replacing the options resets the value; put it back.
-                dropdown.options = [("all", _ALL)] + [(k or "(none)", k) for k in keys]
-                dropdown.value = value if value == _ALL or value in keys else _ALL
-        finally:
-            self._syncing = syncing
+        self._filter_bar.offer({field: self._index.values(field) for field in FILTER_FIELDS})
 
     def _counts_html(self) -> str:
         parts = []
@@ -886,32 +942,12 @@ class TrafficInspector(widgets.VBox):
 
     def _show_filter(self, flt: FrameFilter) -> None:
         """Make the filter widgets show ``flt`` without re-filtering."""
-        syncing, self._syncing = self._syncing, True
-        try:
-            self._counted_upto = -1  # an unseen value must be added to the options
-            with self._index.lock:
-                self._update_options()
-            for field, dropdown in self._dropdowns.items():
-                value = getattr(flt, field)
-                dropdown.value = _ALL if value is None else value
-            self._search.value = flt.text
-            self._regex.value = flt.regex
-        finally:
-            self._syncing = syncing
-        self._counted_upto = -1
+        self._filter_bar.show(flt)
         self._update_view()
 
-    def _on_filter_widget(self, _change: dict[str, Any]) -> None:
-        if self._syncing:
-            return
-        values = {
-            field: None if dropdown.value == _ALL else dropdown.value
-            for field, dropdown in self._dropdowns.items()
-        }
+    def _on_filter_widget(self, flt: FrameFilter) -> None:
         with self._lock:
-            self._apply_filter(
-                FrameFilter(**values, text=self._search.value, regex=self._regex.value)
-            )
+            self._apply_filter(flt)
 
     def _on_page_button(self, name: str) -> None:
         target = {
