@@ -552,13 +552,6 @@ def _add_replay(commands: Any) -> None:
     add("--timeout", type=float, default=30.0, help="seconds to wait for each answer (default 30)")
 
 
-def _save_recording(recording: Any, path: str) -> None:
-    if path.endswith(".har"):
-        recording.to_har(path)
-    else:
-        recording.to_jsonl(path)
-
-
 def _compare_with_snapshot(result: Any, path: str) -> bool:
     """Point ``result``'s diff at the golden file ``path``; write it when missing (True).
 
@@ -578,7 +571,7 @@ def _compare_with_snapshot(result: Any, path: str) -> bool:
             with open(path, "w", encoding="utf-8") as file:
                 file.write(dump_snapshot(result.recording, Normaliser()))
         else:
-            _save_recording(result.recording, path)
+            result.recording.save(path)
         return True
     if is_snapshot:
         with open(path, encoding="utf-8") as file:
@@ -607,7 +600,7 @@ def _replay(args: argparse.Namespace) -> int:
         recording = Recording.load(args.file)
         result = replay(recording, args.url, timeout=args.timeout, additional_headers=headers)
         if args.save:
-            _save_recording(result.recording, args.save)
+            result.recording.save(args.save)
         if args.snapshot and _compare_with_snapshot(result, args.snapshot):
             print(f"memgpt-lab replay: wrote {args.snapshot} ({len(result.recording)} frames)")
             return 1 if result.incomplete else 0

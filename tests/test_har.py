@@ -293,6 +293,23 @@ def test_load_picks_the_format(tmp_path: Path) -> None:
         Recording.load(tmp_path / "missing.har")
 
 
+def test_save_is_the_counterpart_of_load(tmp_path: Path) -> None:
+    rec = sample()
+    assert rec.save(tmp_path / "a.HAR") == "har"  # the suffix decides, in any case
+    assert rec.save(tmp_path / "a.jsonl") == "jsonl"
+    assert rec.save(str(tmp_path / "no_suffix")) == "jsonl"
+    assert rec.save(tmp_path / "forced.jsonl", "har") == "har"  # an explicit format wins
+    for name, kind in [("a.HAR", "har"), ("a.jsonl", "jsonl"), ("no_suffix", "jsonl")]:
+        assert detect_format(tmp_path / name) == kind, name
+        back = Recording.load(tmp_path / name)
+        assert [fields(f) for f in back] == [fields(f) for f in rec], name
+        assert back.connection_info("c1") == rec.connection_info("c1"), name
+    assert json.loads((tmp_path / "forced.jsonl").read_text(encoding="utf-8"))["log"]
+    with pytest.raises(ValueError, match="'har' or 'jsonl', not 'csv'"):
+        rec.save(tmp_path / "x", "csv")
+    assert not (tmp_path / "x").exists()
+
+
 def test_entries_in_the_order_connections_started(tmp_path: Path) -> None:
     rec = Recording(clock=TickClock(), wall_clock=TickClock(100.0, 1.0))
     rec.record("in", "late one's first frame", connection_id="late")  # wall time 100

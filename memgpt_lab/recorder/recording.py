@@ -819,6 +819,24 @@ class Recording(Sequence[Frame]):
             return cls.from_har(path, clock=clock, wall_clock=wall_clock)
         return cls.from_jsonl(path, clock=clock, wall_clock=wall_clock)
 
+    def save(self, path: str | os.PathLike[str], format: str | None = None) -> str:
+        """Write HAR or JSON lines, the counterpart of :meth:`load`; returns the format used.
+
+        ``format`` is ``"har"`` (:meth:`to_har`) or ``"jsonl"`` (:meth:`to_jsonl`);
+        by default a ``.har`` file is HAR and anything else JSON lines.
+
+        Raises:
+            ValueError: ``format`` is neither.
+        """
+        chosen = format or ("har" if os.fspath(path).lower().endswith(".har") else "jsonl")
+        if chosen == "har":
+            self.to_har(path)
+        elif chosen == "jsonl":
+            self.to_jsonl(path)
+        else:
+            raise ValueError(f"format must be 'har' or 'jsonl', not {format!r}")
+        return chosen
+
     def diff(self, other: Recording, normalise: Normaliser | None = None) -> RecordingDiff:
         """Compare with ``other``, frame by frame, whatever their times and ids.
 

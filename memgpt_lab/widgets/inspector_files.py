@@ -58,17 +58,11 @@ def filter_recording(recording: Recording, flt: FrameFilter) -> Recording:
 def write_recording(recording: Recording, path: str | Path, format: str | None = None) -> str:
     """Write ``recording`` as HAR or JSON lines; returns the format used.
 
-    ``format`` is ``"har"`` or ``"jsonl"``; by default ``.har`` files are HAR and
-    anything else JSON lines.
+    :meth:`Recording.save <memgpt_lab.recorder.Recording.save>`: ``format`` is
+    ``"har"`` or ``"jsonl"``; by default ``.har`` files are HAR and anything else
+    JSON lines.
     """
-    chosen = format or ("har" if str(path).lower().endswith(".har") else "jsonl")
-    if chosen == "har":
-        recording.to_har(path)
-    elif chosen == "jsonl":
-        recording.to_jsonl(path)
-    else:
-        raise ValueError(f"format must be 'har' or 'jsonl', not {format!r}")
-    return chosen
+    return recording.save(path, format)
 
 
 class RecordingFiles(widgets.HBox):
