@@ -13,6 +13,9 @@ Fixtures:
         failure that says how to install it, not a skip.
     chromium_launch_options: ``(*extra_args) -> dict`` of ``launch()`` options, for a
         test that launches a browser of its own (extra flags, say).
+    serve_page: ``with serve_page(html) as port:`` serves ``html`` as
+        ``http://127.0.0.1:<port>/page.html`` (from the test's ``tmp_path``), for a
+        test whose page must come from an http origin (a browser's WebSocket).
     screenshot_dir: ``test-output/browser/<test name>/``, created empty.
     lab (function): a :class:`LabPage` on a fresh browser context:
         ``lab.open(name)`` opens a notebook and waits for an idle kernel,
@@ -44,16 +47,20 @@ them anywhere). A JupyterLab start takes a few seconds; a test about ten.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import http.server
 import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -242,6 +249,32 @@ def chromium_launch_options(*extra_args: str) -> dict[str, Any]:
 def _chromium_launch_options_fixture() -> Any:
     """:func:`chromium_launch_options`, for tests that launch a browser of their own."""
     return chromium_launch_options
+
+
+@contextlib.contextmanager
+def serve_page(html: str, directory: Path) -> Iterator[int]:
+    """Serve ``html`` as ``/page.html`` from ``directory`` on a loopback port; yields the port."""
+    (directory / "page.html").write_text(html, encoding="utf-8")
+
+    class QuietHandler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    handler = functools.partial(QuietHandler, directory=str(directory))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as httpd:
+        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield httpd.server_address[1]
+        finally:
+            httpd.shutdown()
+            thread.join()
+
+
+@pytest.fixture(name="serve_page")
+def _serve_page_fixture(tmp_path: Path) -> Callable[[str], contextlib.AbstractContextManager[int]]:
+    """:func:`serve_page` from the test's ``tmp_path``."""
+    return functools.partial(serve_page, directory=tmp_path)
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import base64
 import datetime
-import functools
-import http.server
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -70,22 +67,9 @@ CDP_EVENTS = (
 
 
 @pytest.fixture
-def page_server(tmp_path: Path) -> Iterator[int]:
-    (tmp_path / "page.html").write_text(PAGE, encoding="utf-8")
-
-    class QuietHandler(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    handler = functools.partial(QuietHandler, directory=str(tmp_path))
-    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as httpd:
-        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield httpd.server_address[1]
-        finally:
-            httpd.shutdown()
-            thread.join()
+def page_server(serve_page: Any) -> Iterator[int]:
+    with serve_page(PAGE) as port:
+        yield port
 
 
 def devtools_har(events: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
