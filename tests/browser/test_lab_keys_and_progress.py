@@ -40,13 +40,18 @@ KEYS_NOTEBOOK = [
 ]
 
 
-def test_enter_sends_shift_enter_breaks_escape_cancels(jupyter_lab, lab) -> None:  # type: ignore[no-untyped-def]
-    jupyter_lab.write_notebook("keys.ipynb", KEYS_NOTEBOOK)
-    lab.open("keys.ipynb")
+def _run_lab(jupyter_lab, lab, name: str):  # type: ignore[no-untyped-def]
+    """Run :data:`KEYS_NOTEBOOK` as ``name``; the Lab it shows, once visible."""
+    jupyter_lab.write_notebook(name, KEYS_NOTEBOOK)
+    lab.open(name)
     lab.run_all()
-    page = lab.page
-    root = page.locator(".mlab-lab")
+    root = lab.page.locator(".mlab-lab")
     expect(root).to_be_visible(timeout=TIMEOUT_MS)
+    return root
+
+
+def test_enter_sends_shift_enter_breaks_escape_cancels(jupyter_lab, lab) -> None:  # type: ignore[no-untyped-def]
+    root = _run_lab(jupyter_lab, lab, "keys.ipynb")
     box = root.locator(".mlab-console-input textarea")
     entries = root.locator(".mlab-console .mlab-entry")
     expect(entries).to_have_count(0)
@@ -88,12 +93,7 @@ def test_enter_sends_shift_enter_breaks_escape_cancels(jupyter_lab, lab) -> None
 
 
 def test_a_slow_turn_shows_progress_and_stop_ends_the_chain(jupyter_lab, lab) -> None:  # type: ignore[no-untyped-def]
-    jupyter_lab.write_notebook("progress.ipynb", KEYS_NOTEBOOK)
-    lab.open("progress.ipynb")
-    lab.run_all()
-    page = lab.page
-    root = page.locator(".mlab-lab")
-    expect(root).to_be_visible(timeout=TIMEOUT_MS)
+    root = _run_lab(jupyter_lab, lab, "progress.ipynb")
     box = root.locator(".mlab-console-input textarea")
     box.fill("Remember that I speak slowly")
     box.press("Enter")
