@@ -22,6 +22,12 @@ KINDS = ("internal_monologue", "function_message", "assistant_message")
 def busy(turns: int, *, step: float = 0.0001, lanes: tuple[str, ...] = KINDS) -> Recording:
     """``turns`` back-to-back turns, a frame every ``step`` seconds: dense traffic."""
     rec = Recording(clock=TickClock(step=step))
+    busy_into(rec, turns, lanes=lanes)
+    return rec
+
+
+def busy_into(rec: Recording, turns: int, *, lanes: tuple[str, ...] = KINDS) -> None:
+    """Record ``turns`` turns into ``rec``: a user message, then the answer in ``lanes``."""
     for n in range(turns):
         rec.record("in", json.dumps({"type": "user_message", "message": f"m{n}"}))
         rec.record("out", json.dumps({"type": "agent_response_start"}))
@@ -29,7 +35,6 @@ def busy(turns: int, *, step: float = 0.0001, lanes: tuple[str, ...] = KINDS) ->
             frame = {"type": "agent_response", "message_type": kind, "message": f"{kind} {n}"}
             rec.record("out", json.dumps(frame))
         rec.record("out", json.dumps({"type": "agent_response_end"}))
-    return rec
 
 
 def marks(svg: str) -> list[int]:
@@ -196,16 +201,6 @@ def test_inspector_and_timeline_live_together_on_frames_from_another_thread():
     finally:
         inspector.close()
         timeline.close()
-
-
-def busy_into(rec: Recording, turns: int) -> None:
-    for n in range(turns):
-        rec.record("in", json.dumps({"type": "user_message", "message": f"m{n}"}))
-        rec.record("out", json.dumps({"type": "agent_response_start"}))
-        for kind in KINDS:
-            frame = {"type": "agent_response", "message_type": kind, "message": f"{kind} {n}"}
-            rec.record("out", json.dumps(frame))
-        rec.record("out", json.dumps({"type": "agent_response_end"}))
 
 
 def _random_frames(rng: random.Random, n: int) -> list[tuple[float, int, str, bool, int]]:
