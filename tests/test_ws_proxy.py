@@ -7,6 +7,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from http.client import HTTPConnection
+from pathlib import Path
 
 import pytest
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError, InvalidStatus
@@ -165,6 +166,32 @@ def test_in_front_of_the_agent_server_it_records_what_the_server_records() -> No
     assert texts(proxy.recording, "in") == texts(server.recording, "in")
     assert [json.loads(t) for t in texts(proxy.recording, "out")][-len(frames) :] == frames
     assert {f.close_code for f in proxy.recording if f.opcode == "close"} == {1000}
+
+
+def test_no_credential_reaches_the_recording_or_its_files(tmp_path: Path) -> None:
+    secrets = ["hunter2", "alice", "SECRET1", "SECRET2", "SECRET3", "SECRET4", "SECRET5"]
+    with LabServer() as server:
+        upstream = server.url.replace("ws://", "ws://alice:hunter2@")
+        with (
+            RecordingProxy(upstream) as proxy,
+            connect(
+                proxy.url + "?auth_token=SECRET1&client_secret=SECRET2&hello=1&q=a%20b&flag",
+                additional_headers={
+                    "Authorization": "Bearer SECRET3",
+                    "X-Auth": "SECRET4",
+                    "Cookie": "sid=SECRET5",
+                },
+                open_timeout=TIMEOUT,
+            ) as ws,
+        ):
+            assert json.loads(ws.recv(timeout=TIMEOUT))["type"] == "hello"
+    (info,) = proxy.handshakes.values()
+    assert info["url"].endswith("/?auth_token=***&client_secret=***&hello=1&q=a%20b&flag")
+    proxy.recording.to_har(tmp_path / "m.har")
+    proxy.recording.to_jsonl(tmp_path / "m.jsonl")
+    for written in [json.dumps(proxy.handshakes), *(tmp_path / n for n in ("m.har", "m.jsonl"))]:
+        text = written if isinstance(written, str) else written.read_text(encoding="utf-8")
+        assert [s for s in secrets if s in text] == []
 
 
 def test_an_upstream_refusal_with_a_nonstandard_status_is_a_502() -> None:

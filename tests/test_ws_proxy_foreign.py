@@ -322,6 +322,47 @@ def test_masking_is_a_pure_function() -> None:
     }
 
 
+@pytest.mark.parametrize(
+    "name",
+    ["token", "auth_token", "id_token", "access-token", "client_secret", "x-api-key", "apikey"]
+    + ["jwt", "password", "passwd", "pass", "key", "auth", "X-Amz-Signature", "credentials"],
+)
+def test_mask_url_masks_any_parameter_named_like_a_credential(name: str) -> None:
+    assert mask_url(f"ws://h/p?{name}=s3cr3t&room=7") == f"ws://h/p?{name}={MASK}&room=7"
+
+
+def test_mask_url_keeps_the_rest_of_the_url_as_written() -> None:
+    # Encoding, blank values, flags and order untouched; session ids and look-alikes kept.
+    kept = "ws://h:1/p?q=a%20b&plus=a+b&flag&blank=&session=abc&keyword=k&monkey=1&token="
+    assert mask_url(kept) == kept
+    assert (
+        mask_url("ws://h/?q=a%20b&auth%5Ftoken=x&flag")
+        == f"ws://h/?q=a%20b&auth%5Ftoken={MASK}&flag"
+    )
+    # User info: the password and the user.
+    assert mask_url("ws://alice:hunter2@h:1/p?x=1") == f"ws://{MASK}:{MASK}@h:1/p?x=1"
+    assert mask_url("wss://alice@h/") == f"wss://{MASK}@h/"
+
+
+def test_mask_headers_masks_auth_style_names_but_not_challenges() -> None:
+    headers = [
+        ("X-Auth", "a"),
+        ("X-Api-Key", "b"),
+        ("X-JWT-Assertion", "c"),
+        ("WWW-Authenticate", 'Bearer realm="api"'),
+        ("Keep-Alive", "timeout=5"),
+        ("X-Session", "s"),
+    ]
+    assert mask_headers(headers) == [
+        ["X-Auth", MASK],
+        ["X-Api-Key", MASK],
+        ["X-JWT-Assertion", MASK],
+        ["WWW-Authenticate", 'Bearer realm="api"'],
+        ["Keep-Alive", "timeout=5"],
+        ["X-Session", "s"],
+    ]
+
+
 def test_any_unicode_and_any_bytes_pass_through_unchanged(
     node_server: Callable[[str], str],
 ) -> None:

@@ -103,7 +103,9 @@ def _entry_head(cid: str, info: Mapping[str, Any] | None, frames: list[Frame]) -
         started = frames[0].wall_time if frames else 0.0
     status = int(info.get("status", 101))
     wait = float(info.get("handshake_ms", 0.0))
-    query = [{"name": k, "value": v} for k, v in parse_qsl(urlsplit(url).query)]
+    query = [
+        {"name": k, "value": v} for k, v in parse_qsl(urlsplit(url).query, keep_blank_values=True)
+    ]
     response_headers = _headers(info.get("response_headers"))
     entry: dict[str, Any] = {
         "startedDateTime": _iso(float(started)),

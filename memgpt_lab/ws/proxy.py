@@ -54,7 +54,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.connection import Connection
@@ -82,14 +82,19 @@ logger = logging.getLogger(__name__)
 MASK = "***"
 _NO_STATUS = 1005  # "no status code": a close frame without one; cannot be sent on
 _ABNORMAL = 1006  # no close frame at all; never on the wire
-# Headers whose values are credentials; any name with these words in it is one too.
-_SECRET_HEADERS = frozenset(
-    {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key"}
+# Headers whose values are credentials, whatever their names say.
+_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
+# Any header or query parameter whose name has one of these in it is a credential
+# (``auth_token``, ``X-Auth``, ``client_secret``, ``id_token``, ``jwt``...); ``key`` and
+# ``pass`` only as a whole part of the name (``x-api-key``, ``key``, but not ``keyword``).
+# Session ids are not masked: the server names its session in its hello frame anyway,
+# and it is what tells one session's connections from another's.
+_SECRET_WORDS = re.compile(
+    r"token|secret|passw|pwd|auth|jwt|credential|signature|api_?key|(?:^|[^a-z])(?:key|pass)(?:$|[^a-z])",
+    re.IGNORECASE,
 )
-_SECRET_WORDS = re.compile(r"token|secret|passw|api[-_]?key", re.IGNORECASE)
-_SECRET_PARAMS = re.compile(
-    r"^(token|access_token|api[-_]?key|key|secret|password|auth)$", re.IGNORECASE
-)
+# Challenges and announcements that merely name a scheme; nothing secret in them.
+_PUBLIC_HEADERS = frozenset({"www-authenticate", "proxy-authenticate"})
 # Per hop, or rebuilt by the proxy: never copied from an upstream refusal.
 _HOP_HEADERS = frozenset(
     {
@@ -127,8 +132,8 @@ def _mask_value(name: str, value: str) -> str:
 
 def _is_secret(name: str) -> bool:
     lower = name.lower()
-    if lower.startswith("sec-websocket-"):  # nonces and negotiation, not credentials
-        return False
+    if lower.startswith("sec-websocket-") or lower in _PUBLIC_HEADERS:
+        return False  # nonces, negotiation and challenges, not credentials
     return lower in _SECRET_HEADERS or _SECRET_WORDS.search(lower) is not None
 
 
@@ -137,7 +142,8 @@ def mask_headers(headers: Iterable[tuple[str, str]]) -> list[list[str]]:
 
     ``Authorization: Bearer abc`` becomes ``Bearer ***``; cookies keep their
     names (``a=***; b=***``), ``Set-Cookie`` its attributes; any other header
-    whose name says token, secret, password or api key is ``***``.
+    whose name says token, secret, password, auth, jwt, credential, signature
+    or key (``X-Auth``, ``X-Api-Key``, ``X-Auth-Token``) is ``***``.
     """
     return [
         [name, _mask_value(name, value) if _is_secret(name) else value] for name, value in headers
@@ -145,15 +151,32 @@ def mask_headers(headers: Iterable[tuple[str, str]]) -> list[list[str]]:
 
 
 def mask_url(url: str) -> str:
-    """``url`` with the values of query parameters like ``token`` or ``api_key`` masked."""
+    """``url`` with its credentials masked and everything else kept as it was written.
+
+    The user and password of ``ws://user:password@host`` become ``***``; so does
+    the value of each query parameter whose name is a credential's, by the same
+    words as :func:`mask_headers` (``token``, ``auth_token``, ``client_secret``,
+    ``api_key``, ``jwt``...). The rest of the query is kept byte for byte (its
+    encoding, blank values, order). Session ids (``?session=``) are not masked.
+    """
     parts = urlsplit(url)
-    if not parts.query:
+    netloc = parts.netloc
+    userinfo, at, host = netloc.rpartition("@")
+    if at:
+        user, colon, _password = userinfo.partition(":")
+        netloc = f"{MASK if user else ''}{colon}{MASK if colon else ''}@{host}"
+    query = parts.query
+    if query:
+        pieces = []
+        for piece in query.split("&"):
+            name, eq, value = piece.partition("=")
+            if eq and value and _SECRET_WORDS.search(unquote_plus(name)):
+                piece = f"{name}={MASK}"
+            pieces.append(piece)
+        query = "&".join(pieces)
+    if netloc == parts.netloc and query == parts.query:
         return url
-    query = [
-        (k, MASK if _SECRET_PARAMS.match(k) else v)
-        for k, v in parse_qsl(parts.query, keep_blank_values=True)
-    ]
-    return urlunsplit(parts._replace(query=urlencode(query, safe="*")))
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def handshake_info(
