@@ -26,8 +26,10 @@
     1 when a check failed or a run raised: a CI gate.
 ``memgpt-lab replay FILE --url ws://127.0.0.1:8282 [--snapshot GOLDEN] [--save NEW]``
     Replays a captured session (HAR or JSON lines) against a live server
-    (:func:`memgpt_lab.ws.replay.replay`) and prints its differences; exits 1
-    when there are any (or an answer did not come), 0 when none, 2 on bad input.
+    (:func:`memgpt_lab.ws.replay.replay`) and prints its differences; exits 0
+    when there are none, 1 when there are (or an answer did not come), 2 on bad
+    input (a bad URL or timeout, an unreadable file, nothing to replay), 3 when
+    the replay could not run (the server unreachable or its handshake refused).
 """
 
 from __future__ import annotations
@@ -524,7 +526,9 @@ def _add_replay(commands: Any) -> None:
         help="replay a captured session against a live server; exit 1 on a difference",
         description="Sends each connection's client frames to a live server in recorded order, "
         "waiting for each answer, and compares what comes back with the recording (times and "
-        "ids normalised). Exit status: 0 no difference, 1 a difference, 2 bad input.",
+        "ids normalised). Exit status: 0 no difference; 1 a difference (or an answer that did "
+        "not come); 2 bad input (URL, timeout, an unreadable file, a recording without client "
+        "frames); 3 the replay could not run (the server unreachable, its handshake refused).",
     )
     add = replay.add_argument
     add("file", help="the captured session: HAR or JSON lines")
@@ -549,7 +553,24 @@ def _add_replay(commands: Any) -> None:
         metavar="'NAME: VALUE'",
         help="a handshake header to send (the recording's own are masked), repeatable",
     )
-    add("--timeout", type=float, default=30.0, help="seconds to wait for each answer (default 30)")
+    add(
+        "--timeout",
+        type=_positive_seconds,
+        default=30.0,
+        help="seconds to wait for each answer (default 30)",
+    )
+
+
+def _positive_seconds(text: str) -> float:
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text!r}")
+    return value
 
 
 def _compare_with_snapshot(result: Any, path: str) -> bool:
@@ -601,6 +622,11 @@ def _replay(args: argparse.Namespace) -> int:
         result = replay(recording, args.url, timeout=args.timeout, additional_headers=headers)
         if args.save:
             result.recording.save(args.save)
+        if result.unreachable:
+            # The replay did not run: no diff to show, and no golden file to write from it.
+            for line in result.unreachable:
+                print(f"memgpt-lab replay: could not run the replay: {line}", file=sys.stderr)
+            return 3
         if args.snapshot and _compare_with_snapshot(result, args.snapshot):
             print(f"memgpt-lab replay: wrote {args.snapshot} ({len(result.recording)} frames)")
             return 1 if result.incomplete else 0

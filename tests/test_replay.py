@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 from collections.abc import Iterator
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
@@ -271,7 +272,7 @@ def test_credentials_are_given_again_since_the_recording_masks_them(tmp_path: Pa
     assert "s3cret" not in path.read_text(encoding="utf-8")
     with LabServer(token="other") as fresh:
         refused = replay(Recording.load(path), fresh.url, timeout=TIMEOUT)
-        assert not refused.ok and "401" in refused.incomplete[0]
+        assert not refused.ok and "401" in refused.unreachable[0]
         code, out, err = run_cli(
             "replay", str(path), "--url", fresh.url, "--header", "Authorization: Bearer other"
         )
@@ -289,3 +290,43 @@ def test_bad_input_exits_2(tmp_path: Path) -> None:
         "replay", str(tmp_path / "t.jsonl"), "--url", "ws://x", "--header", "nocolon"
     )
     assert code == 2 and "NAME: VALUE" in err
+
+
+def test_bad_urls_timeouts_and_empty_recordings_exit_2_with_a_message(
+    captured: Path, tmp_path: Path
+) -> None:
+    for url in ("ws://", "ws://:80/", "wss://"):
+        code, out, err = run_cli("replay", str(captured), "--url", url)
+        assert (code, out) == (2, ""), err
+        assert err.startswith("memgpt-lab replay:") and "Traceback" not in err
+        with pytest.raises(ValueError, match="not a WebSocket URL"):
+            replay(Recording.load(captured), url)
+    for timeout in ("-1", "0", "nan", "inf", "soon"):
+        with pytest.raises(SystemExit) as exited:
+            run_cli("replay", str(captured), "--url", "ws://127.0.0.1:1", "--timeout", timeout)
+        assert exited.value.code == 2
+    for timeout in (-1.0, 0.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="positive number of seconds"):
+            replay(Recording.load(captured), "ws://127.0.0.1:1", timeout=timeout)
+    empty, server_only = tmp_path / "empty.jsonl", tmp_path / "server_only.jsonl"
+    empty.write_text("", encoding="utf-8")
+    recording_of(("c1", "out", {"type": "hello"})).to_jsonl(server_only)
+    for path in (empty, server_only):
+        code, out, err = run_cli("replay", str(path), "--url", "ws://127.0.0.1:1")
+        assert (code, out) == (2, "")
+        assert "nothing to replay" in err
+
+
+def test_an_unreachable_server_exits_3_not_as_a_difference(captured: Path, tmp_path: Path) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        url = f"ws://127.0.0.1:{sock.getsockname()[1]}"
+    golden = tmp_path / "golden.har"
+    code, out, err = run_cli("replay", str(captured), "--url", url, "--snapshot", str(golden))
+    assert (code, out) == (3, "")
+    assert "could not run the replay" in err and url in err
+    assert len(err.splitlines()) == 1  # one line per connection, not a wall of only-left rows
+    assert not golden.exists()  # no golden file from a run that did not happen
+    result = replay(Recording.load(captured), url, timeout=TIMEOUT)
+    assert not result.ok and result.unreachable and not result.incomplete
+    assert str(result).splitlines()[1].startswith("could not connect: step 1 (open on c1)")

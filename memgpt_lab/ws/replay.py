@@ -36,7 +36,12 @@ its diff against the original (:meth:`Recording.diff
 <memgpt_lab.recorder.Recording.diff>`, normalised for times and ids by
 default). Nothing is raised for a difference; a step whose answer did not come
 within ``timeout`` is listed in :attr:`ReplayResult.incomplete` and the replay
-goes on.
+goes on. A connection that could not be opened (the server unreachable, or its
+handshake refused) is listed in :attr:`ReplayResult.unreachable`: the replay
+did not run, which is not the same as a server that answers differently.
+Bad input raises :class:`ValueError` before anything is sent: a URL that is no
+``ws://``/``wss://`` URL with a host, a ``timeout`` that is not a positive
+number, a recording without client frames (nothing to replay).
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -232,20 +238,24 @@ class ReplayResult:
         recording: this run's traffic, with the same connection ids and directions.
         diff: ``original.diff(recording)``: falsy when they agree.
         incomplete: one line per step whose answer did not come in time.
+        unreachable: one line per connection that could not be opened (the
+            server unreachable, the handshake refused): that part did not run.
     """
 
     original: Recording
     recording: Recording
     diff: Any
     incomplete: list[str] = field(default_factory=list)
+    unreachable: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        """The replay agrees with the original and every answer came."""
-        return not self.diff and not self.incomplete
+        """The replay ran, agrees with the original, and every answer came."""
+        return not self.diff and not self.incomplete and not self.unreachable
 
     def __str__(self) -> str:
         lines = [f"replay: {len(self.recording)} frames, original {len(self.original)}"]
+        lines += [f"could not connect: {line}" for line in self.unreachable]
         lines += [f"incomplete: {line}" for line in self.incomplete]
         lines.append(str(self.diff) if self.diff else "no differences")
         return "\n".join(lines)
@@ -334,6 +344,7 @@ class _Run:
         self.new = Recording(recording.clock, recording.wall_clock)
         self.live: dict[str, _Live] = {}
         self.incomplete: list[str] = []
+        self.unreachable: list[str] = []
         self.ids = IdMap()
 
     async def step(self, number: int, step: ReplayStep) -> None:
@@ -387,7 +398,7 @@ class _Run:
                 ping_interval=None,
             )
         except (TimeoutError, OSError, InvalidHandshake) as exc:
-            self.incomplete.append(f"{where}: could not connect to {self.url}: {exc}")
+            self.unreachable.append(f"{where}: could not connect to {self.url}: {exc}")
             return None
         conn = self.live[cid] = _Live(ws, cid, self.new)
         conn.record_close = cid in self.server_closes
@@ -443,8 +454,7 @@ async def replay_async(
     max_size: int | None = 1 << 22,
 ) -> ReplayResult:
     """:func:`replay` as a coroutine, for code already on a loop."""
-    if urlsplit(url).scheme not in ("ws", "wss"):
-        raise ValueError(f"url must be a ws:// or wss:// URL, not {url!r}")
+    _check_input(recording, url, timeout)
     run = _Run(url, recording, timeout, additional_headers, max_size)
     try:
         for number, step in enumerate(plan(recording), 1):
@@ -453,7 +463,29 @@ async def replay_async(
         await run.finish()
     new = run.new
     diff = recording.diff(new) if normalise is None else recording.diff(new, normalise=normalise)
-    return ReplayResult(recording, new, diff, run.incomplete)
+    return ReplayResult(recording, new, diff, run.incomplete, run.unreachable)
+
+
+def _check_input(recording: Recording, url: str, timeout: float) -> None:
+    """Raise ValueError for what cannot be replayed, before anything is sent."""
+    from websockets.exceptions import InvalidURI
+    from websockets.uri import parse_uri
+
+    if not isinstance(url, str) or urlsplit(url).scheme not in ("ws", "wss"):
+        raise ValueError(f"url must be a ws:// or wss:// URL, not {url!r}")
+    try:
+        parse_uri(url)
+    except InvalidURI as exc:
+        raise ValueError(f"url {url!r} is not a WebSocket URL: {exc}") from None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise ValueError(f"timeout must be a number of seconds, not {timeout!r}")
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+    if not any(f.direction == "in" for f in recording):
+        raise ValueError(
+            "nothing to replay: the recording has no client frames"
+            f" ({len(recording)} frames, none of them 'in')"
+        )
 
 
 def replay(
@@ -481,7 +513,12 @@ def replay(
 
     Returns:
         A :class:`ReplayResult`: the new recording and its diff against ``recording``.
+
+    Raises:
+        ValueError: ``url`` is no ``ws://``/``wss://`` URL with a host, ``timeout``
+            is not a positive number, or ``recording`` has no client frames.
     """
+    _check_input(recording, url, timeout)
     loop = BackgroundLoop("memgpt_lab replay").start()
     try:
         return loop.run(
