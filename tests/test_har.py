@@ -266,6 +266,41 @@ def test_bad_har_files_say_what_is_wrong(tmp_path: Path, document: str, message:
     assert isinstance(info.value, ValueError)
 
 
+@pytest.mark.parametrize("response", [{}, {"status": None}, {"status": "101"}, None])
+def test_an_entry_without_a_status_reads_and_writes_back_as_101(
+    tmp_path: Path, response: object
+) -> None:
+    entry: dict[str, object] = {
+        "_resourceType": "websocket",
+        "request": {"url": "ws://h/"},
+        "_webSocketMessages": [{"type": "send", "time": 1.5, "opcode": 1, "data": "hi"}],
+    }
+    if response is not None:
+        entry["response"] = response
+    path = tmp_path / "nostatus.har"
+    path.write_text(json.dumps({"log": {"entries": [entry]}}), encoding="utf-8")
+    rec = Recording.from_har(path)
+    (cid,) = rec.connections
+    assert rec.connection_info(cid)["status"] == 101
+    again = tmp_path / "again.har"
+    rec.to_har(again)
+    (written,) = json.loads(again.read_text(encoding="utf-8"))["log"]["entries"]
+    assert written["response"]["status"] == 101
+    assert written["response"]["statusText"] == "Switching Protocols"
+    assert Recording.from_har(again).texts() == ["hi"]
+    # Connection info set by hand without a status writes the same way.
+    by_hand = Recording()
+    by_hand.record("in", "x", connection_id="c1")
+    by_hand.set_connection_info("c1", {"url": "ws://h/", "status": None, "status_text": None})
+    buffer = io.StringIO()
+    by_hand.to_har(buffer)
+    (entry_out,) = json.loads(buffer.getvalue())["log"]["entries"]
+    assert (entry_out["response"]["status"], entry_out["response"]["statusText"]) == (
+        101,
+        "Switching Protocols",
+    )
+
+
 def test_load_picks_the_format(tmp_path: Path) -> None:
     rec = sample()
     rec.to_har(tmp_path / "a.har")

@@ -70,6 +70,15 @@ def _epoch(text: Any) -> float | None:
     return None
 
 
+def _status(value: Any) -> int:
+    """An HTTP status as an int; 101 (the handshake's) when there is none to read."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return 101
+
+
 def _headers(pairs: Iterable[Any] | None) -> list[dict[str, str]]:
     return [{"name": str(name), "value": str(value)} for name, value in (pairs or ())]
 
@@ -101,8 +110,12 @@ def _entry_head(cid: str, info: Mapping[str, Any] | None, frames: list[Frame]) -
     started = info.get("started")
     if started is None:
         started = frames[0].wall_time if frames else 0.0
-    status = int(info.get("status", 101))
-    wait = float(info.get("handshake_ms", 0.0))
+    status = _status(info.get("status"))
+    wait = info.get("handshake_ms")
+    wait = float(wait) if isinstance(wait, (int, float)) and wait >= 0 else 0.0
+    status_text = info.get("status_text")
+    if not isinstance(status_text, str):
+        status_text = "Switching Protocols" if status == 101 else ""
     query = [
         {"name": k, "value": v} for k, v in parse_qsl(urlsplit(url).query, keep_blank_values=True)
     ]
@@ -122,9 +135,7 @@ def _entry_head(cid: str, info: Mapping[str, Any] | None, frames: list[Frame]) -
         },
         "response": {
             "status": status,
-            "statusText": str(
-                info.get("status_text", "Switching Protocols" if status == 101 else "")
-            ),
+            "statusText": status_text,
             "httpVersion": "HTTP/1.1",
             "cookies": [],
             "headers": response_headers,
@@ -238,8 +249,11 @@ def _info(entry: Mapping[str, Any]) -> dict[str, Any]:
     info: dict[str, Any] = {
         "url": request.get("url"),
         "method": request.get("method", "GET"),
-        "status": response.get("status"),
-        "status_text": response.get("statusText", ""),
+        "status": _status(response.get("status")),
+        # None when not given: the writer then puts the status's standard text.
+        "status_text": (
+            response.get("statusText") if isinstance(response.get("statusText"), str) else None
+        ),
         "request_headers": _pairs(request.get("headers")),
         "response_headers": response_headers,
         "subprotocol": subprotocol,
