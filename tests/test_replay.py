@@ -330,3 +330,41 @@ def test_an_unreachable_server_exits_3_not_as_a_difference(captured: Path, tmp_p
     result = replay(Recording.load(captured), url, timeout=TIMEOUT)
     assert not result.ok and result.unreachable and not result.incomplete
     assert str(result).splitlines()[1].startswith("could not connect: step 1 (open on c1)")
+
+
+def test_replaying_against_the_server_that_made_the_capture_runs_the_turns_again() -> None:
+    with LabServer() as server:
+        with RecordingProxy(server.url) as proxy, LabClient(proxy.url, timeout=TIMEOUT) as client:
+            client.send("My name is Ada.", client.create_agent(name="ada"))
+        proxy.recording.wait_for(lambda f: f.opcode == "close", count=2, timeout=TIMEOUT)
+        recorded_url = proxy.recording.connection_info("c1")["url"]
+        assert f"session={client.session}" in recorded_url
+        result = replay(proxy.recording, server.url, timeout=TIMEOUT)
+        assert server.recording is not None
+        ran = server.recording.filter(direction="out", type="agent_response_start")
+    # The server ran the turn a second time (turn 2) rather than answering it from what it
+    # remembers of the recorded session's request 2.
+    assert [f.json["turn_id"] for f in ran] == [1, 2]
+    starts = result.recording.filter(type="agent_response_start")
+    assert [f.json["turn_id"] for f in starts] == [2]
+    (hello,) = result.recording.filter(type="hello")
+    assert hello.json["session"] != client.session
+
+
+def test_each_recorded_session_gets_one_new_session() -> None:
+    rec = recording_of(
+        *[(cid, "out", {"type": "hello"}) for cid in ("c1", "c2", "c3")],
+    )
+    for cid, session in (("c1", "S1"), ("c2", "S1"), ("c3", "S2")):
+        rec.set_connection_info(cid, {"url": f"ws://h:1/?hello=1&session={session}"})
+        rec.record("in", json.dumps({"type": "command", "command": "hello"}), connection_id=cid)
+    with LabServer() as server:
+        result = replay(rec, server.url, timeout=TIMEOUT)
+    sessions = {
+        f.connection_id: f.json["session"]
+        for f in result.recording.filter(type="hello")
+        if "session" in f.json
+    }
+    assert sessions.keys() == {"c1", "c2", "c3"}
+    assert sessions["c1"] == sessions["c2"] != sessions["c3"]
+    assert not {"S1", "S2"} & set(sessions.values())

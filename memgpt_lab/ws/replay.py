@@ -28,7 +28,12 @@ run created.
 The live connection uses ``url``; when ``url`` has no path and the recording
 knows the connection's URL (its handshake, see
 :class:`~memgpt_lab.ws.proxy.RecordingProxy`), that path and query are used,
-less the parameters whose secret was masked. Recorded credentials are masked,
+less the parameters whose secret was masked, and with a new session id in
+place of the recorded ``?session=`` (one new id per recorded one, so
+connections of one session stay together, and carried into client frames like
+the ids above): a server that remembers its sessions' requests would
+otherwise answer the replayed turns from what it remembers instead of running
+them again. Recorded credentials are masked,
 so pass them again with ``additional_headers`` (``--header`` on the command line).
 
 The result holds the new recording (same connection ids, same directions) and
@@ -50,6 +55,7 @@ import asyncio
 import contextlib
 import json
 import math
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -312,13 +318,19 @@ class _Live:
         return True
 
 
-def _connection_url(url: str, info: Mapping[str, Any] | None) -> str:
+def _connection_url(
+    url: str, info: Mapping[str, Any] | None, new_session: Callable[[str], str] = str
+) -> str:
     parts = urlsplit(url)
     if (parts.path not in ("", "/")) or parts.query or not info or not info.get("url"):
         return url
     recorded = urlsplit(str(info["url"]))
     # A masked secret (?token=***) is no use to send: pass credentials as headers instead.
-    query = [(k, v) for k, v in parse_qsl(recorded.query, keep_blank_values=True) if v != _MASK]
+    query = [
+        (k, new_session(v) if k == "session" and v else v)
+        for k, v in parse_qsl(recorded.query, keep_blank_values=True)
+        if v != _MASK
+    ]
     return urlunsplit((parts.scheme, parts.netloc, recorded.path, urlencode(query), ""))
 
 
@@ -390,7 +402,7 @@ class _Run:
         subprotocol = info.get("subprotocol") if info else None
         try:
             ws = await connect(
-                _connection_url(self.url, info),
+                _connection_url(self.url, info, self.new_session),
                 additional_headers=self.headers,
                 subprotocols=[subprotocol] if subprotocol else None,
                 open_timeout=self.timeout,
@@ -403,6 +415,13 @@ class _Run:
         conn = self.live[cid] = _Live(ws, cid, self.new)
         conn.record_close = cid in self.server_closes
         return conn
+
+    def new_session(self, recorded: str) -> str:
+        """This run's session id for a recorded one; the same for each of its connections."""
+        new = self.ids.ids.get(recorded)
+        if new is None:
+            new = self.ids.ids[recorded] = uuid.uuid4().hex[:16]
+        return new
 
     async def close(self, conn: _Live, frame: Frame) -> None:
         from websockets.exceptions import ConnectionClosed
