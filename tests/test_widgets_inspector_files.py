@@ -11,7 +11,13 @@ import pytest
 from memgpt_lab.recorder import Recording, TickClock
 from memgpt_lab.widgets import TrafficInspector
 from memgpt_lab.widgets.inspector import FrameFilter
-from memgpt_lab.widgets.inspector_files import filter_recording, passing_seqs, write_recording
+from memgpt_lab.widgets.inspector_files import (
+    RecordingFiles,
+    export_target,
+    filter_recording,
+    passing_seqs,
+    write_recording,
+)
 
 
 def conversation() -> Recording:
@@ -133,3 +139,46 @@ def test_a_live_inspector_follows_the_loaded_recording(tmp_path: Path) -> None:
         assert widget.total_count == 1
     finally:
         widget.close()
+
+
+def test_the_path_suffix_and_the_format_agree(inspector: TrafficInspector, tmp_path: Path) -> None:
+    bar = inspector.files
+    assert (bar.path.value, bar.format.value) == ("traffic.har", "har")
+    # Typing a .jsonl path picks JSON lines: what is exported under it loads back.
+    view = tmp_path / "view.jsonl"
+    bar.path.value = str(view)
+    assert bar.format.value == "jsonl"
+    bar.export_button.click()
+    assert view.read_text(encoding="utf-8").startswith('{"seq"')
+    bar.load_button.click()
+    assert bar.message.startswith("loaded 12 frames"), bar.message
+    # Choosing a format changes a .har/.jsonl suffix to match; other suffixes stay.
+    bar.format.value = "har"
+    assert bar.path.value == str(tmp_path / "view.har")
+    bar.path.value = str(tmp_path / "view.NDJSON")
+    assert bar.format.value == "jsonl"
+    bar.path.value = str(tmp_path / "view.data")
+    bar.format.value = "har"
+    assert bar.path.value == str(tmp_path / "view.data")
+    # A path without a suffix gets the format's, in the field too.
+    bar.path.value = str(tmp_path / "plain")
+    bar.export_button.click()
+    assert bar.path.value == str(tmp_path / "plain.har")
+    assert Recording.load(tmp_path / "plain.har").texts() == inspector.recording.texts()
+    # A bar made for a .jsonl path starts on JSON lines.
+    other = TrafficInspector(conversation(), live=False)
+    try:
+        assert RecordingFiles(other, path="t.jsonl").format.value == "jsonl"
+    finally:
+        other.close()
+
+
+def test_a_format_that_contradicts_the_suffix_is_refused(
+    inspector: TrafficInspector, tmp_path: Path
+) -> None:
+    assert export_target(tmp_path / "a.HAR", "har") == (tmp_path / "a.HAR", "har")
+    assert export_target(tmp_path / "a", "jsonl") == (tmp_path / "a.jsonl", "jsonl")
+    assert export_target(tmp_path / "a.txt", "har") == (tmp_path / "a.txt", "har")
+    with pytest.raises(ValueError, match="Load would not read it back"):
+        inspector.files.export(tmp_path / "v.jsonl", format="har")
+    assert not (tmp_path / "v.jsonl").exists()

@@ -27,11 +27,53 @@ if TYPE_CHECKING:
     from memgpt_lab.recorder import Frame, Recording
     from memgpt_lab.widgets.inspector import TrafficInspector
 
-__all__ = ["FORMATS", "RecordingFiles", "filter_recording", "passing_seqs", "write_recording"]
+__all__ = [
+    "FORMATS",
+    "RecordingFiles",
+    "export_target",
+    "filter_recording",
+    "passing_seqs",
+    "write_recording",
+]
 
 #: Export formats: label -> the name :func:`write_recording` takes.
 FORMATS = {"HAR": "har", "JSON lines": "jsonl"}
 _SCOPES = {"filtered view": True, "whole recording": False}
+# Suffixes that decide the format when a file is loaded (Recording.load): never write
+# another format under them.
+_FORMAT_OF_SUFFIX = {".har": "har", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+_SUFFIX_OF_FORMAT = {"har": ".har", "jsonl": ".jsonl"}
+
+
+def _suffix_format(path: str) -> str | None:
+    return _FORMAT_OF_SUFFIX.get(Path(path).suffix.lower())
+
+
+def export_target(path: str | Path, format: str) -> tuple[Path, str]:
+    """Where and as what to export: the path's suffix decides, else ``format``.
+
+    A ``.har`` path is HAR and a ``.jsonl`` (``.ndjson``) path JSON lines, as
+    :meth:`Recording.load <memgpt_lab.recorder.Recording.load>` will read them;
+    a path without a suffix gets ``format``'s (``.har``, ``.jsonl``); any other
+    suffix is written as ``format`` (``load`` then tells by the content).
+
+    Raises:
+        ValueError: ``format`` is not ``"har"`` or ``"jsonl"``, or contradicts the suffix.
+    """
+    if format not in _SUFFIX_OF_FORMAT:
+        raise ValueError(f"format must be 'har' or 'jsonl', not {format!r}")
+    target = Path(path).expanduser()
+    by_suffix = _suffix_format(str(target))
+    if by_suffix is not None:
+        if by_suffix != format:
+            raise ValueError(
+                f"{target.name} is a {target.suffix} file: {by_suffix}, not {format}"
+                " (Load would not read it back); change the suffix or the format"
+            )
+        return target, format
+    if not target.suffix:
+        target = target.with_name(target.name + _SUFFIX_OF_FORMAT[format])
+    return target, format
 
 
 def passing_seqs(frames: list[Frame], flt: FrameFilter) -> set[int]:
@@ -73,6 +115,10 @@ class RecordingFiles(widgets.HBox):
     (:meth:`Recording.load <memgpt_lab.recorder.Recording.load>`) and shows it in
     the inspector. Problems are shown next to the buttons, not raised, when a
     button is clicked; the methods raise them.
+
+    The path's suffix and the format agree: typing a ``.har`` or ``.jsonl`` path
+    sets the format, choosing a format changes such a suffix, and a path
+    without a suffix gets the format's on export (see :func:`export_target`).
     """
 
     def __init__(self, inspector: TrafficInspector, path: str = "traffic.har") -> None:
@@ -81,8 +127,12 @@ class RecordingFiles(widgets.HBox):
             value=path, description="file", layout=widgets.Layout(width="260px")
         )
         self.format = widgets.Dropdown(
-            options=list(FORMATS.items()), value="har", layout=widgets.Layout(width="auto")
+            options=list(FORMATS.items()),
+            value=_suffix_format(path) or "har",
+            layout=widgets.Layout(width="auto"),
         )
+        self.path.observe(self._path_changed, "value")
+        self.format.observe(self._format_changed, "value")
         self.scope = widgets.Dropdown(
             options=list(_SCOPES.items()), value=True, layout=widgets.Layout(width="auto")
         )
@@ -118,10 +168,25 @@ class RecordingFiles(widgets.HBox):
     ) -> int:
         """Write the filtered view (or, ``filtered=False``, the whole recording).
 
-        Args default to the bar's fields. Returns the frames written.
+        Args default to the bar's fields, which :func:`export_target` reconciles
+        (a path without a suffix gets the format's, shown in the field); a
+        ``path`` given without a ``format`` is written as :meth:`Recording.save
+        <memgpt_lab.recorder.Recording.save>` does (``.har`` is HAR, anything
+        else JSON lines). Returns the frames written.
+
+        Raises:
+            ValueError: ``format`` contradicts the path's suffix (``.har``, ``.jsonl``).
         """
-        target = Path(path if path is not None else self.path.value).expanduser()
-        chosen = format or (self.format.value if path is None else None)
+        chosen: str | None
+        if path is None:
+            raw = self.path.value
+            target, chosen = export_target(raw, format or _suffix_format(raw) or self.format.value)
+            if not Path(raw).suffix:
+                self.path.value = raw + target.suffix
+        elif format is not None:
+            target, chosen = export_target(path, format)
+        else:
+            target, chosen = Path(path).expanduser(), None
         only_view = self.scope.value if filtered is None else filtered
         recording = self._inspector.recording
         if only_view:
@@ -140,6 +205,20 @@ class RecordingFiles(widgets.HBox):
         self._inspector.show(recording)
         self._say(f"loaded {len(recording):,} frames from {target}")
         return recording
+
+    # The observers only sync two fields (no I/O); each changes the other only when they
+    # disagree, so they do not call each other back and forth.
+    def _path_changed(self, change: dict[str, Any]) -> None:
+        by_suffix = _suffix_format(change["new"])
+        if by_suffix is not None and by_suffix != self.format.value:
+            self.format.value = by_suffix
+
+    def _format_changed(self, change: dict[str, Any]) -> None:
+        text = self.path.value
+        by_suffix = _suffix_format(text)
+        if by_suffix is not None and by_suffix != change["new"]:
+            suffix = Path(text).suffix
+            self.path.value = text[: len(text) - len(suffix)] + _SUFFIX_OF_FORMAT[change["new"]]
 
     def _clicked(self, action: Any) -> None:
         try:
