@@ -398,3 +398,11 @@ def test_any_text_any_bytes_survive_both_formats(
             fields(f.replace(text=json.loads(json.dumps(f.text))) if f.text else f) for f in rec
         ]
         assert [fields(f) for f in back] == expected
+        # Onto any open text file, whatever its encoding: the same frames read back.
+        for encoding in ("utf-8", "ascii", "latin-1"):
+            opened = tmp_path / f"opened.{encoding}.{suffix}"
+            with open(opened, "w", encoding=encoding) as file:
+                getattr(rec, f"to_{suffix}")(file)
+            with open(opened, encoding=encoding) as file:
+                again = Recording.from_har(file) if suffix == "har" else Recording.from_jsonl(file)
+            assert [fields(f) for f in again] == expected, encoding

@@ -9,9 +9,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator
+import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 from memgpt_lab.errors import LabError
 
@@ -22,17 +23,78 @@ class RecordingFormatError(LabError, ValueError):
     """A file that is not a recording in the format it was read as (the message says where)."""
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _json_escape(char: str) -> str:
+    """``char`` as a JSON string escape (``\\u00e9``; a pair of them above U+FFFF)."""
+    code = ord(char)
+    if code > 0xFFFF:
+        code -= 0x10000
+        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+    return f"\\u{code:04x}"
+
+
+class _JsonTextWriter:
+    """Writes JSON text to any text file: what the file cannot encode goes as escapes.
+
+    Non-ASCII characters occur only inside JSON strings, where ``\\uXXXX``
+    stands for the same character, so the text means the same. A lone surrogate
+    (which no UTF-8 file takes) is escaped, and so are other characters the
+    file's encoding has no bytes for (an ASCII or Latin-1 file); a file that
+    takes any text (``io.StringIO``) gets it as it is.
+    (A high surrogate then a low one reads back as the character the pair
+    encodes: JSON cannot tell them apart. No socket delivers either; the
+    protocol escapes them.)
+    """
+
+    def __init__(self, file: IO[str]) -> None:
+        self._file = file
+        self._encoding = getattr(file, "encoding", None) or "utf-8"
+
+    def write(self, text: str) -> None:
+        # A text file encodes the whole text before it keeps any of it, so a failed
+        # write wrote nothing; the common case costs nothing more.
+        try:
+            self._file.write(text)
+        except UnicodeEncodeError:
+            self._file.write(self._encodable(text))
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        self.write("".join(lines))
+
+    def _encodable(self, text: str) -> str:
+        text = _SURROGATE.sub(lambda m: _json_escape(m.group()), text)
+        try:
+            text.encode(self._encoding)
+            return text  # a UTF-8 file: the surrogates were all
+        except UnicodeEncodeError:
+            pass
+        out = []
+        for char in text:
+            try:
+                char.encode(self._encoding)
+            except UnicodeEncodeError:
+                char = _json_escape(char)
+            out.append(char)
+        return "".join(out)
+
+
 @contextlib.contextmanager
 def opened(path_or_file: str | os.PathLike[str] | IO[str], mode: str) -> Iterator[IO[str]]:
-    """A text file for a path (UTF-8, closed afterwards) or the open file itself (left open)."""
+    """A text file for a path (UTF-8, closed afterwards) or the open file itself (left open).
+
+    For writing JSON it is wrapped so that any text file takes any text: lone
+    surrogates, and what the file's encoding cannot hold, go as JSON escapes.
+    """
     if isinstance(path_or_file, (str, os.PathLike)):
-        # A lone surrogate cannot be UTF-8: written as the JSON escape \udXXX, which is
-        # exactly what backslashreplace makes of it (it only occurs inside JSON strings).
-        # (A high surrogate then a low one reads back as the character the pair encodes:
-        # JSON cannot tell them apart. No socket delivers either; the protocol escapes them.)
+        # UTF-8 holds all but lone surrogates, which backslashreplace writes as the
+        # JSON escape \udXXX (they only occur inside JSON strings).
         errors = "backslashreplace" if "w" in mode else "strict"
         with open(path_or_file, mode, encoding="utf-8", errors=errors) as f:
             yield f
+    elif "w" in mode:
+        yield cast("IO[str]", _JsonTextWriter(path_or_file))
     else:
         yield path_or_file
 
