@@ -301,6 +301,29 @@ def test_an_entry_without_a_status_reads_and_writes_back_as_101(
     )
 
 
+def test_a_close_without_a_reason_keeps_none_and_an_empty_reason_stays_empty(
+    tmp_path: Path,
+) -> None:
+    rec = Recording(clock=TickClock(), wall_clock=TickClock(1_700_000_000.0))
+    rec.record("in", None, opcode="close", connection_id="a")  # no code, no reason
+    rec.record_close("out", 1000, "", connection_id="a")
+    rec.record_close("out", 4000, "bye", connection_id="b")
+    path = tmp_path / "closes.har"
+    rec.to_har(path)
+    back = Recording.from_har(path)
+    assert [(f.close_code, f.close_reason) for f in back] == [
+        (None, None),
+        (1000, ""),
+        (4000, "bye"),
+    ]
+    assert [fields(f) for f in back] == [fields(f) for f in rec]
+    # A foreign close message without the marker reads as it always did.
+    foreign = {"type": "receive", "time": 1.0, "opcode": 8, "data": ""}
+    entry = {"_resourceType": "websocket", "_webSocketMessages": [foreign]}
+    path.write_text(json.dumps({"log": {"entries": [entry]}}), encoding="utf-8")
+    assert [f.close_reason for f in Recording.from_har(path)] == [""]
+
+
 def test_load_picks_the_format(tmp_path: Path) -> None:
     rec = sample()
     rec.to_har(tmp_path / "a.har")

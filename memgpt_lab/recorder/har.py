@@ -13,7 +13,8 @@ and ``"receive"`` is what the server sent, the recorder's ``"out"``.
 This project adds underscore fields (HAR's way to extend) so its own files
 read back exactly: ``_connectionId`` and ``_handshakeRecorded`` on an entry,
 ``_seq`` and ``_time`` (monotonic seconds) on a message, ``_closeCode`` on a
-close message. Files from Chrome DevTools and Playwright's ``record_har``
+close message, and ``_closeReason: null`` on a close message with no reason at
+all (its ``data`` is then ``""``, as for an empty reason). Files from Chrome DevTools and Playwright's ``record_har``
 lack them: connections are then numbered ``c1``, ``c2``... in entry order and
 frames are ordered by time. Playwright writes message times in epoch
 milliseconds; times too large to be seconds are read as such. HTTP entries
@@ -96,6 +97,8 @@ def _message(frame: Frame) -> str:
         data = frame.close_reason or ""
         if frame.close_code is not None:
             extra = f',"_closeCode":{int(frame.close_code)}'
+        if frame.close_reason is None:  # no reason at all, not an empty one
+            extra += ',"_closeReason":null'
     return (
         f'{{"type":"{_TYPE.get(frame.direction, frame.direction)}","time":{float(frame.wall_time)!r},'
         f'"opcode":{_OPCODE_NUMBERS[opcode]},"data":{json.dumps(data, ensure_ascii=False)}'
@@ -304,7 +307,7 @@ def _frame(message: Any, cid: str, where: str) -> Frame:
             "close",
             connection_id=cid,
             close_code=code,
-            close_reason=data,
+            close_reason=None if "_closeReason" in message and not data else data,
         )
     try:
         raw = base64.b64decode(data, validate=True)
