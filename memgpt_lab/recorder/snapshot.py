@@ -7,7 +7,7 @@ is shown frame by frame (:mod:`memgpt_lab.recorder.diff`): message types and
 texts, not a wall of JSON. Used through the ``ws_snapshot`` fixture of the
 pytest plugin (:mod:`memgpt_lab.testing`)::
 
-    def test_greeting(ws_recording, mock_websocket):
+    def test_greeting(ws_recording, mock_websocket, ws_snapshot):
         run_turn(mock_websocket)
         assert ws_recording == ws_snapshot
 
