@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 
 import pytest
 
-from memgpt_lab.recorder import Recording, TickClock
-from memgpt_lab.recorder.diff import STATUSES, diff_frames
+from memgpt_lab.recorder import Frame, Recording, TickClock
+from memgpt_lab.recorder.diff import STATUSES, RecordingDiff, diff_frames
 from memgpt_lab.recorder.normalise import Normaliser
 from memgpt_lab.ws.client import LabClient
 from memgpt_lab.ws.server import LabServer
@@ -97,7 +98,7 @@ def test_seq_kept_by_default_then_renumbered_frames_fold_into_one_line() -> None
     assert text.count("\n") < 20
 
 
-def test_connections_pair_in_order_of_first_appearance() -> None:
+def test_connections_pair_by_content_whatever_their_names_and_order() -> None:
     left = Recording()
     left.record("in", "a", connection_id="x")
     left.record("in", "b", connection_id="y")
@@ -106,37 +107,37 @@ def test_connections_pair_in_order_of_first_appearance() -> None:
     right.record("in", "b", connection_id="q")  # another order of arrival...
     right.record("in", "a", connection_id="p")
     right.record("out", "a2", connection_id="p")
-    diff = left.diff(right)
-    # ...pairs x with q and y with p: by first appearance, whatever the names.
-    assert [(r.connection, r.status) for r in diff] == [
-        ("c1", "changed"),
-        ("c1", "only-left"),
-        ("c2", "changed"),
+    # ...pairs x with p and y with q: by content, whatever the names and the order.
+    assert not left.diff(right)
+    right.record("out", "b2", connection_id="q")
+    assert [(r.connection, r.status) for r in left.diff(right)] == [
+        ("c1", "same"),
+        ("c1", "same"),
+        ("c2", "same"),
         ("c2", "only-right"),
     ]
-    same_order = Recording()
-    same_order.record("in", "a", connection_id="p")
-    same_order.record("in", "b", connection_id="q")
-    same_order.record("out", "a2", connection_id="p")
-    assert not left.diff(same_order)
 
 
 def test_changed_fields_for_every_kind_of_frame() -> None:
     a = Recording()
     b = Recording()
-    a.record("out", "plain")
-    b.record("out", "other")
-    a.record("out", b"\x00")
-    b.record("out", b"\x01")
-    a.record_close("out", 1000, "bye")
-    b.record_close("out", 1001, "bye")
-    a.record("out", '{"type":"t","k":1}')
-    b.record("out", '{"type":"t","k":2,"new":true}')
-    a.record("in", "direction")
-    b.record("out", "direction")
-    a.record("out", "opcode")
-    b.record("out", b"opcode")
-    rows = diff_frames(a.frames(), b.frames())
+    Payload = str | bytes | tuple[int, str]
+    pairs: list[tuple[str, Payload, str, Payload]] = [
+        ("out", "plain", "out", "other"),
+        ("out", b"\x00", "out", b"\x01"),
+        ("out", (1000, "bye"), "out", (1001, "bye")),
+        ("out", '{"type":"t","k":1}', "out", '{"type":"t","k":2,"new":true}'),
+        ("in", "direction", "out", "direction"),
+        ("out", "opcode", "out", b"opcode"),
+    ]
+    for da, xa, db, xb in pairs:  # each one frame in the place of one other, between same ones
+        for rec, direction, x in ((a, da, xa), (b, db, xb)):
+            if isinstance(x, tuple):
+                rec.record_close(direction, *x)
+            else:
+                rec.record(direction, x)
+            rec.record("out", "between")
+    rows = [r for r in diff_frames(a.frames(), b.frames()) if r.status != "same"]
     assert [r.fields for r in rows] == [
         ("text",),
         ("data",),
@@ -145,7 +146,7 @@ def test_changed_fields_for_every_kind_of_frame() -> None:
         ("direction",),
         ("opcode",),
     ]
-    assert repr(rows.rows[0]) == "<DiffRow changed c1 1/1 text>"
+    assert repr(rows[0]) == "<DiffRow changed c1 1/1 text>"
 
 
 def test_empty_recordings_agree_and_summary() -> None:
@@ -248,3 +249,191 @@ def test_texts_the_bulk_pass_cannot_split_are_normalised_one_by_one() -> None:
         'y"',
         '{"id":"<id:1>"}',
     ]
+
+
+# --------------------------------------------------------------------------- alignment
+
+
+def chat(*spec: tuple[str, str, str, str]) -> Recording:
+    """A recording of ``(connection, direction, type, message)`` frames; each connection's
+    agent id is its own, so the normaliser numbers them in order of first appearance."""
+    rec = Recording(clock=TickClock(), wall_clock=TickClock())
+    for cid, direction, kind, message in spec:
+        body = {"type": kind, "message": message, "agent_id": f"agent-{cid}"}
+        rec.record(direction, json.dumps(body), connection_id=cid)
+    return rec
+
+
+def shown(diff: RecordingDiff) -> list[tuple[str, str, str | None, str | None]]:
+    def text(frame: Frame | None) -> str | None:
+        return None if frame is None else frame.json["message"]
+
+    return [(r.connection, r.status, text(r.left), text(r.right)) for r in diff]
+
+
+def test_an_insert_next_to_a_change_pairs_the_frames_that_are_alike() -> None:
+    left = chat(
+        ("a", "in", "user_message", "hi"),
+        ("b", "in", "user_message", "yo"),
+        ("a", "out", "agent_response", "hello"),
+        ("b", "out", "agent_response", "sup"),
+        ("a", "out", "agent_response_end", ""),
+        ("b", "out", "agent_response_end", ""),
+    )
+    right = chat(
+        ("a", "in", "user_message", "hi"),
+        ("b", "in", "user_message", "yo"),
+        ("a", "out", "internal_monologue", "thinking"),
+        ("a", "out", "agent_response", "hello!"),
+        ("a", "out", "agent_response_end", ""),
+        ("b", "out", "agent_response_end", ""),
+    )
+    diff = left.diff(right)
+    assert shown(diff) == [
+        ("c1", "same", "hi", "hi"),
+        ("c1", "only-right", None, "thinking"),
+        ("c1", "changed", "hello", "hello!"),
+        ("c1", "same", "", ""),
+        ("c2", "same", "yo", "yo"),
+        ("c2", "only-left", "sup", None),
+        ("c2", "same", "", ""),
+    ]
+    assert diff.changed[0].fields == ("message",)
+    text = str(diff)
+    assert "+ #3     out internal_monologue: thinking" in text
+    assert "- #3     out agent_response: hello\n+ #4     out agent_response: hello!" in text
+
+
+def test_of_several_alike_frames_the_closest_text_is_paired() -> None:
+    left = chat(("a", "out", "agent_response", "the weather in Lisbon is mild"))
+    right = chat(
+        ("a", "out", "agent_response", "something else entirely"),
+        ("a", "out", "agent_response", "the weather in Lisbon is mild today"),
+    )
+    assert shown(left.diff(right)) == [
+        ("c1", "only-right", None, "something else entirely"),
+        ("c1", "changed", "the weather in Lisbon is mild", "the weather in Lisbon is mild today"),
+    ]
+    # Frames of other kinds are not paired when more than one differs on a side...
+    left = chat(("a", "out", "internal_monologue", "x"), ("a", "out", "function_call", "f()"))
+    right = chat(("a", "out", "agent_response", "y"), ("a", "out", "function_return", "ok"))
+    assert [r.status for r in left.diff(right)] == ["only-left"] * 2 + ["only-right"] * 2
+    # ...but one frame in the place of one other is a change.
+    left = chat(("a", "out", "internal_monologue", "x"), ("a", "out", "agent_response_end", ""))
+    right = chat(("a", "out", "agent_response", "y"), ("a", "out", "agent_response_end", ""))
+    assert [(r.status, r.fields) for r in left.diff(right)] == [
+        ("changed", ("type", "message")),
+        ("same", ()),
+    ]
+
+
+def test_a_long_run_of_differences_pairs_alike_frames_without_a_quadratic_table() -> None:
+    kinds = ("internal_monologue", "agent_response", "function_call")
+    left = chat(*(("a", "out", kinds[i % 3], f"left {i}") for i in range(300)))
+    right = chat(*(("a", "out", kinds[i % 3], f"right {i}") for i in range(1, 301)))
+    diff = left.diff(right)
+    # one frame missing at the start, one added at the end: the kinds stay in step
+    assert diff.counts() == {"same": 0, "changed": 299, "only-left": 1, "only-right": 1}
+    assert all(r.left.type == r.right.type for r in diff.changed)  # type: ignore[union-attr]
+    # All of one kind, one more on the right: paired in order, the extra one at the end.
+    left = chat(*(("a", "out", "agent_response", f"left {i}") for i in range(100)))
+    right = chat(*(("a", "out", "agent_response", f"right {i}") for i in range(101)))
+    assert [r.status for r in left.diff(right)] == ["changed"] * 100 + ["only-right"]
+
+
+def test_a_missing_connection_is_only_left_whole() -> None:
+    left = chat(
+        ("a", "in", "user_message", "hi"),
+        ("b", "in", "user_message", "yo"),
+        ("c", "in", "user_message", "hey"),
+        ("b", "out", "agent_response", "sup"),
+        ("c", "out", "agent_response", "hey there"),
+    )
+    right = chat(
+        ("a", "in", "user_message", "hi"),
+        ("c", "in", "user_message", "hey"),
+        ("c", "out", "agent_response", "hey there"),
+    )
+    diff = left.diff(right)
+    assert shown(diff) == [
+        ("c1", "same", "hi", "hi"),
+        ("c2", "only-left", "yo", None),
+        ("c2", "only-left", "sup", None),
+        ("c3", "same", "hey", "hey"),
+        ("c3", "same", "hey there", "hey there"),
+    ]
+    assert diff.summary() == "0 changed, 2 only-left, 0 only-right, 3 same"
+    # The other way round it is only-right, under a name of its own.
+    back = right.diff(left)
+    assert [(r.connection, r.status) for r in back if r.status != "same"] == [
+        ("c3", "only-right"),
+        ("c3", "only-right"),
+    ]
+    assert "@@ c3 @@\n+ #2     in  user_message: yo" in str(back)
+
+
+def test_connections_that_arrive_in_another_order_agree() -> None:
+    left = chat(
+        ("a", "in", "user_message", "hi"),
+        ("b", "in", "user_message", "yo"),
+        ("c", "in", "user_message", "hey"),
+        ("a", "out", "agent_response", "hello"),
+        ("b", "out", "agent_response", "sup"),
+    )
+    right = chat(
+        ("b", "in", "user_message", "yo"),
+        ("a", "in", "user_message", "hi"),
+        ("b", "out", "agent_response", "sup"),
+        ("c", "in", "user_message", "hey"),
+        ("a", "out", "agent_response", "hello"),
+    )
+    diff = left.diff(right)
+    assert not diff, str(diff)
+    assert diff.counts()["same"] == 5
+    # A real change in one of them is still found, in the right connection.
+    right.record("in", json.dumps({"type": "user_message", "message": "more"}), connection_id="c")
+    assert [(r.connection, r.status) for r in left.diff(right) if r.status != "same"] == [
+        ("c3", "only-right")
+    ]
+
+
+def test_unlike_connections_fall_back_to_order_and_similar_ones_pair_by_content() -> None:
+    left = chat(("x", "in", "user_message", "one"), ("y", "in", "user_message", "two"))
+    right = chat(("p", "in", "user_message", "uno"), ("q", "in", "user_message", "dos"))
+    assert shown(left.diff(right)) == [
+        ("c1", "changed", "one", "uno"),
+        ("c2", "changed", "two", "dos"),
+    ]
+    # x pairs with q, which shares most of its frames; y, like nothing, takes what is left.
+    left = chat(
+        ("x", "in", "user_message", "one"),
+        ("x", "out", "agent_response", "A"),
+        ("x", "out", "agent_response", "B"),
+        ("y", "in", "user_message", "two"),
+    )
+    right = chat(
+        ("p", "in", "user_message", "two!"),
+        ("q", "in", "user_message", "one"),
+        ("q", "out", "agent_response", "A"),
+        ("q", "out", "agent_response", "C"),
+    )
+    assert shown(left.diff(right)) == [
+        ("c1", "same", "one", "one"),
+        ("c1", "same", "A", "A"),
+        ("c1", "changed", "B", "C"),
+        ("c2", "changed", "two", "two!"),
+    ]
+
+
+def test_connections_pair_and_renumber_when_a_text_holds_a_nul() -> None:
+    def rec(*order: str) -> Recording:
+        r = chat(*((c, "in", "user_message", f"hi from {c}") for c in order))
+        for c in order:  # a raw text with a NUL: the passes over joined texts cannot split it
+            r.record("out", f"raw\0{c}", connection_id=c)
+        return r
+
+    left, right = rec("a", "b"), rec("b", "a")
+    assert left[2].text == "raw\0a"
+    diff = left.diff(right)
+    assert not diff, str(diff)
+    assert left.diff(rec("b")).summary() == "0 changed, 2 only-left, 0 only-right, 2 same"

@@ -51,6 +51,9 @@ _ISO_TIME = (
 )
 
 
+_UNPARSED: Any = object()
+
+
 class NormalisedFrame:
     """One frame as the normaliser sees it: what a diff or a snapshot compares.
 
@@ -62,7 +65,7 @@ class NormalisedFrame:
         frame: the frame it came from.
     """
 
-    __slots__ = ("connection", "direction", "opcode", "body", "frame", "key")
+    __slots__ = ("connection", "direction", "opcode", "body", "frame", "key", "_parsed")
 
     def __init__(
         self, connection: str, direction: str, opcode: str, body: str, frame: Frame
@@ -73,6 +76,7 @@ class NormalisedFrame:
         self.body = body
         self.frame = frame
         self.key = (direction, opcode, body)
+        self._parsed: Any = _UNPARSED
 
     def json(self) -> Any:
         """The body parsed as JSON, or None when it is not JSON (or not text)."""
@@ -82,6 +86,12 @@ class NormalisedFrame:
             return json.loads(self.body)
         except ValueError:
             return None
+
+    def parsed(self) -> Any:
+        """:meth:`json`, parsed once and kept: the same object each time, not to be changed."""
+        if self._parsed is _UNPARSED:
+            self._parsed = self.json()
+        return self._parsed
 
     def to_dict(self) -> dict[str, Any]:
         """The readable form snapshots store: connection, direction, then the JSON or the text."""

@@ -842,9 +842,11 @@ class Recording(Sequence[Frame]):
 
         Both are normalised (by default with :class:`~memgpt_lab.recorder.normalise.Normaliser`
         ``()``, the snapshots' normaliser: times, ids and uuids become placeholders
-        in order of first appearance), then aligned by connection (in order of
-        first appearance) and, within one, by order, tolerating inserted and
-        missing frames.
+        in order of first appearance), then aligned by connection (paired by
+        content: identical, then most alike, then in order of first appearance)
+        and, within one, by order, tolerating inserted and missing frames;
+        where frames differ, those of one kind (``type``, ``message_type``) are
+        paired, the closest texts first. See :mod:`memgpt_lab.recorder.diff`.
 
         Returns:
             A :class:`~memgpt_lab.recorder.diff.RecordingDiff`: falsy when they
