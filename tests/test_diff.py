@@ -437,3 +437,14 @@ def test_connections_pair_and_renumber_when_a_text_holds_a_nul() -> None:
     diff = left.diff(right)
     assert not diff, str(diff)
     assert left.diff(rec("b")).summary() == "0 changed, 2 only-left, 0 only-right, 2 same"
+
+
+def test_a_diff_of_lone_surrogates_prints_on_a_utf8_terminal() -> None:
+    left, right = Recording(), Recording()
+    left.record("out", json.dumps({"type": "agent_response", "message": "fine"}))
+    right.record(
+        "out", json.dumps({"type": "agent_response", "message": "bad \ud800"}, ensure_ascii=False)
+    )
+    shown = str(left.diff(right))
+    shown.encode("utf-8")  # what print() to a UTF-8 stdout does; raised before
+    assert "bad \\ud800" in shown

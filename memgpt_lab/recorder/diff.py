@@ -146,6 +146,13 @@ class _SameRun:
             yield DiffRow("same", connection, x, y)
 
 
+
+def _printable(text: str) -> str:
+    """``text`` with lone surrogates (which no UTF-8 terminal or file takes) as ``\\udXXX``."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
 class RecordingDiff:
     """Two recordings aligned: falsy when they agree; ``str()`` shows the differences.
 
@@ -324,7 +331,7 @@ class RecordingDiff:
             i += 1
         if hidden:
             lines.append(f"  ... {hidden} same frame{'s' if hidden != 1 else ''}")
-        return "\n".join(lines)
+        return _printable("\n".join(lines))
 
 
 def _line(frame: NormalisedFrame, fields: Sequence[str], width: int, skip: int = 0) -> str:

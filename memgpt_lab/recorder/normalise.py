@@ -13,7 +13,7 @@ JSON, so a 100,000-frame recording normalises in a fraction of a second:
 * ``times``: the values of time keys (``time``, ``timestamp``, ``created_at``...)
   become ``"<time>"``, and ISO 8601 date-times anywhere in the text ``<time>``;
 * ``ids``: the values of id keys (``id``, anything ending in ``_id``, ``session``,
-  ``requested_by``, ``forked_from``) become ``"<id:N>"`` (numbers ``"<turn_id:N>"``,
+  ``requested_by``, ``forked_from``, ``current``) become ``"<id:N>"`` (numbers ``"<turn_id:N>"``,
   counted per key);
 * ``uuids``: uuids anywhere in the text become ``<uuid:N>``;
 * ``seq`` (off by default): the values of ``seq`` become ``"<seq>"``;
