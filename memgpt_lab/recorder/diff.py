@@ -146,12 +146,12 @@ class _SameRun:
             yield DiffRow("same", connection, x, y)
 
 
-
 def _printable(text: str) -> str:
     """``text`` with lone surrogates (which no UTF-8 terminal or file takes) as ``\\udXXX``."""
     if text.isascii():
         return text
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
 
 class RecordingDiff:
     """Two recordings aligned: falsy when they agree; ``str()`` shows the differences.
