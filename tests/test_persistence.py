@@ -214,6 +214,22 @@ def test_rewinding_messages_that_wait_for_the_index_keeps_it_consistent() -> Non
     _fts_consistent(database)
 
 
+def test_closing_a_file_store_indexes_what_waits(tmp_path: Path) -> None:
+    path = tmp_path / "agents.db"
+    with AgentStore(path) as store:
+        store.save(make_agent()).turn("a note about quinces")
+        assert store.database.unindexed > 0
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("SELECT count(*) FROM messages_unindexed").fetchone()[0] == 0
+        hits = conn.execute(
+            "SELECT count(*) FROM messages_fts WHERE messages_fts MATCH ?", ('"quinces"',)
+        ).fetchone()[0]
+        assert hits >= 1
+    finally:
+        conn.close()
+
+
 def test_a_version_1_file_is_migrated_and_its_messages_stay_searchable(tmp_path: Path) -> None:
     from memgpt_lab.persistence.database import MIGRATIONS
 

@@ -555,9 +555,13 @@ class Database:
         with self.lock:
             if self._closed:
                 return
+            if not self.in_memory and self.unindexed and not self._depth:
+                # What waits for the search index goes in now: a file is left whole.
+                with contextlib.suppress(sqlite3.Error):  # another process may hold it
+                    self.index_messages()
             self._closed = True
             if not self.in_memory:
-                with contextlib.suppress(sqlite3.Error):  # another process may hold it
+                with contextlib.suppress(sqlite3.Error):
                     self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._finalizer()
 
