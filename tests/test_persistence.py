@@ -214,6 +214,21 @@ def test_rewinding_messages_that_wait_for_the_index_keeps_it_consistent() -> Non
     _fts_consistent(database)
 
 
+def test_indexing_what_waits_reads_only_what_waits() -> None:
+    # The query plan, not a timing: the waiting ids are the outer loop, messages are looked up.
+    database = make_agent().persistence_manager.database
+    calls: list[str] = []
+    database.conn.set_trace_callback(calls.append)
+    try:
+        database.index_messages()
+    finally:
+        database.conn.set_trace_callback(None)
+    (insert,) = [sql for sql in calls if sql.startswith("INSERT INTO messages_fts")]
+    plan = [row[3] for row in database.conn.execute("EXPLAIN QUERY PLAN " + insert)]
+    assert plan[0] == "SCAN u", plan
+    assert not any(step.startswith("SCAN m") for step in plan), plan
+
+
 def test_closing_a_file_store_indexes_what_waits(tmp_path: Path) -> None:
     path = tmp_path / "agents.db"
     with AgentStore(path) as store:

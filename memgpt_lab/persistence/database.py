@@ -523,9 +523,11 @@ class Database:
         :data:`INDEX_BATCH` messages wait. Part of the caller's transaction when one is open.
         """
         with self.transaction() as conn:
+            # CROSS JOIN keeps the waiting ids as the outer loop: a plain JOIN let the planner
+            # scan every message in id order, which made each call cost the whole table.
             conn.execute(
                 "INSERT INTO messages_fts(rowid, text) SELECT m.id, m.text "
-                "FROM messages_unindexed u JOIN messages m ON m.id = u.id ORDER BY m.id"
+                "FROM messages_unindexed u CROSS JOIN messages m ON m.id = u.id ORDER BY u.id"
             )
             conn.execute("DELETE FROM messages_unindexed")
         self.unindexed = 0
