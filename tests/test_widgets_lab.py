@@ -994,6 +994,20 @@ def test_enter_in_the_message_box_sends(console: AgentConsole) -> None:
     assert console.wait(10) and "Type a message first" in console.status
 
 
+def test_a_late_state_update_does_not_bring_sent_text_back(console: AgentConsole) -> None:
+    # The browser throttles state updates: the keystrokes' last one can arrive after the
+    # submit message and after the console cleared the box (seen in the browser suite).
+    box = console._input
+    box.set_state({"value": "hello"})
+    box._handle_custom_msg({"event": "submit", "value": "hello there"}, [])
+    assert console.wait(10) and box.value == ""
+    box.set_state({"value": "hello there"})  # late, stale
+    assert box.value == ""
+    box.set_state({"value": "n"})  # the user types again
+    box.set_state({"value": "hello there"})  # and may type the same text again
+    assert box.value == "hello there"
+
+
 def test_console_send_returns_the_turn_and_raises_on_empty_text(console: AgentConsole) -> None:
     turn = console.send("hello")
     assert turn.replies and console.last_error is None

@@ -89,7 +89,22 @@ class MessageInput(anywidget.AnyWidget):
         super().__init__(**kwargs)
         self._submit: list[Callable[[MessageInput], object]] = []
         self._cancel: list[Callable[[MessageInput], object]] = []
+        # The text the box last submitted, while state updates may still carry it.
+        self._submitted: str | None = None
         self.on_msg(self._on_message)
+
+    def set_state(self, sync_data: dict[str, Any]) -> None:
+        # The browser throttles state updates, so the keystrokes' last update can arrive after
+        # the submit message and after the console cleared the box: that stale text must not
+        # come back. Any other text (the user typing again) ends the watch.
+        submitted = self._submitted
+        if submitted is not None and "value" in sync_data:
+            if sync_data["value"] == submitted:
+                if self.value != submitted:
+                    sync_data = {k: v for k, v in sync_data.items() if k != "value"}
+            else:
+                self._submitted = None
+        super().set_state(sync_data)
 
     def __repr__(self) -> str:
         return f"<MessageInput {len(self.value)} characters>"
@@ -121,6 +136,8 @@ class MessageInput(anywidget.AnyWidget):
         event = content.get("event")
         if event == "submit":
             value = content.get("value")
+            if isinstance(value, str):
+                self._submitted = value
             self.submit(value if isinstance(value, str) else None)
         elif event == "cancel":
             self.cancel()
