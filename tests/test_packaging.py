@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +15,6 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    tomllib = pytest.importorskip("tomli")
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "memgpt_lab"
@@ -89,7 +84,6 @@ def test_package_data_globs_cover_the_files() -> None:
     assert set(package_data_on_disk()) <= covered
 
 
-@pytest.mark.skipif(importlib.util.find_spec("setuptools") is None, reason="needs setuptools")
 def test_build_includes_the_package_data(tmp_path: Path) -> None:
     """Build the package as a wheel would (setuptools' build_py) from a copy of the tree.
 
