@@ -39,7 +39,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from memgpt_lab import system
+from memgpt_lab import _json, system
 from memgpt_lab.errors import LLMError, NothingToRetryError
 from memgpt_lab.functions import FunctionSpec, resolve_functions
 from memgpt_lab.interface import AgentInterface
@@ -810,7 +810,7 @@ class Agent:
                 f"user_message must be str, dict or None, not {type(user_message).__name__}"
             )
         try:
-            packet = json.loads(user_message)
+            packet = _json.loads(user_message, max_depth=_json.MAX_DEPTH)
         except ValueError:
             packet = None
         if not isinstance(packet, dict) or "type" not in packet:
@@ -922,7 +922,9 @@ class Agent:
             return self._function_result(assistant, str(name), False, error), True, True
         raw = raw or "{}"
         try:
-            arguments = json.loads(raw) if isinstance(raw, str) else dict(raw)
+            arguments = (
+                _json.loads(raw, max_depth=_json.MAX_DEPTH) if isinstance(raw, str) else dict(raw)
+            )
             if not isinstance(arguments, dict):
                 raise ValueError("arguments must be a JSON object")
         except (ValueError, TypeError) as exc:

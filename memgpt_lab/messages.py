@@ -8,8 +8,9 @@ the offline model agree on what a message said.
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+from memgpt_lab import _json
 
 __all__ = ["call_arguments", "function_call_of", "packet_of", "sent_text", "user_packet"]
 
@@ -33,7 +34,7 @@ def call_arguments(call: dict[str, Any]) -> dict[str, Any] | None:
     if isinstance(raw, dict):
         return raw
     try:
-        parsed = json.loads(raw or "{}")
+        parsed = _json.loads(raw or "{}", max_depth=_json.MAX_DEPTH)
     except (TypeError, ValueError):
         return None
     return parsed if isinstance(parsed, dict) else None
@@ -55,7 +56,7 @@ def packet_of(content: Any) -> dict[str, Any] | None:
     if not isinstance(content, str):
         return None
     try:
-        packet = json.loads(content)
+        packet = _json.loads(content)
     except ValueError:
         return None
     return packet if isinstance(packet, dict) else None

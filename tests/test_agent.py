@@ -209,8 +209,19 @@ def test_unknown_function() -> None:
     assert not any(e.message.startswith("Running") for e in interface.events)
 
 
-def test_arguments_that_are_not_json() -> None:
-    _, result, _ = failed_step(Turn("Oops.", "send_message", "{message: hi"))
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "{message: hi",
+        # deeper than json can parse (it raised RecursionError out of the step)
+        '{"message": ' + "[" * 5000 + "]" * 5000 + "}",
+        # parses, but nests deeper than the agent walks (repr of it could overflow)
+        '{"message": ' + "[" * 900 + "]" * 900 + "}",
+    ],
+    ids=["not-json", "nested-5000", "nested-900"],
+)
+def test_arguments_that_are_not_json(raw: str) -> None:
+    _, result, _ = failed_step(Turn("Oops.", "send_message", raw))
     assert (
         "Error parsing JSON for function 'send_message' arguments"
         in content_of(result.messages[-1])["message"]

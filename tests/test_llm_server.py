@@ -488,7 +488,18 @@ def test_unknown_urls_and_methods_get_openai_error_bodies():
     )
 
 
-@pytest.mark.parametrize("raw", [b"", b"{", b"model=scripted", b"\xff\xfe"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"{",
+        b"model=scripted",
+        b"\xff\xfe",
+        b"[" * 100_000,  # json raised RecursionError: a 500 instead of OpenAI's 400
+        b'{"model": "scripted", "messages": ' + b"[" * 200 + b"]" * 200 + b"}",
+    ],
+    ids=["empty", "cut", "form", "not-utf8", "nested-100000", "nested-200"],
+)
 def test_a_body_that_is_not_json_gets_openais_parse_error(raw):
     app = create_app(ScriptedModel())
     with TestClient(app) as client:

@@ -127,6 +127,8 @@ class TestFrame:
         array = rec.record("out", "[1, 2]")
         assert bad.json is None and bad.type is None and bad.message_type is None
         assert array.json == [1, 2] and array.type is None
+        deep = rec.record("out", "[" * 100_000 + "]" * 100_000)  # json raises RecursionError
+        assert deep.json is None and deep.type is None
 
     def test_dict_round_trip_keeps_everything(self) -> None:
         rec = fixed()

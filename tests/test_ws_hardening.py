@@ -19,6 +19,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
+from memgpt_lab.errors import ProtocolError
 from memgpt_lab.interface import AgentInterface
 from memgpt_lab.ws import protocol
 from memgpt_lab.ws.server import LabServer
@@ -118,6 +119,48 @@ def connection_id(ws: ClientConnection) -> str:
 
 def without(frames: list[dict[str, Any]], *keys: str) -> list[dict[str, Any]]:
     return [{k: v for k, v in f.items() if k not in keys} for f in frames]
+
+
+# --------------------------------------------------------------------------- deep nesting
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        nested(
+            100_000
+        ),  # deeper than json can parse: it raised RecursionError and closed with 1011
+        f'{{"type": "user_message", "message": {nested(5_000)}, "agent_id": "a1"}}',
+        # parses, but nests deeper than any frame of the protocol (walking it could overflow)
+        f'{{"type": "user_message", "message": {nested(900)}, "agent_id": "a1"}}',
+        f'{{"type": "command", "command": "create_agent", "config": {{"name": {nested(129)}}}}}',
+    ],
+    ids=["frame-100000", "message-5000", "message-900", "config-129"],
+)
+def test_a_frame_nested_too_deeply_is_bad_json_and_the_connection_lives_on(
+    server: LabServer, gate: Gate, sent: str
+) -> None:
+    with open_client(server.url) as ws:
+        create(ws, name="a1", id="a1")
+        answer = ask(ws, sent)
+        assert answer["type"] == "command_response"
+        assert answer["status"].startswith("Error: bad data from client - ")
+        assert answer["error_code"] == "bad_json"
+        assert talk(ws, "a1", "still here")[-1]["type"] == "agent_response_end"
+    assert gate.agents[0].messages == ["still here"]
+
+
+def test_a_frame_nested_as_deep_as_allowed_is_read() -> None:
+    shallow = json.dumps(
+        {"type": "command", "command": "create_agent", "config": {"x": json.loads(nested(126))}}
+    )
+    assert protocol.decode(shallow)["config"]["x"] == json.loads(nested(126))  # 128 levels in all
+    with pytest.raises(ProtocolError, match="nested deeper than 128"):
+        protocol.decode(shallow.replace(nested(126), nested(127)))
 
 
 # --------------------------------------------------------------------------- lone surrogates

@@ -59,6 +59,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
+from memgpt_lab import _json
 from memgpt_lab.errors import LLMError
 from memgpt_lab.llm.base import ChatModel
 
@@ -146,7 +147,7 @@ def _decoded(text: str) -> Any:
     if text[:1] not in ("{", "["):
         return _NOT_JSON
     try:
-        return json.loads(text)
+        return _json.loads(text)
     except ValueError:
         return _NOT_JSON
 
@@ -578,7 +579,7 @@ class Cassette:
         if b'"format"' not in line:
             return None
         try:
-            value = json.loads(line)
+            value = _json.loads(line)
         except ValueError:
             return None
         return value if isinstance(value, dict) and value.get("format") == FORMAT else None
@@ -615,7 +616,7 @@ class Cassette:
 
     def _decode(self, line: bytes, lineno: int) -> _Entry:
         try:
-            record = json.loads(line)
+            record = _json.loads(line)
         except ValueError as exc:  # UnicodeDecodeError is one too
             raise LLMError(
                 f"cassette {self.path}, line {lineno}, is not valid JSON ({exc}); a recording "

@@ -15,7 +15,6 @@ replaying around one never touches it).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
@@ -26,6 +25,7 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from memgpt_lab import _json
 from memgpt_lab.errors import LLMError
 from memgpt_lab.llm.base import ContextTruncationWarning, ContextWindowExceededError, TokenEstimator
 from memgpt_lab.llm.providers import PROVIDERS, Provider, context_overflow_message
@@ -323,7 +323,7 @@ class OpenAIChatModel:
                 response = client.post(
                     "/chat/completions", body=dict(body), cast_to=_raw_response()
                 )
-                answer = json.loads(response.text)
+                answer = _json.loads(response.text, max_depth=_json.MAX_DEPTH)
                 if not isinstance(answer, dict):
                     raise ValueError(f"the body is {type(answer).__name__}, not an object")
                 return answer

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from memgpt_lab import _json
 from memgpt_lab.errors import LLMError
 from memgpt_lab.llm.base import (
     ContextWindowExceededError,
@@ -166,7 +167,7 @@ _SHOWING = re.compile(r"^Showing \d+ of (\d+) results?")
 def _total(text: str) -> int | None:
     """The total a search function's answer reports ("Showing 3 of 7 results"), if any."""
     try:
-        value = json.loads(text)
+        value = _json.loads(text)
     except ValueError:
         return None
     if not isinstance(value, list) or not value:
@@ -178,7 +179,7 @@ def _total(text: str) -> int | None:
 def _results(text: str) -> list[str]:
     """The result lines of a search function's answer (none when nothing was found)."""
     try:
-        value = json.loads(text)
+        value = _json.loads(text)
     except ValueError:
         return []
     if not isinstance(value, list):
@@ -638,11 +639,11 @@ class ReplayModel:
         except OSError as exc:
             raise LLMError(f"cannot read replay file {path}: {exc.strerror or exc}") from None
         try:
-            loaded = json.loads(text)
+            loaded = _json.loads(text)
             items = loaded if isinstance(loaded, list) else [loaded]
         except ValueError:
             try:
-                items = [json.loads(line) for line in text.splitlines() if line.strip()]
+                items = [_json.loads(line) for line in text.splitlines() if line.strip()]
             except ValueError as exc:
                 raise LLMError(
                     f"replay file {path} is neither JSON nor JSON lines: {exc}"

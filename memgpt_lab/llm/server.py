@@ -56,6 +56,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from memgpt_lab import _json
 from memgpt_lab._hosting import is_loopback, run_until_interrupted
 from memgpt_lab.errors import LabError, LLMError, UnknownNameError
 from memgpt_lab.llm.base import ChatModel, ContextWindowExceededError, estimate_tokens, get_model
@@ -796,7 +797,7 @@ class _Endpoint:
         self.check_key(request)
         raw = await request.body()
         try:
-            body = json.loads(raw)
+            body = _json.loads(raw, max_depth=_json.MAX_DEPTH)
         except ValueError:
             raise RequestError(400, _openai_error(_PARSE_ERROR)) from None
         number = self.count("requests")

@@ -29,6 +29,7 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
 
+from memgpt_lab import _json
 from memgpt_lab.errors import LLMError
 
 __all__ = [
@@ -118,7 +119,7 @@ def _with_thoughts(arguments: Any, thoughts: str | None) -> Any:
 def _thoughts_into_text(arguments: str, thoughts: str | None) -> str | None:
     # cached: a history's calls are converted again on every request
     try:
-        parsed = json.loads(arguments)
+        parsed = _json.loads(arguments, max_depth=_json.MAX_DEPTH)
     except ValueError:
         return None
     if not isinstance(parsed, dict):
@@ -131,7 +132,7 @@ def _without_thoughts(arguments: Any) -> tuple[Any, str | None]:
     parsed = arguments
     if isinstance(arguments, str):
         try:
-            parsed = json.loads(arguments)
+            parsed = _json.loads(arguments, max_depth=_json.MAX_DEPTH)
         except ValueError:
             return arguments, None
     if not isinstance(parsed, dict) or INNER_THOUGHTS not in parsed:

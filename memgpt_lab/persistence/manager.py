@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from memgpt_lab import _json
 from memgpt_lab.errors import UnknownNameError
 from memgpt_lab.memory import ArchivalMemory, Embedder, RecallMemory, recall_text
 from memgpt_lab.persistence.database import Database, StorageError, clean_text, to_json
@@ -950,7 +951,7 @@ def _is_users_words(message: Message) -> bool:
         return False
     content = message.get("content")
     try:
-        packet = json.loads(content) if isinstance(content, str) else None
+        packet = _json.loads(content) if isinstance(content, str) else None
     except ValueError:
         return True
     return not isinstance(packet, dict) or packet.get("type", "user_message") == "user_message"

@@ -7,13 +7,13 @@ The formats themselves are :mod:`memgpt_lab.recorder.jsonl` and
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, cast
 
+from memgpt_lab import _json
 from memgpt_lab.errors import LabError
 
 __all__ = ["RecordingFormatError", "detect_format", "opened"]
@@ -120,7 +120,7 @@ def detect_format(path: str | os.PathLike[str]) -> str:
     if not first_line:
         raise RecordingFormatError(f"{path}: empty file, neither HAR nor JSON lines")
     with contextlib.suppress(ValueError):
-        value = json.loads(first_line)
+        value = _json.loads(first_line)
         if isinstance(value, dict) and ("direction" in value or "connection_info" in value):
             return "jsonl"
     if head.lstrip().startswith("{") and '"log"' in head:

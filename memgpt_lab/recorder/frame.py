@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Mapping
 from typing import Any, TypeAlias
+
+from memgpt_lab import _json
 
 __all__ = ["DIRECTIONS", "OPCODES", "Frame"]
 
@@ -171,7 +172,7 @@ class Frame:
             text = self._payload
             if type(text) is str:
                 try:
-                    value = json.loads(text)
+                    value = _json.loads(text)
                 except ValueError:
                     value = None
             self._json = value

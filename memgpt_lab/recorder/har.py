@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from typing import IO, Any
 from urllib.parse import parse_qsl, urlsplit
 
+from memgpt_lab import _json
 from memgpt_lab.recorder.formats import RecordingFormatError, opened
 from memgpt_lab.recorder.frame import Frame
 
@@ -326,7 +327,7 @@ def read_har(path_or_file: str | os.PathLike[str] | IO[str]) -> HarContents:
     with opened(path_or_file, "r") as file:
         name = getattr(file, "name", "<stream>")
         try:
-            document = json.load(file)
+            document = _json.loads(file.read())
         except ValueError as exc:
             raise RecordingFormatError(f"{name}: not JSON ({exc})") from exc
     log = document.get("log") if isinstance(document, Mapping) else None

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from json.encoder import encode_basestring
 from typing import IO, Any
 
+from memgpt_lab import _json
 from memgpt_lab.recorder.formats import RecordingFormatError, opened
 from memgpt_lab.recorder.frame import Frame
 
@@ -91,7 +92,7 @@ def read_jsonl(
             if not line.strip():
                 continue
             try:
-                value = json.loads(line)
+                value = _json.loads(line)
                 if isinstance(value, dict) and "connection_info" in value:
                     connections[str(value["connection_id"])] = dict(value["connection_info"])
                 else:

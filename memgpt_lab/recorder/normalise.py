@@ -31,6 +31,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeAlias
 
+from memgpt_lab import _json
 from memgpt_lab.recorder.frame import Frame
 
 __all__ = ["DEFAULT_ID_KEYS", "DEFAULT_TIME_KEYS", "NormalisedFrame", "Normaliser", "Rule"]
@@ -83,7 +84,7 @@ class NormalisedFrame:
         if self.opcode != "text":
             return None
         try:
-            return json.loads(self.body)
+            return _json.loads(self.body)
         except ValueError:
             return None
 

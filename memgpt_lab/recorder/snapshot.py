@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
 
+from memgpt_lab import _json
 from memgpt_lab.recorder.diff import diff_frames
 from memgpt_lab.recorder.frame import Frame
 from memgpt_lab.recorder.normalise import NormalisedFrame, Normaliser
@@ -50,7 +51,7 @@ def load_snapshot(text: str) -> list[Frame]:
     Raises:
         ValueError: the text is not a snapshot.
     """
-    data = json.loads(text)
+    data = _json.loads(text)
     if not isinstance(data, list):
         raise ValueError("a WebSocket snapshot is a JSON list of frames")
     return [NormalisedFrame.frame_from_dict(item, seq) for seq, item in enumerate(data, 1)]

@@ -22,7 +22,6 @@ report shows all that went wrong. A file that does not parse or validate raises
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -30,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from memgpt_lab import _json
 from memgpt_lab.errors import LabError
 
 __all__ = [
@@ -420,7 +420,7 @@ def load_conversations(
             if not line.strip():
                 continue
             try:
-                item = json.loads(line)
+                item = _json.loads(line)
             except ValueError as exc:
                 raise ConversationError(source, f"not JSON: {exc}", line=number) from None
             try:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from memgpt_lab import _json
 from memgpt_lab.errors import LabError, PresetError, UnknownNameError
 from memgpt_lab.sweep.conversations import (
     Conversation,
@@ -118,7 +119,7 @@ class ResultStore:
         """The stored run (its traffic read back), or None if it is not stored."""
         path = self.run_path(run_id)
         try:
-            run = json.loads(path.read_text(encoding="utf-8"))
+            run = _json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return None
         except ValueError as exc:  # not ours, or edited by hand: run it again

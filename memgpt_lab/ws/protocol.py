@@ -27,6 +27,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from memgpt_lab import _json
 from memgpt_lab.errors import ProtocolError
 
 __all__ = [
@@ -146,7 +147,7 @@ def decode(text: str | bytes) -> Frame:
             Unicode text; ``code`` is ``"invalid_unicode"``).
     """
     try:
-        frame = json.loads(text)
+        frame = _json.loads(text, max_depth=_json.MAX_DEPTH)
     except (ValueError, UnicodeDecodeError) as exc:
         code = "invalid_unicode" if isinstance(exc, UnicodeDecodeError) else "bad_json"
         raise ProtocolError(f"frame is not valid JSON: {exc}", code=code) from None
@@ -301,7 +302,7 @@ def _call_event(name: str, arguments: Any) -> tuple[str, str]:
     parsed: Any = arguments
     if isinstance(arguments, str):
         try:
-            parsed = json.loads(arguments)
+            parsed = _json.loads(arguments, max_depth=_json.MAX_DEPTH)
         except ValueError:
             parsed = arguments
     if name == "send_message" and isinstance(parsed, dict) and "message" in parsed:

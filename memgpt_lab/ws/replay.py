@@ -61,6 +61,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from memgpt_lab import _json
 from memgpt_lab._loop import BackgroundLoop
 from memgpt_lab.recorder import Frame, Recording
 
@@ -223,7 +224,7 @@ class IdMap:
         if not self.ids:
             return text
         try:
-            message = json.loads(text)
+            message = _json.loads(text)
         except ValueError:
             return text
         replaced = self.apply(message)

@@ -146,7 +146,6 @@ import collections
 import concurrent.futures
 import contextlib
 import hmac
-import json
 import logging
 import os
 import re
@@ -161,6 +160,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from memgpt_lab import _json
 from memgpt_lab._hosting import is_loopback, run_until_interrupted
 from memgpt_lab.errors import LabError, NothingToRetryError, ProtocolError, UnknownNameError
 from memgpt_lab.interface import AgentInterface
@@ -1027,7 +1027,7 @@ class _ServerCore:
         # Parse once more, only on this error path, to answer with MemGPT's frame for the kind.
         parsed: Any
         try:
-            parsed = json.loads(message)
+            parsed = _json.loads(message, max_depth=_json.MAX_DEPTH)
         except ValueError:
             parsed = shown = message
         else:

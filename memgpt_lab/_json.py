@@ -1,0 +1,70 @@
+"""JSON from outside (a client's frame, a model's arguments, a request body, a file).
+
+``json.loads`` raises ``RecursionError``, not ``ValueError``, on a value nested
+deeper than the interpreter's stack allows (a thousand ``[`` do it), and a
+value nested just under that limit parses but then breaks whatever walks it
+(``repr``, ``json.dumps``) further down the stack. Every parser of text from
+outside goes through :func:`loads`, for which too deep is invalid JSON like any
+other: a ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+#: How deep :func:`loads` lets arrays and objects nest (``max_depth``) where a
+#: value is worked on further; no frame, request or call of the protocol comes
+#: close.
+MAX_DEPTH = 128
+
+
+class NestingError(ValueError):
+    """JSON nested deeper than allowed (or than the interpreter can parse)."""
+
+
+def loads(text: str | bytes | bytearray, *, max_depth: int | None = None) -> Any:
+    """``json.loads``, with too deep a value raising :class:`NestingError` (a ValueError).
+
+    Args:
+        text: the JSON text.
+        max_depth: refuse values whose arrays and objects nest deeper than
+            this; None refuses only what ``json`` cannot parse at all.
+
+    Raises:
+        ValueError: ``text`` is not JSON (``json.JSONDecodeError``) or is
+            nested too deeply (:class:`NestingError`).
+    """
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise NestingError("JSON nested too deeply to parse") from None
+    if max_depth is not None and _could_nest(text, max_depth) and depth(value) > max_depth:
+        raise NestingError(f"JSON nested deeper than {max_depth} levels")
+    return value
+
+
+def _could_nest(text: str | bytes | bytearray, max_depth: int) -> bool:
+    # Nesting deeper than max_depth needs more than max_depth brackets: counting
+    # them (in C) spares walking every ordinary value.
+    if isinstance(text, str):
+        return text.count("[") + text.count("{") > max_depth
+    return text.count(b"[") + text.count(b"{") > max_depth
+
+
+def depth(value: Any) -> int:
+    """How deep arrays and objects nest in a parsed JSON value (0 for a scalar); no recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        level += 1
+        deepest = max(deepest, level)
+        stack.extend((child, level) for child in children)
+    return deepest

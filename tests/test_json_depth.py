@@ -1,0 +1,72 @@
+"""JSON from outside: too deep a value is invalid JSON (a ValueError), never a RecursionError."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from memgpt_lab._json import MAX_DEPTH, NestingError, depth, loads
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=20,
+)
+
+
+def nested(levels: int) -> Any:
+    value: Any = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(1, 0), ("[[[", 0), ([], 1), ({}, 1), ({"a": [1, {"b": None}]}, 3), ([[], [[[]]], 2], 4)],
+)
+def test_depth_counts_arrays_and_objects(value: Any, expected: int) -> None:
+    assert depth(value) == expected
+
+
+def test_depth_walks_values_too_deep_for_recursion() -> None:
+    assert depth(nested(100_000)) == 100_000
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000, b"{" + b'"a":{' * 50_000])
+def test_what_json_cannot_parse_for_depth_is_a_value_error(text: str | bytes) -> None:
+    with pytest.raises(NestingError, match="nested too deeply") as info:
+        loads(text)
+    assert isinstance(info.value, ValueError)
+
+
+def test_max_depth_refuses_what_parses_but_nests_deeper() -> None:
+    text = json.dumps(nested(MAX_DEPTH))
+    assert loads(text, max_depth=MAX_DEPTH) == nested(MAX_DEPTH)
+    assert loads(text.encode(), max_depth=MAX_DEPTH) == nested(MAX_DEPTH)
+    with pytest.raises(NestingError, match=f"deeper than {MAX_DEPTH} levels"):
+        loads(json.dumps(nested(MAX_DEPTH + 1)), max_depth=MAX_DEPTH)
+    assert loads(json.dumps(nested(MAX_DEPTH + 1))) == nested(MAX_DEPTH + 1)  # no limit asked
+
+
+def test_brackets_inside_strings_are_not_nesting() -> None:
+    value = {"text": "[" * 1000 + "{" * 1000}
+    assert loads(json.dumps(value), max_depth=1) == value
+
+
+def test_invalid_json_is_still_jsons_own_error() -> None:
+    with pytest.raises(json.JSONDecodeError):
+        loads("{nope", max_depth=MAX_DEPTH)
+
+
+@given(JSON_VALUES)
+def test_any_value_loads_at_its_own_depth_and_not_one_less(value: Any) -> None:
+    text = json.dumps(value)
+    assert loads(text, max_depth=depth(value)) == value
+    if depth(value) > 0:
+        with pytest.raises(NestingError):
+            loads(text, max_depth=depth(value) - 1)
