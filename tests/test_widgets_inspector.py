@@ -218,6 +218,26 @@ def test_detail_of_binary_text_and_close(inspector):
     assert "close code: 1000\nreason: bye" in inspector.detail.value
 
 
+@pytest.mark.parametrize("depth", [400, 100_000])
+def test_a_frame_nested_too_deeply_to_show_as_json_is_shown_as_text(depth):
+    # json.dumps(indent=2) of 400 levels overflowed the stack; 100,000 did so in json.loads
+    deep = json.dumps({"type": "agent_response", "message_type": "odd", "n": 1})
+    deep = deep.replace("1}", "[" * depth + "]" * depth + "}")
+    rec = Recording(clock=TickClock(step=0.01))
+    rec.record("out", deep)
+    widget = TrafficInspector(rec, live=False)
+    try:
+        widget.select(1)
+        assert 'data-kind="text"' in widget.detail.value
+        readable = depth == 400  # as json.loads reads it: 100,000 levels are not JSON to it
+        row = widget.rows[0]
+        expected = ("agent_response", "odd") if readable else ("", "")
+        assert (row["type"], row["message_type"]) == expected
+        assert widget.counts["type"] == ({"agent_response": 1} if readable else {})
+    finally:
+        widget.close()
+
+
 def test_the_detail_pane_escapes_every_field_of_a_loaded_recording():
     # A recording read from a file can hold any strings: none may become markup.
     evil = "<img src=x onerror=alert(1)>"

@@ -203,21 +203,25 @@ def test_inspector_and_timeline_live_together_on_frames_from_another_thread():
         timeline.close()
 
 
-def _random_frames(rng: random.Random, n: int) -> list[tuple[float, int, str, bool, int]]:
+def _random_frames(
+    rng: random.Random, n: int, backwards: bool = True
+) -> list[tuple[float, int, str, bool, int]]:
     """Frames with jittered (sometimes backwards) times, gaps, turns and stray markers."""
     frames, t = [], 5.0
     lanes = ["user_message", "internal_monologue", "assistant_message", "binary", "ping"]
+    steps = [0.0, 1e-6, 3e-4, 0.002, 0.05, 1.5, 4.0] + ([-0.001] if backwards else [])
     for seq in range(n):
-        t += rng.choice([0.0, 1e-6, 3e-4, 0.002, 0.05, 1.5, 4.0, -0.001])
+        t += rng.choice(steps)
         kind = rng.choices([0, 1, 2], weights=[8, 1, 1])[0]
         frames.append((t, seq, rng.choice(lanes), rng.random() < 0.7, kind))
     return frames
 
 
+@pytest.mark.parametrize("backwards", [True, False], ids=["times-jitter-back", "times-in-order"])
 @pytest.mark.parametrize("seed", range(6))
-def test_add_many_draws_exactly_what_adding_one_by_one_draws(seed: int) -> None:
+def test_add_many_draws_exactly_what_adding_one_by_one_draws(seed: int, backwards: bool) -> None:
     rng = random.Random(seed)
-    frames = _random_frames(rng, rng.choice([1, 7, 300, 5000]))
+    frames = _random_frames(rng, rng.choice([1, 7, 300, 5000]), backwards)
     one_by_one, at_once = TimelineModel(), TimelineModel()
     for frame in frames:
         one_by_one.add(*frame)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
@@ -91,6 +92,7 @@ BINS = 4096
 BASE_BIN = 1e-6
 #: The most marks drawn, whatever the number of frames and lanes.
 MAX_MARKS = 2000
+_time_of, _seq_of = attrgetter("time"), attrgetter("seq")
 #: Frames taken in at once from which the Timeline bins them with numpy (add_many).
 _VECTOR_FROM = 256
 #: Turn kinds for :meth:`TimelineModel.add`.
@@ -279,16 +281,18 @@ class TimelineModel:
             return np.where(offset <= 0, 0, b)
 
         b = bins_of(t)
-        uniq, first_at = np.unique(codes, return_index=True)
-        lut = np.zeros(int(uniq.max()) + 1, dtype=np.int64)
-        for code in uniq[np.argsort(first_at)]:  # new lanes in order of first appearance
+        # (np.unique sorts, and imports numpy.ma the first time: bincount does neither.)
+        present = np.flatnonzero(np.bincount(codes))
+        first_at = [int(np.argmax(codes == code)) for code in present]
+        lut = np.zeros(int(present[-1]) + 1, dtype=np.int64)
+        for code in present[np.argsort(first_at)]:  # new lanes in order of first appearance
             name = lane_names[int(code)]
             number = self.lanes.get(name)
             if number is None:
                 number = self.lanes[name] = len(self.lanes)
             lut[code] = number
         key = lut[codes] * 2 + out
-        for k in np.unique(key):
+        for k in np.flatnonzero(np.bincount(key)):
             lane, outgoing_k = divmod(int(k), 2)
             cells = self._marks.get((lane, bool(outgoing_k)))
             if cells is None:
@@ -494,16 +498,24 @@ def _add_cells(cells: _Cells, bins: Any, seqs: Any) -> None:
     """``cells.add(b, seq)`` for each pair, in order, vectorised."""
     import numpy as np
 
-    if not len(bins):
+    n = len(bins)
+    if not n:
         return
-    where, first_at, counts = np.unique(bins, return_index=True, return_counts=True)
-    _, last_from_end = np.unique(bins[::-1], return_index=True)
+    if (bins[1:] >= bins[:-1]).all():  # in time order, as a recording's frames are: no sort
+        first_at = np.flatnonzero(np.concatenate(([True], bins[1:] != bins[:-1])))
+        where = bins[first_at]
+        last_at = np.concatenate((first_at[1:], [n])) - 1
+        counts = last_at - first_at + 1
+    else:
+        where, first_at, counts = np.unique(bins, return_index=True, return_counts=True)
+        _, last_from_end = np.unique(bins[::-1], return_index=True)
+        last_at = n - 1 - last_from_end
     count = np.asarray(cells.count, dtype=np.int64)
     first = np.asarray(cells.first, dtype=np.int64)
     last = np.asarray(cells.last, dtype=np.int64)
     empty = count[where] == 0
     first[where[empty]] = seqs[first_at[empty]]
-    last[where] = seqs[len(bins) - 1 - last_from_end]
+    last[where] = seqs[last_at]
     count[where] += counts
     cells.count, cells.first, cells.last = count.tolist(), first.tolist(), last.tolist()
 
@@ -740,8 +752,8 @@ class Timeline(widgets.HTML):
             in_code = direction_names.index("in") if "in" in direction_names else -1
             type_column = np.asarray(types[start:end])
             model.add_many(
-                np.fromiter((f.time for f in chunk), np.float64, len(chunk)),
-                np.fromiter((f.seq for f in chunk), np.int64, len(chunk)),
+                np.fromiter(map(_time_of, chunk), np.float64, len(chunk)),
+                np.fromiter(map(_seq_of, chunk), np.int64, len(chunk)),
                 np.asarray(lanes[start:end]),
                 lane_names,
                 np.asarray(directions[start:end]) != in_code,

@@ -1,0 +1,216 @@
+"""The widgets' FrameIndex reads every frame as ``json.loads`` would, however it is fed.
+
+The index reads a text frame's ``type`` and ``message_type`` with msgspec and
+falls back to ``json`` where msgspec refuses; chunks are appended one frame at
+a time or with numpy. Whatever the path, each frame's codes must be what
+``json.loads`` says, and the posting lists must list exactly its positions.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+from unittest.mock import patch
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from memgpt_lab.recorder import Recording, TickClock
+from memgpt_lab.widgets import inspector as inspector_module
+from memgpt_lab.widgets.inspector import COLUMNS, FILTER_FIELDS, FrameFilter, FrameIndex
+
+ANY_TEXT = st.text(st.characters(exclude_categories=()))  # surrogates included
+FIELD_VALUES = st.one_of(
+    st.sampled_from(["agent_response", "user_message", "internal_monologue", "", "é\u2028"]),
+    ANY_TEXT,
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),  # NaN and infinities are written as json writes them
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+
+
+@st.composite
+def frame_texts(draw: st.DrawFn) -> str:
+    """Texts a recording may hold: JSON objects with the two fields in every shape, and worse."""
+    members: list[tuple[str, Any]] = []
+    for _ in range(draw(st.integers(0, 4))):
+        name = draw(st.sampled_from(["type", "message_type", "message", "seq", "x"]))
+        members.append((name, draw(FIELD_VALUES)))
+    escaped_keys = draw(st.booleans())  # "\u0074ype" is the key "type"
+
+    def key(name: str) -> str:
+        written = json.dumps(name)
+        return written.replace("t", "\\u0074", 1) if escaped_keys else written
+
+    text = "{" + ",".join(f"{key(k)}:{json.dumps(v)}" for k, v in members) + "}"
+    return draw(
+        st.sampled_from(
+            [
+                text,  # duplicate keys included: the last one counts
+                " \t" + text + "\r\n",
+                text[:-1],  # cut short
+                text.replace('"', "'"),
+                "[" + text + "]",
+                "[" * 3000 + "]" * 3000,  # deeper than json can parse
+                '{"type": ' + "[" * 200 + "]" * 200 + "}",
+                '{"type": "agent_response", "x": "\\ud800"}',  # lone surrogate escape: valid JSON
+                '{"type": "a\\ud800b"}',
+                '{"type": "agent_response", "message_type": "x", "n": NaN}',
+                '{"type": 1e400}',
+                '{"type": 123456789012345678901234567890}',
+                "\ufeff" + text,
+                text + " x",
+            ]
+        )
+        | ANY_TEXT
+    )
+
+
+FRAMES = st.lists(
+    st.tuples(
+        st.sampled_from(["in", "out"]),
+        st.one_of(frame_texts(), st.binary(max_size=4), st.none()),  # None: a close frame
+        st.sampled_from(["", "c1", "c2", "c\ud800"]),
+    ),
+    max_size=40,
+)
+
+
+def recording(frames: list[tuple[str, str | bytes | None, str]]) -> Recording:
+    rec = Recording(clock=TickClock(step=0.001))
+    for direction, payload, connection in frames:
+        if payload is None:
+            rec.record_close(direction, 1000, "bye", connection_id=connection)
+        else:
+            rec.record(direction, payload, connection_id=connection)
+    return rec
+
+
+def as_json_reads_it(frame: Any) -> tuple[str, ...]:
+    """The index's values for a frame, worked out from ``json.loads`` alone."""
+    body = None
+    if frame.opcode == "text":
+        try:
+            body = json.loads(frame.text)
+        except (ValueError, RecursionError):
+            body = None
+    frame_type, message_type = (
+        (body.get("type"), body.get("message_type")) if type(body) is dict else (None, None)
+    )
+    if frame_type == "agent_response" and message_type:
+        lane = str(message_type)
+    else:
+        lane = frame.opcode if frame_type is None else str(frame_type)
+    return (
+        frame.direction,
+        "" if frame_type is None else str(frame_type),
+        "" if message_type is None else str(message_type),
+        frame.connection_id,
+        lane,
+    )
+
+
+def assert_index_reads_like_json(index: FrameIndex, rec: Recording) -> None:
+    assert len(index) == len(rec)
+    for pos, frame in enumerate(rec):
+        assert index.frames[pos] is frame
+        assert tuple(index.value_at(f, pos) for f in COLUMNS) == as_json_reads_it(frame), pos
+    for field in FILTER_FIELDS:
+        column = index.columns[field]
+        for code, posting in enumerate(index.postings[field]):
+            assert list(posting) == [p for p in range(len(rec)) if column[p] == code]
+
+
+def built(rec: Recording, how: str) -> FrameIndex:
+    index = FrameIndex()
+    if how == "one by one":
+        for frame in rec:
+            index.extend([frame])
+    elif how == "numpy, blocks of 5 read 2 at a time":
+        with (
+            patch.object(inspector_module, "_VECTOR_FROM", 1),
+            patch.object(inspector_module, "_APPEND_BLOCK", 5),
+            patch.object(inspector_module, "_READ_CHUNK", 2),
+        ):
+            index.extend(rec.frames())
+    elif how == "numpy, sorting":
+        with (
+            patch.object(inspector_module, "_VECTOR_FROM", 1),
+            patch.object(inspector_module, "_FEW_VALUES", 0),
+            patch.object(inspector_module, "_READ_CHUNK", 3),
+        ):
+            index.extend(rec.frames())
+    else:  # all at once, appended frame by frame
+        with patch.object(inspector_module, "_VECTOR_FROM", 10**9):
+            index.extend(rec.frames())
+    return index
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    FRAMES,
+    st.sampled_from(
+        ["one by one", "numpy, blocks of 5 read 2 at a time", "numpy, sorting", "at once"]
+    ),
+)
+def test_every_way_of_indexing_reads_frames_as_json_loads_does(frames: Any, how: str) -> None:
+    rec = recording(frames)
+    assert_index_reads_like_json(built(rec, how), rec)
+
+
+def test_a_chunk_with_one_frame_msgspec_refuses_is_read_whole() -> None:
+    good = json.dumps({"type": "agent_response", "message_type": "assistant_message", "seq": 1})
+    texts = [good] * 700
+    texts[350] = '{"type": "agent_response", "message_type": "odd", "n": NaN}'
+    texts[351] = json.dumps({"type": 7})
+    rec = recording([("out", text, "c1") for text in texts])
+    index = FrameIndex()
+    index.extend(rec.frames())  # one chunk, appended with numpy
+    assert_index_reads_like_json(index, rec)
+    assert index.counts("message_type") == {"assistant_message": 698, "odd": 1}
+    assert index.values("type") == ["7", "agent_response"]
+
+
+def test_more_values_than_a_short_column_holds_switch_it_to_wide_codes() -> None:
+    rec = recording([("out", '{"type": "ping"}', f"c{n}") for n in range(70_000)])
+    index = FrameIndex()
+    index.extend(rec.frames()[:100])  # a short column first, then past 65,535 codes
+    index.extend(rec.frames()[100:])
+    assert index.columns["connection_id"].typecode == "I"
+    assert index.value_at("connection_id", 69_999) == "c69999"
+    assert list(index.query(FrameFilter(connection_id="c66000"))) == [66_000]
+
+
+@pytest.mark.parametrize("size", [1, 511, 512, 40_000])
+def test_a_server_recording_indexes_the_same_at_any_size(size: int) -> None:
+    texts = [
+        json.dumps({"type": "user_message", "message": "hi"}),
+        json.dumps({"type": "agent_response_start", "seq": 2}),
+        json.dumps(
+            {"type": "agent_response", "message_type": "internal_monologue", "message": "m"}
+        ),
+        json.dumps({"type": "agent_response_end"}),
+    ]
+    rec = recording([("out", texts[n % 4], f"c{n % 3}") for n in range(size)])
+    index = FrameIndex()
+    index.extend(rec.frames())
+    assert_index_reads_like_json(index, rec)
+
+
+def test_indexing_leaves_the_recordings_texts_as_they_were() -> None:
+    # msgspec reading a non-ASCII str made Python keep a UTF-8 copy inside it: 190 B a frame
+    texts = [
+        json.dumps({"type": "agent_response", "message": f"café {n}"}, ensure_ascii=False)
+        for n in range(600)
+    ]
+    rec = recording([("out", text, "c1") for text in texts])
+    sizes = [sys.getsizeof(frame.text) for frame in rec]
+    FrameIndex().extend(rec.frames())  # with numpy
+    for frame in rec:
+        FrameIndex().extend([frame])  # one by one
+    assert [sys.getsizeof(frame.text) for frame in rec] == sizes
