@@ -178,19 +178,12 @@ class RecallEntry:
     def text(self) -> str:
         """What was said: a user's words (unpacked from their JSON), the agent's
         ``send_message`` text, or else the message's content."""
-        packet = user_packet(self.message)
-        if packet is not None and isinstance(packet.get("message"), str):
-            return str(packet["message"])
-        said = sent_text(self.message)
-        if said is not None:
-            return said
-        content = self.message.get("content")
-        return content if isinstance(content, str) else ""
+        return recall_text(self.message)[0]
 
     @property
     def said(self) -> bool:
         """True for what the user and the agent said to each other (not thoughts or results)."""
-        return self.message.get("role") == "user" or sent_text(self.message) is not None
+        return recall_text(self.message)[1]
 
 
 class RecallMemory:
@@ -256,9 +249,21 @@ class RecallMemory:
 
 
 def recall_text(message: dict[str, Any]) -> tuple[str, bool]:
-    """What recall search reads of a message: its text, and whether it was said."""
-    entry = RecallEntry(datetime.min, message)
-    return entry.text, entry.said
+    """What recall search reads of a message: its text, and whether it was said.
+
+    See :attr:`RecallEntry.text` and :attr:`RecallEntry.said`; both at once,
+    reading a ``send_message`` call's arguments once (every stored message
+    comes here).
+    """
+    sent = sent_text(message)
+    said = message.get("role") == "user" or sent is not None
+    packet = user_packet(message)
+    if packet is not None and isinstance(packet.get("message"), str):
+        return str(packet["message"]), said
+    if sent is not None:
+        return sent, said
+    content = message.get("content")
+    return (content if isinstance(content, str) else ""), said
 
 
 def _recall_row(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from memgpt_lab.errors import LLMError, UnknownNameError
@@ -57,29 +57,46 @@ def estimate_tokens(value: Any) -> int:
     return (len(text) + 3) // 4
 
 
-class TokenEstimator:
-    """:func:`estimate_tokens` of a list, cached per item.
+class IdentityCache:
+    """``compute(item)`` for each item of a list, computed once per item object.
 
-    An agent's messages are not changed once made, so each is measured once
-    and a step costs a lookup per message instead of encoding the whole
-    context again. Items are recognised by identity; the cache keeps them alive
-    only until they leave the lists being measured.
+    An agent's messages are not changed once made, so what is worked out from
+    one (its token estimate, its digest in a cassette) is worked out once; a
+    call then costs a dictionary lookup per item, done in C. Items are
+    recognised by identity, and the cache keeps every item it knows alive, so
+    an id it holds cannot have been reused by another object; items are
+    forgotten once they have left the lists being looked up.
     """
 
+    def __init__(self, compute: Callable[[Any], Any]) -> None:
+        self._compute = compute
+        self._values: dict[int, Any] = {}
+        self._kept: dict[int, Any] = {}
+
+    def __call__(self, items: Sequence[Any]) -> list[Any]:
+        ids = list(map(id, items))
+        found = list(map(self._values.get, ids))
+        if None in found:
+            compute, values, kept = self._compute, self._values, self._kept
+            for index, value in enumerate(found):
+                if value is None:
+                    item = items[index]
+                    found[index] = values[ids[index]] = compute(item)
+                    kept[ids[index]] = item
+        if len(self._values) > 2 * len(ids) + 256:  # forget items that left the lists
+            self._values = dict(zip(ids, found, strict=True))
+            self._kept = dict(zip(ids, items, strict=True))
+        return found
+
+
+class TokenEstimator:
+    """:func:`estimate_tokens` of a list, each item measured once (see :class:`IdentityCache`)."""
+
     def __init__(self) -> None:
-        self._cache: dict[int, tuple[Any, int]] = {}
+        self._sizes = IdentityCache(estimate_tokens)
 
     def __call__(self, items: Sequence[Any]) -> int:
-        cache = self._cache
-        total = 1  # the list's brackets
-        for item in items:
-            hit = cache.get(id(item))
-            if hit is None or hit[0] is not item:
-                hit = cache[id(item)] = (item, estimate_tokens(item))
-            total += hit[1]
-        if len(cache) > 2 * len(items) + 256:  # forget messages that left the context
-            self._cache = {id(item): cache[id(item)] for item in items}
-        return total
+        return 1 + sum(self._sizes(items))  # 1: the list's brackets
 
 
 def chat_completion(

@@ -57,11 +57,11 @@ import struct
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from memgpt_lab import _json
 from memgpt_lab.errors import LLMError
-from memgpt_lab.llm.base import ChatModel
+from memgpt_lab.llm.base import ChatModel, IdentityCache
 
 __all__ = [
     "CASSETTE_MODES",
@@ -236,36 +236,6 @@ def _key(message_digests: Sequence[bytes], function_digests: Sequence[bytes]) ->
     counts = struct.pack(">II", len(message_digests), len(function_digests))
     joined = counts + b"".join(message_digests) + b"".join(function_digests)
     return hashlib.blake2b(joined, digest_size=_KEY_LENGTH // 2).hexdigest()
-
-
-class _Digests:
-    """Digests of normalised items, cached by identity (the pattern of ``TokenEstimator``).
-
-    An agent's messages are not changed once made, so each is normalised and
-    encoded once; a call then costs a dictionary lookup per message, done in C.
-    The cache keeps every item it knows alive (``_kept``), so an id it holds
-    cannot have been reused by another object.
-    """
-
-    def __init__(self, normalise: Callable[[Any], Any]) -> None:
-        self._normalise = normalise
-        self._digests: dict[int, bytes] = {}
-        self._kept: dict[int, Any] = {}
-
-    def __call__(self, items: Sequence[Any]) -> list[bytes]:
-        ids = list(map(id, items))
-        found = list(map(self._digests.get, ids))
-        if None in found:
-            for index, digest in enumerate(found):
-                if digest is None:
-                    item = items[index]
-                    found[index] = self._digests[ids[index]] = _digest(self._normalise(item))
-                    self._kept[ids[index]] = item
-        digests = cast("list[bytes]", found)  # every None was filled in
-        if len(self._digests) > 2 * len(ids) + 256:  # forget messages that left the context
-            self._digests = dict(zip(ids, digests, strict=True))
-            self._kept = dict(zip(ids, items, strict=True))
-        return digests
 
 
 # --- the file -----------------------------------------------------------------------------
@@ -460,8 +430,9 @@ class Cassette:
         self._header_model: str | None = None
         self._header_read = False
         self._lock = threading.Lock()
-        self._message_digests = _Digests(_message_normaliser(normalise))
-        self._function_digests = _Digests(lambda schema: schema)
+        each = _message_normaliser(normalise)
+        self._message_digests = IdentityCache(lambda message: _digest(each(message)))
+        self._function_digests = IdentityCache(_digest)
         self._started = False
         self._replays = False  # look requests up in the file
         self._records = False  # call the model for requests not found
