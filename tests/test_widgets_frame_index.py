@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import ExitStack
 from typing import Any
 from unittest.mock import patch
 
@@ -126,38 +127,35 @@ def assert_index_reads_like_json(index: FrameIndex, rec: Recording) -> None:
             assert list(posting) == [p for p in range(len(rec)) if column[p] == code]
 
 
+#: Ways to feed the index: the module settings each one patches (None: a frame per extend).
+WAYS: dict[str, dict[str, int] | None] = {
+    "one by one": None,
+    "numpy, blocks of 5 read 2 at a time": {
+        "_VECTOR_FROM": 1,
+        "_APPEND_BLOCK": 5,
+        "_READ_CHUNK": 2,
+    },
+    "numpy, sorting": {"_VECTOR_FROM": 1, "_FEW_VALUES": 0, "_READ_CHUNK": 3},
+    "at once, appended frame by frame": {"_VECTOR_FROM": 10**9},
+}
+
+
 def built(rec: Recording, how: str) -> FrameIndex:
     index = FrameIndex()
-    if how == "one by one":
+    settings_ = WAYS[how]
+    if settings_ is None:
         for frame in rec:
             index.extend([frame])
-    elif how == "numpy, blocks of 5 read 2 at a time":
-        with (
-            patch.object(inspector_module, "_VECTOR_FROM", 1),
-            patch.object(inspector_module, "_APPEND_BLOCK", 5),
-            patch.object(inspector_module, "_READ_CHUNK", 2),
-        ):
-            index.extend(rec.frames())
-    elif how == "numpy, sorting":
-        with (
-            patch.object(inspector_module, "_VECTOR_FROM", 1),
-            patch.object(inspector_module, "_FEW_VALUES", 0),
-            patch.object(inspector_module, "_READ_CHUNK", 3),
-        ):
-            index.extend(rec.frames())
-    else:  # all at once, appended frame by frame
-        with patch.object(inspector_module, "_VECTOR_FROM", 10**9):
-            index.extend(rec.frames())
+        return index
+    with ExitStack() as stack:
+        for name, value in settings_.items():
+            stack.enter_context(patch.object(inspector_module, name, value))
+        index.extend(rec.frames())
     return index
 
 
 @settings(max_examples=300, deadline=None)
-@given(
-    FRAMES,
-    st.sampled_from(
-        ["one by one", "numpy, blocks of 5 read 2 at a time", "numpy, sorting", "at once"]
-    ),
-)
+@given(FRAMES, st.sampled_from(list(WAYS)))
 def test_every_way_of_indexing_reads_frames_as_json_loads_does(frames: Any, how: str) -> None:
     rec = recording(frames)
     assert_index_reads_like_json(built(rec, how), rec)
