@@ -6,12 +6,12 @@ import asyncio
 import contextlib
 import json
 import socket
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
+from ws_helpers import Gate
 
 from memgpt_lab.errors import (
     LabConnectionError,
@@ -54,23 +54,14 @@ class GatedAgent:
         return {"said": list(self.said)}
 
 
-class Gate:
-    def __init__(self) -> None:
-        self.started = threading.Event()
-        self.release = threading.Event()
-        self.agents: list[GatedAgent] = []
-
-    def factory(self, config: dict[str, Any], interface: AgentInterface) -> GatedAgent:
-        if "persona" in config:
-            raise LabError(f"unknown persona {config['persona']!r}")
-        agent = GatedAgent(config, interface, self)
-        self.agents.append(agent)
-        return agent
+def _no_personas(config: dict[str, Any]) -> None:
+    if "persona" in config:
+        raise LabError(f"unknown persona {config['persona']!r}")
 
 
 @pytest.fixture
 def gate() -> Iterator[Gate]:
-    gate = Gate()
+    gate = Gate(GatedAgent, refuse=_no_personas)
     yield gate
     gate.release.set()
 

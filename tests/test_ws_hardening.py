@@ -18,13 +18,12 @@ from typing import Any
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
+from ws_helpers import TIMEOUT, Gate, ask, create, open_client, recv, talk, until_end
 
 from memgpt_lab.errors import ProtocolError
 from memgpt_lab.interface import AgentInterface
 from memgpt_lab.ws import protocol
 from memgpt_lab.ws.server import LabServer
-
-TIMEOUT = 10
 
 
 class Agent:
@@ -55,21 +54,9 @@ class Agent:
         return {"messages": list(self.messages)}
 
 
-class Gate:
-    def __init__(self) -> None:
-        self.started = threading.Event()
-        self.release = threading.Event()
-        self.agents: list[Agent] = []
-
-    def factory(self, config: dict[str, Any], interface: AgentInterface) -> Agent:
-        agent = Agent(config, interface, self)
-        self.agents.append(agent)
-        return agent
-
-
 @pytest.fixture
 def gate() -> Iterator[Gate]:
-    gate = Gate()
+    gate = Gate(Agent)
     yield gate
     gate.release.set()
 
@@ -78,39 +65,6 @@ def gate() -> Iterator[Gate]:
 def server(gate: Gate) -> Iterator[LabServer]:
     with LabServer(agent_factory=gate.factory, grace=0) as server:
         yield server
-
-
-def open_client(url: str, **kwargs: Any) -> ClientConnection:
-    return connect(url, open_timeout=TIMEOUT, **kwargs)
-
-
-def recv(ws: ClientConnection) -> dict[str, Any]:
-    frame = json.loads(ws.recv(timeout=TIMEOUT))
-    assert isinstance(frame, dict)
-    return frame
-
-
-def ask(ws: ClientConnection, frame: dict[str, Any] | str) -> dict[str, Any]:
-    ws.send(frame if isinstance(frame, str) else json.dumps(frame))
-    return recv(ws)
-
-
-def create(ws: ClientConnection, **config: Any) -> str:
-    answer = ask(ws, protocol.command("create_agent", config))
-    assert answer["status"] == "OK: Agent initialized", answer
-    return str(answer["agent_id"])
-
-
-def until_end(ws: ClientConnection) -> list[dict[str, Any]]:
-    frames = [recv(ws)]
-    while frames[-1]["type"] != "agent_response_end":
-        frames.append(recv(ws))
-    return frames
-
-
-def talk(ws: ClientConnection, agent: str, message: str, **extra: Any) -> list[dict[str, Any]]:
-    ws.send(json.dumps(protocol.user_message(message, agent, **extra)))
-    return until_end(ws)
 
 
 def connection_id(ws: ClientConnection) -> str:

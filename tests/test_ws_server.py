@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
+from ws_helpers import TIMEOUT, Gate, ask, create, hello, open_client, recv, talk, until_end
 
 from memgpt_lab.errors import LabError, UnknownNameError
 from memgpt_lab.interface import AgentInterface
@@ -34,8 +35,6 @@ from memgpt_lab.ws.server import (
     LabServer,
     origin_allowed,
 )
-
-TIMEOUT = 10
 
 
 class FakeAgent:
@@ -78,25 +77,14 @@ class FakeAgent:
         return {"id": self.id, "messages": list(self.messages)}
 
 
-class Gate:
-    """Lets a test hold a blocking FakeAgent mid-turn and release it."""
-
-    def __init__(self) -> None:
-        self.started = threading.Event()
-        self.release = threading.Event()
-        self.agents: list[FakeAgent] = []
-
-    def factory(self, config: dict[str, Any], interface: AgentInterface) -> FakeAgent:
-        if config.get("bad"):
-            raise ValueError("config 'bad' is not allowed")
-        agent = FakeAgent(config, interface, self)
-        self.agents.append(agent)
-        return agent
+def _no_bad_configs(config: dict[str, Any]) -> None:
+    if config.get("bad"):
+        raise ValueError("config 'bad' is not allowed")
 
 
 @pytest.fixture
 def gate() -> Iterator[Gate]:
-    gate = Gate()
+    gate = Gate(FakeAgent, refuse=_no_bad_configs)
     yield gate
     gate.release.set()  # never leave a worker thread waiting
 
@@ -105,45 +93,6 @@ def gate() -> Iterator[Gate]:
 def server(gate: Gate) -> Iterator[LabServer]:
     with LabServer(agent_factory=gate.factory, grace=5) as server:
         yield server
-
-
-def recv(ws: ClientConnection) -> dict[str, Any]:
-    frame = json.loads(ws.recv(timeout=TIMEOUT))
-    assert isinstance(frame, dict)
-    return frame
-
-
-def open_client(url: str, **kwargs: Any) -> ClientConnection:
-    return connect(url, open_timeout=TIMEOUT, **kwargs)
-
-
-def ask(ws: ClientConnection, frame: dict[str, Any] | str | bytes) -> dict[str, Any]:
-    ws.send(frame if isinstance(frame, (str, bytes)) else json.dumps(frame))
-    return recv(ws)
-
-
-def hello(ws: ClientConnection) -> dict[str, Any]:
-    answer = ask(ws, protocol.command("hello"))
-    assert answer["type"] == "hello", answer
-    return answer
-
-
-def create(ws: ClientConnection, **config: Any) -> str:
-    answer = ask(ws, protocol.command("create_agent", config))
-    assert answer["status"] == "OK: Agent initialized", answer
-    return str(answer["agent_id"])
-
-
-def until_end(ws: ClientConnection) -> list[dict[str, Any]]:
-    frames = [recv(ws)]
-    while frames[-1]["type"] != "agent_response_end":
-        frames.append(recv(ws))
-    return frames
-
-
-def talk(ws: ClientConnection, agent_id: str, message: str, **extra: Any) -> list[dict[str, Any]]:
-    ws.send(json.dumps(protocol.user_message(message, agent_id, **extra)))
-    return until_end(ws)
 
 
 # --------------------------------------------------------------------------- the protocol

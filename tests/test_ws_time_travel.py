@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from websockets.sync.client import ClientConnection, connect
+from ws_helpers import TIMEOUT, ask, create, until_end
 
 from memgpt_lab.errors import LabError, ServerResponseError
 from memgpt_lab.interface import AgentInterface
@@ -17,26 +18,10 @@ from memgpt_lab.ws import protocol
 from memgpt_lab.ws.client import LabClient
 from memgpt_lab.ws.server import COMMANDS, ERROR_CODES, LabServer
 
-TIMEOUT = 10
-
-
-def recv(ws: ClientConnection) -> dict[str, Any]:
-    frame = json.loads(ws.recv(timeout=TIMEOUT))
-    assert isinstance(frame, dict)
-    return frame
-
-
-def ask(ws: ClientConnection, frame: dict[str, Any]) -> dict[str, Any]:
-    ws.send(json.dumps(frame))
-    return recv(ws)
-
 
 def turn(ws: ClientConnection, frame: dict[str, Any]) -> list[dict[str, Any]]:
     ws.send(json.dumps(frame))
-    frames = [recv(ws)]
-    while frames[-1]["type"] != "agent_response_end":
-        frames.append(recv(ws))
-    return frames
+    return until_end(ws)
 
 
 def command(kind: str, config: dict[str, Any] | None = None, /, **fields: Any) -> dict[str, Any]:
@@ -56,12 +41,6 @@ def ws(server: LabServer) -> Iterator[ClientConnection]:
         yield ws
 
 
-def create(ws: ClientConnection, name: str) -> str:
-    answer = ask(ws, command("create_agent", {"name": name}))
-    assert answer["status"] == "OK: Agent initialized"
-    return str(answer["agent_id"])
-
-
 def no_seq(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in frame.items() if k != "seq"} for frame in frames]
 
@@ -72,7 +51,7 @@ def no_seq(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def test_a_restarted_server_has_its_agents_with_their_memory(tmp_path: Path) -> None:
     db = tmp_path / "lab.sqlite"
     with LabServer(db=db) as first, connect(first.url, open_timeout=TIMEOUT) as ws:
-        agent_id = create(ws, "sam")
+        agent_id = create(ws, name="sam")
         for text in ("Hello, is anyone there?", "My name is Ada."):
             assert turn(ws, protocol.user_message(text, "sam"))[-1]["type"] == "agent_response_end"
         memory = ask(ws, command("get_memory", agent_id="sam"))["memory"]
@@ -98,8 +77,8 @@ def test_a_restarted_server_has_its_agents_with_their_memory(tmp_path: Path) -> 
 def test_delete_agent_deletes_it_from_the_store(tmp_path: Path) -> None:
     db = tmp_path / "lab.sqlite"
     with LabServer(db=db) as server, connect(server.url, open_timeout=TIMEOUT) as ws:
-        create(ws, "keep")
-        create(ws, "gone")
+        create(ws, name="keep")
+        create(ws, name="gone")
         assert ask(ws, command("delete_agent", agent_id="gone"))["status"] == "OK: Agent deleted"
     with AgentStore(db) as store:
         assert [agent.name for agent in store.list()] == ["keep"]
@@ -107,8 +86,8 @@ def test_delete_agent_deletes_it_from_the_store(tmp_path: Path) -> None:
 
 def test_agents_of_one_server_share_one_in_memory_store(server: LabServer) -> None:
     with connect(server.url, open_timeout=TIMEOUT) as ws:
-        create(ws, "a")
-        create(ws, "b")
+        create(ws, name="a")
+        create(ws, name="b")
     assert server.store is not None and server.store.path == ":memory:"
     databases = {id(agent.persistence_manager.database) for agent in server.agents.values()}  # type: ignore[attr-defined]
     assert databases == {id(server.store.database)}
@@ -133,7 +112,7 @@ def test_hello_lists_the_time_travel_commands(ws: ClientConnection) -> None:
 
 
 def test_list_checkpoints_rewind_and_retry_frames(ws: ClientConnection) -> None:
-    agent_id = create(ws, "sam")
+    agent_id = create(ws, name="sam")
     fresh = ask(ws, command("get_memory", agent_id="sam"))["memory"]
     listed = ask(ws, {**command("list_checkpoints", agent_id="sam"), "request_id": "l1"})
     [created] = listed["checkpoints"]
@@ -193,7 +172,7 @@ def test_list_checkpoints_rewind_and_retry_frames(ws: ClientConnection) -> None:
 
 
 def test_retry_without_a_user_message_is_an_error_inside_the_turn(ws: ClientConnection) -> None:
-    agent_id = create(ws, "sam")
+    agent_id = create(ws, name="sam")
     frames = no_seq(turn(ws, {**command("retry", agent_id="sam"), "request_id": 7}))
     echo = {"request_id": 7, "requested_by": frames[0]["requested_by"], "command": "retry"}
     assert frames == [
@@ -210,7 +189,7 @@ def test_retry_without_a_user_message_is_an_error_inside_the_turn(ws: ClientConn
 
 
 def test_fork_hosts_a_new_agent_from_a_checkpoint(server: LabServer, ws: ClientConnection) -> None:
-    agent_id = create(ws, "sam")
+    agent_id = create(ws, name="sam")
     turn(ws, protocol.user_message("My name is Ada.", "sam"))
     created = ask(ws, command("list_checkpoints", agent_id="sam"))["checkpoints"][0]["id"]
     forked = ask(ws, {**command("fork", agent_id="sam", checkpoint_id=created), "request_id": 3})
@@ -282,7 +261,7 @@ def test_fork_hosts_a_new_agent_from_a_checkpoint(server: LabServer, ws: ClientC
 def test_errors_name_the_agent_and_carry_a_code(
     ws: ClientConnection, frame: dict[str, Any], status: str, code: str
 ) -> None:
-    agent_id = create(ws, "sam")
+    agent_id = create(ws, name="sam")
     name = frame["command"]
     answer = ask(ws, {**frame, "request_id": "e"})
     assert answer == {
