@@ -157,6 +157,9 @@ def test_files_that_are_not_ours_or_too_new(tmp_path: Path) -> None:
     junk.write_text("{not json", encoding="utf-8")
     with pytest.raises(StorageError, match="is not JSON"):
         Agent.import_file(junk)
+    junk.write_text('{"agents": ' + "[" * 100_000 + "]" * 100_000 + "}", encoding="utf-8")
+    with pytest.raises(StorageError, match="is not JSON: JSON nested deeper than 512 levels"):
+        Agent.import_file(junk)  # (json raised RecursionError)
     with pytest.raises(ValueError, match="format must be"):
         agent.export(tmp_path / "x.json", format="yaml")
 

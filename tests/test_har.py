@@ -255,7 +255,10 @@ def test_foreign_connections_interleave_by_time(tmp_path: Path) -> None:
             '{"log": {"entries": [{"_resourceType": "websocket", "_webSocketMessages": [{"type": "send", "time": 1, "opcode": 1, "data": 5}]}]}}',
             "'data' must be a string",
         ),
-        ('{"log": ' + "[" * 100_000 + "]" * 100_000 + "}", "not JSON .*nested too deeply"),
+        (
+            '{"log": ' + "[" * 100_000 + "]" * 100_000 + "}",
+            "not JSON .*nested deeper than 512 levels",
+        ),
     ],
 )
 def test_bad_har_files_say_what_is_wrong(tmp_path: Path, document: str, message: str) -> None:
@@ -352,7 +355,7 @@ def test_load_picks_the_format(tmp_path: Path) -> None:
     deep = (tmp_path / "deep.jsonl").read_text(encoding="utf-8").splitlines()
     deep.insert(1, "[" * 100_000 + "]" * 100_000)  # json raised RecursionError here
     (tmp_path / "deep.jsonl").write_text("\n".join(deep), encoding="utf-8")
-    with pytest.raises(RecordingFormatError, match="line 2.*nested too deeply"):
+    with pytest.raises(RecordingFormatError, match="line 2.*nested deeper than 512 levels"):
         Recording.load(tmp_path / "deep.jsonl")
     with pytest.raises(FileNotFoundError):
         Recording.load(tmp_path / "missing.har")

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from memgpt_lab._json import MAX_DEPTH, NestingError, depth, loads
+from memgpt_lab._json import LIMIT, MAX_DEPTH, NestingError, depth, loads
 
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
@@ -39,7 +39,7 @@ def test_depth_walks_values_too_deep_for_recursion() -> None:
 
 @pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000, b"{" + b'"a":{' * 50_000])
 def test_what_json_cannot_parse_for_depth_is_a_value_error(text: str | bytes) -> None:
-    with pytest.raises(NestingError, match="nested too deeply") as info:
+    with pytest.raises(NestingError, match=f"nested deeper than {LIMIT} levels") as info:
         loads(text)
     assert isinstance(info.value, ValueError)
 
@@ -50,7 +50,15 @@ def test_max_depth_refuses_what_parses_but_nests_deeper() -> None:
     assert loads(text.encode(), max_depth=MAX_DEPTH) == nested(MAX_DEPTH)
     with pytest.raises(NestingError, match=f"deeper than {MAX_DEPTH} levels"):
         loads(json.dumps(nested(MAX_DEPTH + 1)), max_depth=MAX_DEPTH)
-    assert loads(json.dumps(nested(MAX_DEPTH + 1))) == nested(MAX_DEPTH + 1)  # no limit asked
+    assert loads(json.dumps(nested(MAX_DEPTH + 1))) == nested(MAX_DEPTH + 1)  # LIMIT by default
+
+
+def test_no_value_deeper_than_the_limit_is_read_however_much_is_asked() -> None:
+    # json's own limit depends on how deep the caller's stack is; this one does not
+    assert loads(json.dumps(nested(LIMIT))) == nested(LIMIT)
+    for max_depth in (LIMIT, 10 * LIMIT):
+        with pytest.raises(NestingError, match=f"deeper than {LIMIT} levels"):
+            loads(json.dumps(nested(LIMIT + 1)), max_depth=max_depth)
 
 
 def test_brackets_inside_strings_are_not_nesting() -> None:

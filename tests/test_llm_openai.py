@@ -6,8 +6,10 @@ own error body; the agent must come out of each as it went in.
 
 from __future__ import annotations
 
+import http.server
 import json
 import re
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -523,3 +525,46 @@ def test_a_preset_model_spec_builds_a_working_model(server: LLMServer) -> None:
         {"provider": "openai-compatible", "model": "scripted", "base_url": server.base_url}
     )
     assert make_agent(spec.build(api_key="sk-test")).turn("hello").replies
+
+
+def test_a_streamed_chunk_nested_too_deeply_is_an_error_not_a_crash() -> None:
+    # The SDK parses each streamed chunk with json.loads: it raised RecursionError out of the step
+    deep_chunk = json.dumps(
+        {
+            "id": "c1",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": "m",
+            "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}],
+        }
+    ).replace('"model"', '"extra": ' + "[" * 5000 + "]" * 5000 + ', "model"')
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = f"data: {deep_chunk}\n\ndata: [DONE]\n\n".encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler) as httpd:
+        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread.start()
+        try:
+            model = OpenAIChatModel(
+                "m",
+                base_url=f"http://127.0.0.1:{httpd.server_address[1]}/v1",
+                api_key="sk-test",
+                stream=True,
+                max_retries=0,
+            )
+            with pytest.raises(LLMError, match="not a chat completion"):
+                model.chat([{"role": "user", "content": "hi"}], [])
+        finally:
+            httpd.shutdown()
+            thread.join()

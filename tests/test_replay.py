@@ -8,6 +8,7 @@ import socket
 from collections.abc import Iterator
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
+from typing import Any
 
 import pytest
 from websockets.sync.client import connect
@@ -134,6 +135,25 @@ def test_ids_are_learnt_from_answers_and_carried_into_client_frames() -> None:
     assert ids.apply_text("not json old") == "not json old"
     unrelated = json.dumps({"type": "user_message", "agent_id": "other"})
     assert ids.apply_text(unrelated) == unrelated  # untouched, byte for byte
+
+
+def nested_dict(levels: int, inner: Any) -> Any:
+    for _ in range(levels):
+        inner = {"x": inner}
+    return inner
+
+
+def test_frames_nested_too_deeply_for_the_protocol_are_left_as_they_are() -> None:
+    # Walking them (to learn ids, to replace them) overflowed the stack
+    ids = IdMap()
+    ids.learn([{"type": "r", "agent_id": "old"}], [{"type": "r", "agent_id": "new"}])
+    deep = nested_dict(1000, {"agent_id": "k1"})
+    ids.learn(
+        [{"type": "r", "x": deep}], [{"type": "r", "x": nested_dict(1000, {"agent_id": "k2"})}]
+    )
+    assert ids.ids == {"old": "new"}  # nothing learnt from the deep pair
+    text = json.dumps({"type": "user_message", "agent_id": "old", "deep": nested_dict(500, "old")})
+    assert ids.apply_text(text) == text
 
 
 def test_frames_of_different_types_teach_nothing() -> None:

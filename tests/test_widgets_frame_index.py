@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from memgpt_lab._json import LIMIT, depth
 from memgpt_lab.recorder import Recording, TickClock
 from memgpt_lab.widgets import inspector as inspector_module
 from memgpt_lab.widgets.inspector import COLUMNS, FILTER_FIELDS, FrameFilter, FrameIndex
@@ -59,6 +60,11 @@ def frame_texts(draw: st.DrawFn) -> str:
                 "[" + text + "]",
                 "[" * 3000 + "]" * 3000,  # deeper than json can parse
                 '{"type": ' + "[" * 200 + "]" * 200 + "}",
+                '{"type": "a", "x": ' + "[" * (LIMIT - 1) + "]" * (LIMIT - 1) + "}",
+                '{"type": "a", "x": ' + "[" * LIMIT + "]" * LIMIT + "}",  # json reads it; too deep
+                '{"type": "a", "n": ' + "9" * 4300 + "}",
+                '{"type": "a", "n": ' + "9" * 4301 + "}",  # json refuses; msgspec skips it
+                '{"type": "a", "s": "' + "9" * 4301 + '"}',  # digits in a string: JSON
                 '{"type": "agent_response", "x": "\\ud800"}',  # lone surrogate escape: valid JSON
                 '{"type": "a\\ud800b"}',
                 '{"type": "agent_response", "message_type": "x", "n": NaN}',
@@ -93,15 +99,23 @@ def recording(frames: list[tuple[str, str | bytes | None, str]]) -> Recording:
 
 
 def as_json_reads_it(frame: Any) -> tuple[str, ...]:
-    """The index's values for a frame, worked out from ``json.loads`` alone."""
+    """The index's values for a frame, from ``json.loads`` (and the depth limit of all JSON
+    read from outside: more than ``LIMIT`` levels is not JSON, as ``Frame.json`` says)."""
     body = None
     if frame.opcode == "text":
         try:
             body = json.loads(frame.text)
         except (ValueError, RecursionError):
             body = None
+        if depth(body) > LIMIT:
+            body = None
     frame_type, message_type = (
         (body.get("type"), body.get("message_type")) if type(body) is dict else (None, None)
+    )
+    shown = frame.json if type(frame.json) is dict else {}  # Frame.json reads it the same way
+    assert (str(shown.get("type")), str(shown.get("message_type"))) == (
+        str(frame_type),
+        str(message_type),
     )
     if frame_type == "agent_response" and message_type:
         lane = str(message_type)
@@ -212,3 +226,58 @@ def test_indexing_leaves_the_recordings_texts_as_they_were() -> None:
     for frame in rec:
         FrameIndex().extend([frame])  # one by one
     assert [sys.getsizeof(frame.text) for frame in rec] == sizes
+
+
+def test_a_frame_read_one_by_one_keeps_its_text_as_it_was_too() -> None:
+    # NaN sends its chunk down the one-by-one path, which must not leave a UTF-8 copy either
+    texts = [
+        json.dumps({"type": "agent_response", "message": f"café {n}"}, ensure_ascii=False)
+        for n in range(40)
+    ]
+    texts.append('{"type": "agent_response", "message": "déjà", "n": NaN}')
+    rec = recording([("out", text, "c1") for text in texts])
+    sizes = [sys.getsizeof(frame.text) for frame in rec]
+    index = FrameIndex()
+    index.extend(rec.frames())
+    assert index.value_at("type", 40) == "agent_response"  # read by json: NaN is JSON to it
+    assert [sys.getsizeof(frame.text) for frame in rec] == sizes
+
+
+def test_a_str_subclass_is_coded_by_its_text_whatever_came_before() -> None:
+    class Direction(str):
+        def __str__(self) -> str:
+            return "sub:" + super().__str__()
+
+    rec = recording([("out", '{"type": "a"}', "c1")] * 2)
+    odd = rec.frames()[1].replace(direction=Direction("out"))
+    first, second = FrameIndex(), FrameIndex()
+    first.extend([rec.frames()[0]])  # a plain "out" known before the subclass
+    first.extend([odd])
+    second.extend([odd])
+    assert first.value_at("direction", 1) == second.value_at("direction", 0) == "sub:out"
+
+
+def test_a_block_that_fails_halfway_leaves_the_index_as_it_was() -> None:
+    rec = recording([("out", '{"type": "a"}', f"c{n % 3}") for n in range(2000)])
+    index = FrameIndex()
+    index.extend(rec.frames()[:1000])
+
+    def state() -> tuple[Any, ...]:
+        postings = {f: [list(p) for p in lists] for f, lists in index.postings.items()}
+        return len(index), {f: list(c) for f, c in index.columns.items()}, postings
+
+    before = state()
+    append_many = FrameIndex._append_many
+
+    def then_interrupted(self: FrameIndex, *args: Any) -> None:
+        append_many(self, *args)  # columns and postings appended, the frames not yet
+        raise KeyboardInterrupt
+
+    with (
+        patch.object(FrameIndex, "_append_many", then_interrupted),
+        pytest.raises(KeyboardInterrupt),
+    ):
+        index.extend(rec.frames()[1000:])
+    assert state() == before
+    index.extend(rec.frames()[1000:])  # and it goes on from there
+    assert_index_reads_like_json(index, rec)

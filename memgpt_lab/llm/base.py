@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Sequence
+from itertools import repeat
 from typing import Any, Protocol, runtime_checkable
 
 from memgpt_lab.errors import LLMError, UnknownNameError
@@ -57,6 +59,9 @@ def estimate_tokens(value: Any) -> int:
     return (len(text) + 3) // 4
 
 
+_MISSING = object()
+
+
 class IdentityCache:
     """``compute(item)`` for each item of a list, computed once per item object.
 
@@ -72,20 +77,22 @@ class IdentityCache:
         self._compute = compute
         self._values: dict[int, Any] = {}
         self._kept: dict[int, Any] = {}
+        self._lock = threading.Lock()  # a model may be shared by agents on several threads
 
     def __call__(self, items: Sequence[Any]) -> list[Any]:
         ids = list(map(id, items))
-        found = list(map(self._values.get, ids))
-        if None in found:
-            compute, values, kept = self._compute, self._values, self._kept
-            for index, value in enumerate(found):
-                if value is None:
-                    item = items[index]
-                    found[index] = values[ids[index]] = compute(item)
-                    kept[ids[index]] = item
-        if len(self._values) > 2 * len(ids) + 256:  # forget items that left the lists
-            self._values = dict(zip(ids, found, strict=True))
-            self._kept = dict(zip(ids, items, strict=True))
+        with self._lock:
+            found = list(map(self._values.get, ids, repeat(_MISSING)))
+            if _MISSING in found:
+                compute, values, kept = self._compute, self._values, self._kept
+                for index, value in enumerate(found):
+                    if value is _MISSING:
+                        item = items[index]
+                        found[index] = values[ids[index]] = compute(item)
+                        kept[ids[index]] = item
+            if len(self._values) > 2 * len(ids) + 256:  # forget items that left the lists
+                self._values = dict(zip(ids, found, strict=True))
+                self._kept = dict(zip(ids, items, strict=True))
         return found
 
 

@@ -304,7 +304,7 @@ class _Entry:
         if self.record is None:
             with path.open("rb") as file:
                 file.seek(self.offset)
-                self.record = json.loads(file.read(self.length))
+                self.record = _json.loads(file.read(self.length))
         return self.record
 
     def outcome(self, path: Path) -> dict[str, Any]:

@@ -358,7 +358,8 @@ class OpenAIChatModel:
             raise self._status_error(exc) from None
         except LLMError as exc:  # a stream that ended early
             raise _Retryable(f"{self.base_url}: {exc}") from exc
-        except (ValueError, openai.APIResponseValidationError) as exc:
+        except (ValueError, RecursionError, openai.APIResponseValidationError) as exc:
+            # (RecursionError: the SDK parses each streamed chunk with json.loads itself)
             raise LLMError(
                 f"{self.base_url} answered with a body that is not a chat completion: {exc}"
             ) from None

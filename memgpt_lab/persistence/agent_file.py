@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from memgpt_lab import _json
 from memgpt_lab.persistence.database import (
     Database,
     StorageError,
@@ -342,7 +343,7 @@ def read_agent_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """
     where = os.fspath(path)
     try:
-        document = json.loads(Path(path).read_text(encoding="utf-8"))
+        document = _json.loads(Path(path).read_text(encoding="utf-8"))
     except ValueError as exc:
         raise StorageError(f"{where} is not JSON: {exc}") from None
     if isinstance(document, dict) and "format" in document:
@@ -350,7 +351,7 @@ def read_agent_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         return document
     if isinstance(document, str):  # some .af files hold their JSON as a JSON string
         try:
-            document = json.loads(document)
+            document = _json.loads(document)
         except ValueError:
             raise StorageError(f"{where} is neither our agent file nor Letta's .af") from None
     if isinstance(document, dict) and ("agents" in document or "core_memory" in document):
@@ -589,7 +590,7 @@ def _letta_message(
 
 def _status_of(content: Any) -> str | None:
     try:
-        packet = json.loads(content) if isinstance(content, str) else None
+        packet = _json.loads(content) if isinstance(content, str) else None
     except ValueError:
         return None
     return packet.get("status") if isinstance(packet, dict) else None

@@ -21,6 +21,7 @@ import bisect
 import json
 import math
 import re
+import sys
 import threading
 import weakref
 from array import array
@@ -28,6 +29,7 @@ from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from itertools import count, islice
 from operator import attrgetter
 from pathlib import Path
@@ -150,10 +152,11 @@ class _Fields(msgspec.Struct, frozen=True, gc=False):
 
     Decoded by msgspec, which checks the whole text as JSON but builds nothing
     else: a fifth of the time of ``json.loads`` or less. Where it refuses a text
-    (a field that is not text, a lone surrogate, ``NaN``, nesting too deep for
-    it) the frame is read with ``json`` instead, so the index always agrees with
-    ``json.loads`` (tests/test_widgets_frame_index.py fuzzes the two against
-    each other).
+    (a field that is not text, a lone surrogate, ``NaN``), and for the long
+    texts it might read where ``json`` would not (see :func:`_needs_json`), the
+    frame is read as ``Frame.json`` reads it, with :func:`memgpt_lab._json.loads`;
+    so the index always agrees with ``Frame.json`` (tests/test_widgets_frame_index.py
+    fuzzes the two against each other).
     """
 
     type: str | None = None
@@ -182,14 +185,42 @@ def _utf8(text: str) -> str | bytes:
     return text if text.isascii() else text.encode()
 
 
+#: Texts up to this long can neither nest deeper than ``_json.LIMIT`` nor hold an
+#: integer longer than Python reads (4,300 digits by default): msgspec may read them.
+_SHORT = 2 * _json.LIMIT
+
+
+@lru_cache(maxsize=4)
+def _digit_run(length: int) -> re.Pattern[str]:
+    return re.compile(f"[0-9]{{{length}}}")
+
+
+def _needs_json(text: str) -> bool:
+    """Whether msgspec might read ``text`` where ``json`` would not: only ``json`` may decide.
+
+    Too deep (``_json.loads`` refuses more than ``_json.LIMIT`` levels, msgspec
+    about a thousand), or a run of digits longer than ``int()`` reads
+    (``sys.set_int_max_str_digits``: ``json`` refuses such a number, msgspec
+    skips it in a field it does not keep). False alarms (digits in a string)
+    cost only the slower reading.
+    """
+    if len(text) <= _SHORT:
+        return False
+    if _json.could_nest(text):
+        return True
+    most = sys.get_int_max_str_digits()
+    return bool(most) and len(text) > most and _digit_run(most + 1).search(text) is not None
+
+
 def _fields_key(frame: Frame, payload: object) -> Hashable:
     """What the index needs of a frame's payload: ``_Fields``, or ``(type, message_type, lane)``."""
     if type(payload) is not str:
         return ("", "", frame.opcode)
-    try:
-        return _decode_fields(_utf8(payload))
-    except _DECODE_ERRORS:
-        pass
+    if not _needs_json(payload):
+        try:
+            return _decode_fields(_utf8(payload))
+        except _DECODE_ERRORS:
+            pass
     body = _body(payload)
     if type(body) is not dict:
         return ("", "", "text")
@@ -232,6 +263,7 @@ class FrameIndex:
         # message_type and lane codes
         self._field_ids: defaultdict[Hashable, int] = defaultdict(count().__next__)
         self._field_codes: list[tuple[int, int, int]] = []
+        self._field_table: Any = ()  # _field_codes as a numpy array, made when needed
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -272,12 +304,10 @@ class FrameIndex:
     def _codes_of(self, field: str, values: list[Any]) -> list[int]:
         """The codes of ``field``'s values, one per frame (coding new ones)."""
         codes = self.codes[field]
-        try:
-            return list(
-                map(codes.__getitem__, values)
-            )  # every value known and text: no Python loop
-        except (KeyError, TypeError):
-            return [self._code(field, v if type(v) is str else _key(v)) for v in values]
+        if set(map(type, values)) == {str}:  # (a str subclass would match its plain twin)
+            with suppress(KeyError):
+                return list(map(codes.__getitem__, values))  # all known: no Python loop
+        return [self._code(field, v if type(v) is str else _key(v)) for v in values]
 
     def extend(self, frames: Iterable[Frame]) -> None:
         """Append frames (in recording order) to the index."""
@@ -295,11 +325,23 @@ class FrameIndex:
                 directions += self._codes_of("direction", list(map(_direction_of, chunk)))
                 connections += self._codes_of("connection_id", list(map(_connection_of, chunk)))
             base = len(self.frames)
-            if len(block) >= _VECTOR_FROM:
-                self._append_many(directions, connections, ids, base)
-            else:
-                self._append_each(directions, connections, ids, base)
+            try:
+                if len(block) >= _VECTOR_FROM:
+                    self._append_many(directions, connections, ids, base)
+                else:
+                    self._append_each(directions, connections, ids, base)
+            except BaseException:  # KeyboardInterrupt included: leave no half-appended block
+                self._truncate(base)
+                raise
             self.frames.extend(block)
+
+    def _truncate(self, length: int) -> None:
+        """Drop what the columns and posting lists hold for positions from ``length`` on."""
+        for column in self.columns.values():
+            del column[length:]
+        for posting_lists in self.postings.values():
+            for posting in posting_lists:
+                del posting[bisect.bisect_left(posting, length) :]
 
     def _field_ids_of(self, chunk: list[Frame]) -> list[int]:
         """The fields number of each frame of ``chunk``, numbering (and coding) new ones.
@@ -310,7 +352,9 @@ class FrameIndex:
         """
         payloads = list(map(_payload_of, chunk))
         fields: list[Hashable] | None = None
-        if set(map(type, payloads)) == {str}:
+        if set(map(type, payloads)) == {str} and (
+            max(map(len, payloads)) <= _SHORT or not any(map(_needs_json, payloads))
+        ):
             with suppress(*_DECODE_ERRORS):  # else a frame msgspec will not read: one by one
                 # (_utf8 written out: a call per frame costs as much as the decoding)
                 texts = [p if p.isascii() else p.encode() for p in payloads]
@@ -348,7 +392,9 @@ class FrameIndex:
     ) -> None:
         import numpy as np
 
-        by_field = np.array(self._field_codes, dtype=np.int64)[np.array(ids, dtype=np.intp)]
+        if len(self._field_table) != len(self._field_codes):
+            self._field_table = np.array(self._field_codes, dtype=np.int64).reshape(-1, 3)
+        by_field = self._field_table[np.array(ids, dtype=np.intp)]
         values = {
             "direction": np.array(directions, dtype=np.int64),
             "type": by_field[:, 0],

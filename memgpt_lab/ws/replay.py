@@ -190,6 +190,7 @@ class IdMap:
                 isinstance(old, Mapping)
                 and isinstance(new, Mapping)
                 and old.get("type") == new.get("type")
+                and max(_json.depth(old), _json.depth(new)) <= _json.MAX_DEPTH
             ):
                 self._learn(old, new)
 
@@ -224,8 +225,8 @@ class IdMap:
         if not self.ids:
             return text
         try:
-            message = _json.loads(text)
-        except ValueError:
+            message = _json.loads(text, max_depth=_json.MAX_DEPTH)
+        except ValueError:  # not JSON, or too deep to be one of the protocol's frames
             return text
         replaced = self.apply(message)
         if replaced == message:
