@@ -46,9 +46,29 @@ def loads(text: str | bytes | bytearray, *, max_depth: int = LIMIT) -> Any:
         value = json.loads(text)
     except RecursionError:
         raise NestingError(f"JSON nested deeper than {max_depth} levels") from None
-    if could_nest(text, max_depth) and depth(value) > max_depth:
+    if could_nest(text, max_depth) and _nests_deeper(value, max_depth):
         raise NestingError(f"JSON nested deeper than {max_depth} levels")
     return value
+
+
+def _nests_deeper(value: Any, max_depth: int) -> bool:
+    """Whether a parsed JSON value nests deeper than ``max_depth``: a level at a time.
+
+    Each level is one list comprehension over the containers of the one above,
+    so a request body of thousands of small objects costs little (json makes
+    only ``dict`` and ``list``).
+    """
+    level = [value] if type(value) is dict or type(value) is list else []
+    for _ in range(max_depth):
+        if not level:
+            return False
+        level = [
+            child
+            for item in level
+            for child in (item.values() if type(item) is dict else item)
+            if type(child) is dict or type(child) is list
+        ]
+    return bool(level)
 
 
 def could_nest(text: str | bytes | bytearray, max_depth: int = LIMIT) -> bool:

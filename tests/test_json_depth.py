@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from memgpt_lab._json import LIMIT, MAX_DEPTH, NestingError, depth, loads
+from memgpt_lab._json import LIMIT, MAX_DEPTH, NestingError, _nests_deeper, depth, loads
 
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
@@ -78,3 +78,15 @@ def test_any_value_loads_at_its_own_depth_and_not_one_less(value: Any) -> None:
     if depth(value) > 0:
         with pytest.raises(NestingError):
             loads(text, max_depth=depth(value) - 1)
+
+
+@given(JSON_VALUES, st.integers(0, 6))
+def test_nesting_is_measured_as_depth_measures_it(value: Any, max_depth: int) -> None:
+    assert _nests_deeper(value, max_depth) is (depth(value) > max_depth)
+
+
+def test_a_large_shallow_body_reads_and_a_limit_below_its_depth_refuses() -> None:
+    body = json.dumps({"messages": [{"role": "user", "content": f"[{n}]"} for n in range(20_000)]})
+    assert loads(body, max_depth=MAX_DEPTH)["messages"][-1]["content"] == "[19999]"
+    with pytest.raises(NestingError):
+        loads(body, max_depth=2)
