@@ -281,3 +281,16 @@ def test_a_block_that_fails_halfway_leaves_the_index_as_it_was() -> None:
     assert state() == before
     index.extend(rec.frames()[1000:])  # and it goes on from there
     assert_index_reads_like_json(index, rec)
+
+
+def test_integers_longer_than_python_reads_follow_its_setting() -> None:
+    text = '{"type": "a", "n": ' + "9" * 700 + "}"  # short, yet past a limit of 640 digits
+    rec = recording([("out", text, "c1")] * 600)
+    before = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(640)
+    try:
+        assert rec[0].json is None  # json refuses the number, so the frame is not JSON
+        for how in WAYS:
+            assert built(rec, how).values("type") == [""], how
+    finally:
+        sys.set_int_max_str_digits(before)

@@ -185,9 +185,14 @@ def _utf8(text: str) -> str | bytes:
     return text if text.isascii() else text.encode()
 
 
-#: Texts up to this long can neither nest deeper than ``_json.LIMIT`` nor hold an
-#: integer longer than Python reads (4,300 digits by default): msgspec may read them.
+#: Texts up to this long cannot nest deeper than ``_json.LIMIT``.
 _SHORT = 2 * _json.LIMIT
+
+
+def _short() -> int:
+    """Up to how long a text can neither nest too deeply nor hold an integer longer
+    than ``int()`` reads (4,300 digits by default, 640 at the least; 0: no limit)."""
+    return min(_SHORT, sys.get_int_max_str_digits() or _SHORT)
 
 
 @lru_cache(maxsize=4)
@@ -204,7 +209,7 @@ def _needs_json(text: str) -> bool:
     skips it in a field it does not keep). False alarms (digits in a string)
     cost only the slower reading.
     """
-    if len(text) <= _SHORT:
+    if len(text) <= _short():
         return False
     if _json.could_nest(text):
         return True
@@ -353,7 +358,7 @@ class FrameIndex:
         payloads = list(map(_payload_of, chunk))
         fields: list[Hashable] | None = None
         if set(map(type, payloads)) == {str} and (
-            max(map(len, payloads)) <= _SHORT or not any(map(_needs_json, payloads))
+            max(map(len, payloads)) <= _short() or not any(map(_needs_json, payloads))
         ):
             with suppress(*_DECODE_ERRORS):  # else a frame msgspec will not read: one by one
                 # (_utf8 written out: a call per frame costs as much as the decoding)
