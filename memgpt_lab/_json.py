@@ -5,10 +5,11 @@ deeper than the interpreter's stack allows (a thousand ``[`` do it, fewer
 the deeper the caller's stack), and a value nested just under that limit
 parses but then breaks whatever walks it (``repr``, ``json.dumps``) further
 down the stack. Every parser of text from outside goes through :func:`loads`,
-for which too deep is invalid JSON like any other, a ``ValueError``, at a depth
-that does not depend on the caller's stack: :data:`LIMIT` at most, and
-:data:`MAX_DEPTH` where a protocol frame, a request body or a model's call
-arguments are read.
+for which too deep is invalid JSON like any other, a ``ValueError``, at a fixed
+depth: :data:`LIMIT` at most, and :data:`MAX_DEPTH` where a protocol frame, a
+request body or a model's call arguments are read. (Called from a stack
+already hundreds of frames deep, ``json`` may give up on less than ``LIMIT``
+levels; that too is a ``NestingError``.)
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ def test_max_depth_refuses_what_parses_but_nests_deeper() -> None:
 
 
 def test_no_value_deeper_than_the_limit_is_read_however_much_is_asked() -> None:
-    # json's own limit depends on how deep the caller's stack is; this one does not
+    # json's own limit depends on how deep the caller's stack is; this one is fixed
     assert loads(json.dumps(nested(LIMIT))) == nested(LIMIT)
     for max_depth in (LIMIT, 10 * LIMIT):
         with pytest.raises(NestingError, match=f"deeper than {LIMIT} levels"):

@@ -258,13 +258,15 @@ def test_a_str_subclass_is_coded_by_its_text_whatever_came_before() -> None:
 
 
 def test_a_block_that_fails_halfway_leaves_the_index_as_it_was() -> None:
-    rec = recording([("out", '{"type": "a"}', f"c{n % 3}") for n in range(2000)])
+    old = [("out", '{"type": "a"}', f"c{n % 3}") for n in range(1000)]
+    rec = recording(old + [("in", '{"type": "b"}', "c9")] * 1000)  # values new to the index
     index = FrameIndex()
     index.extend(rec.frames()[:1000])
 
     def state() -> tuple[Any, ...]:
-        postings = {f: [list(p) for p in lists] for f, lists in index.postings.items()}
-        return len(index), {f: list(c) for f, c in index.columns.items()}, postings
+        postings = {f: [list(p) for p in lists if p] for f, lists in index.postings.items()}
+        shown = {f: (index.values(f), index.counts(f)) for f in FILTER_FIELDS}
+        return len(index), {f: list(c) for f, c in index.columns.items()}, postings, shown
 
     before = state()
     append_many = FrameIndex._append_many

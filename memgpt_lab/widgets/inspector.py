@@ -197,7 +197,9 @@ def _short() -> int:
 
 @lru_cache(maxsize=4)
 def _digit_run(length: int) -> re.Pattern[str]:
-    return re.compile(f"[0-9]{{{length}}}")
+    # Anchored at a run's first digit: unanchored, each start inside a long run
+    # rescanned the run (seconds for a megabyte of runs just under the length).
+    return re.compile(f"(?<![0-9])[0-9]{{{length}}}")
 
 
 def _needs_json(text: str) -> bool:
@@ -450,13 +452,19 @@ class FrameIndex:
         return self.names[field][self.columns[field][pos]]
 
     def values(self, field: str) -> list[str]:
-        """The distinct values of ``field`` seen so far, sorted."""
-        return sorted(self.codes[field])
+        """The distinct values of ``field`` of the frames indexed, sorted."""
+        postings = self.postings.get(field)
+        if postings is None:  # (the lane has no posting lists: every value coded is used)
+            return sorted(self.codes[field])
+        # A value coded in a block that was interrupted has no frames (see extend).
+        return sorted(v for v, c in self.codes[field].items() if postings[c])
 
     def counts(self, field: str) -> dict[str, int]:
         """How many frames have each non-empty value of ``field``."""
         postings = self.postings[field]
-        return {v: len(postings[c]) for v, c in sorted(self.codes[field].items()) if v}
+        return {
+            v: len(postings[c]) for v, c in sorted(self.codes[field].items()) if v and postings[c]
+        }
 
     def query(
         self,
