@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import anywidget
 import ipywidgets as widgets
 import msgspec
+import numpy as np  # imported with the widgets, not at a widget's first draw
 import traitlets
 
 from memgpt_lab import _json
@@ -397,8 +398,6 @@ class FrameIndex:
     def _append_many(
         self, directions: list[int], connections: list[int], ids: list[int], base: int
     ) -> None:
-        import numpy as np
-
         if len(self._field_table) != len(self._field_codes):
             self._field_table = np.array(self._field_codes, dtype=np.int64).reshape(-1, 3)
         by_field = self._field_table[np.array(ids, dtype=np.intp)]

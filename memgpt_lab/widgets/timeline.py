@@ -21,6 +21,7 @@ from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
+import numpy as np  # imported with the widgets, not at a widget's first draw
 
 from memgpt_lab.widgets._util import LiveRefresh, Scheduler, esc
 from memgpt_lab.widgets.inspector import (
@@ -255,8 +256,6 @@ class TimelineModel:
         ``lane_codes[i]`` indexes ``lane_names``; the other sequences hold one
         value per frame, in recording order (numpy arrays or anything numpy reads).
         """
-        import numpy as np
-
         t = np.asarray(times, dtype=np.float64)
         n = len(t)
         if n == 0:
@@ -496,8 +495,6 @@ class TimelineModel:
 
 def _add_cells(cells: _Cells, bins: Any, seqs: Any) -> None:
     """``cells.add(b, seq)`` for each pair, in order, vectorised."""
-    import numpy as np
-
     n = len(bins)
     if not n:
         return
@@ -746,8 +743,6 @@ class Timeline(widgets.HTML):
         start_code = type_codes.get("agent_response_start", -1)
         end_code = type_codes.get("agent_response_end", -1)
         if end - start >= _VECTOR_FROM:
-            import numpy as np
-
             chunk = frames[start:end]
             in_code = direction_names.index("in") if "in" in direction_names else -1
             type_column = np.asarray(types[start:end])
