@@ -47,12 +47,12 @@ def loads(text: str | bytes | bytearray, *, max_depth: int = LIMIT) -> Any:
         value = json.loads(text)
     except RecursionError:
         raise NestingError(f"JSON nested deeper than {max_depth} levels") from None
-    if could_nest(text, max_depth) and _nests_deeper(value, max_depth):
+    if could_nest(text, max_depth) and nests_deeper(value, max_depth):
         raise NestingError(f"JSON nested deeper than {max_depth} levels")
     return value
 
 
-def _nests_deeper(value: Any, max_depth: int) -> bool:
+def nests_deeper(value: Any, max_depth: int) -> bool:
     """Whether a parsed JSON value nests deeper than ``max_depth``: a level at a time.
 
     Each level is one list comprehension over the containers of the one above,
@@ -81,21 +81,3 @@ def could_nest(text: str | bytes | bytearray, max_depth: int = LIMIT) -> bool:
     if isinstance(text, str):
         return text.count("[") + text.count("{") > max_depth
     return text.count(b"[") + text.count(b"{") > max_depth
-
-
-def depth(value: Any) -> int:
-    """How deep arrays and objects nest in a parsed JSON value (0 for a scalar); no recursion."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        item, level = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        level += 1
-        deepest = max(deepest, level)
-        stack.extend((child, level) for child in children)
-    return deepest

@@ -9,13 +9,31 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from memgpt_lab._json import LIMIT, MAX_DEPTH, NestingError, _nests_deeper, depth, loads
+from memgpt_lab._json import LIMIT, MAX_DEPTH, NestingError, loads, nests_deeper
 
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
     max_leaves=20,
 )
+
+
+def depth(value: Any) -> int:
+    """The oracle: how deep arrays and objects nest in a parsed JSON value (0 for a scalar); no recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        level += 1
+        deepest = max(deepest, level)
+        stack.extend((child, level) for child in children)
+    return deepest
 
 
 def nested(levels: int) -> Any:
@@ -44,7 +62,7 @@ def test_what_json_cannot_parse_for_depth_is_a_value_error(text: str | bytes) ->
     assert isinstance(info.value, ValueError)
 
 
-def test_max_depth_refuses_what_parses_but_nests_deeper() -> None:
+def test_max_depth_refuses_what_parses_butnests_deeper() -> None:
     text = json.dumps(nested(MAX_DEPTH))
     assert loads(text, max_depth=MAX_DEPTH) == nested(MAX_DEPTH)
     assert loads(text.encode(), max_depth=MAX_DEPTH) == nested(MAX_DEPTH)
@@ -82,7 +100,7 @@ def test_any_value_loads_at_its_own_depth_and_not_one_less(value: Any) -> None:
 
 @given(JSON_VALUES, st.integers(0, 6))
 def test_nesting_is_measured_as_depth_measures_it(value: Any, max_depth: int) -> None:
-    assert _nests_deeper(value, max_depth) is (depth(value) > max_depth)
+    assert nests_deeper(value, max_depth) is (depth(value) > max_depth)
 
 
 def test_a_large_shallow_body_reads_and_a_limit_below_its_depth_refuses() -> None:

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memgpt_lab._json import LIMIT, depth
+from memgpt_lab._json import LIMIT, nests_deeper
 from memgpt_lab.recorder import Recording, TickClock
 from memgpt_lab.widgets import inspector as inspector_module
 from memgpt_lab.widgets.inspector import COLUMNS, FILTER_FIELDS, FrameFilter, FrameIndex
@@ -107,7 +107,7 @@ def as_json_reads_it(frame: Any) -> tuple[str, ...]:
             body = json.loads(frame.text)
         except (ValueError, RecursionError):
             body = None
-        if depth(body) > LIMIT:
+        if nests_deeper(body, LIMIT):
             body = None
     frame_type, message_type = (
         (body.get("type"), body.get("message_type")) if type(body) is dict else (None, None)

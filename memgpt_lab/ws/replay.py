@@ -190,7 +190,8 @@ class IdMap:
                 isinstance(old, Mapping)
                 and isinstance(new, Mapping)
                 and old.get("type") == new.get("type")
-                and max(_json.depth(old), _json.depth(new)) <= _json.MAX_DEPTH
+                and not _json.nests_deeper(old, _json.MAX_DEPTH)
+                and not _json.nests_deeper(new, _json.MAX_DEPTH)
             ):
                 self._learn(old, new)
 
